@@ -1,0 +1,101 @@
+# shellcheck shell=bash
+# Environment bootstrap for reviewrec, sourced by spark-submit.sh.
+#
+#   ensure_java   Java 17 for Spark 3.5 (installs OpenJDK 17 with apt-get when run as root).
+#   ensure_env    .venv with the pins of lib/requirements.txt, horovod built with Gloo, and
+#                 reviewrec installed in editable mode. Rebuilt only when the pins change.
+#
+# The horovod wheel is built once (6-15 minutes on 2 cores) and cached outside the clone,
+# keyed by horovod, TensorFlow, Python and platform, so CI runs and fresh clones reuse it:
+#   ${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reviewrec}/wheels/<key>/
+
+RR_ROOT="${RR_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+RR_VENV="${REVIEWREC_VENV:-$RR_ROOT/.venv}"
+RR_CACHE="${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reviewrec}"
+RR_REQ="$RR_ROOT/lib/requirements.txt"
+
+rr_log() { printf '[reviewrec %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+rr_die() { rr_log "ERROR: $*"; exit 1; }
+
+# Version pinned in lib/requirements.txt for one package name.
+rr_pin() { sed -n "s/^$1==\([^ #]*\).*/\1/p" "$RR_REQ" | head -n 1; }
+
+rr_java_major() {
+  local v
+  v=$("$1" -version 2>&1 | sed -n 's/.*version "\([0-9][0-9.]*\).*/\1/p' | head -n 1)
+  [ -n "$v" ] || return 1
+  case "$v" in 1.*) echo "${v#1.}" | cut -d. -f1 ;; *) echo "$v" | cut -d. -f1 ;; esac
+}
+
+ensure_java() {
+  local java major
+  java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  if command -v "$java" >/dev/null 2>&1; then
+    major=$(rr_java_major "$java" || echo 0)
+    if [ "$major" = 17 ] || [ "$major" = 11 ]; then return 0; fi
+    rr_log "found Java $major at $(command -v "$java"); Spark 3.5 needs Java 17 (or 11)"
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    rr_log "installing OpenJDK 17 with apt-get"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq openjdk-17-jre-headless >/dev/null \
+      || rr_die "apt-get install openjdk-17-jre-headless failed"
+    unset JAVA_HOME
+    return 0
+  fi
+  rr_die "Java 17 is required by Spark 3.5. Install OpenJDK 17 (Debian/Ubuntu: 'sudo apt-get install openjdk-17-jre-headless'; macOS: 'brew install openjdk@17') and set JAVA_HOME, then rerun."
+}
+
+rr_stamp() { cat "$RR_REQ" "$RR_ROOT/setup.py" | sha256sum | cut -c1-16; }
+
+rr_build_horovod() {
+  # Horovod has no binary wheels: build one with Gloo against the venv's TensorFlow.
+  local py="$1" hvd tf pytag plat key dir
+  hvd=$(rr_pin horovod); tf=$(rr_pin tensorflow-cpu)
+  pytag=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  plat=$(uname -m)
+  key="horovod-${hvd}_tf-${tf}_${pytag}_${plat}"
+  dir="$RR_CACHE/wheels/$key"
+  if ! ls "$dir"/horovod-*.whl >/dev/null 2>&1; then
+    rr_log "building horovod $hvd with Gloo (no cached wheel at $dir; takes 6-15 minutes)"
+    mkdir -p "$dir.tmp.$$"
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+    HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+      "$py" -m pip wheel -q --no-deps --no-build-isolation "horovod==$hvd" -w "$dir.tmp.$$" \
+      || rr_die "horovod build failed (needs gcc, g++, cmake and Python headers)"
+    rm -rf "$dir" && mv "$dir.tmp.$$" "$dir"
+  else
+    rr_log "using cached horovod wheel $(ls "$dir"/horovod-*.whl)"
+  fi
+  "$py" -m pip install -q --no-deps "$dir"/horovod-*.whl || rr_die "installing the horovod wheel failed"
+}
+
+ensure_env() {
+  ensure_java
+  local stamp py
+  stamp=$(rr_stamp)
+  if [ -f "$RR_VENV/.reviewrec-stamp" ] && [ "$(cat "$RR_VENV/.reviewrec-stamp")" = "$stamp" ]; then
+    return 0
+  fi
+  mkdir -p "$RR_CACHE"
+  # One bootstrap at a time (parallel CI steps, two terminals).
+  exec 9>"$RR_CACHE/bootstrap.lock"
+  flock 9
+  if [ -f "$RR_VENV/.reviewrec-stamp" ] && [ "$(cat "$RR_VENV/.reviewrec-stamp")" = "$stamp" ]; then
+    flock -u 9; return 0
+  fi
+  py=$(command -v python3.11 || command -v python3) || rr_die "Python 3.11 is required"
+  "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || rr_die "Python 3.11 is required (TensorFlow 2.15 + horovod 0.28.1 are pinned for it); found $("$py" --version)"
+  rr_log "setting up $RR_VENV (pins: lib/requirements.txt)"
+  [ -x "$RR_VENV/bin/python" ] || "$py" -m venv "$RR_VENV" || rr_die "python -m venv failed"
+  "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" >/dev/null
+  grep -v '^horovod==' "$RR_REQ" | "$RR_VENV/bin/python" -m pip install -q -r /dev/stdin \
+    || rr_die "pip install -r lib/requirements.txt failed"
+  rr_build_horovod "$RR_VENV/bin/python"
+  "$RR_VENV/bin/python" -m pip install -q --no-deps -e "$RR_ROOT" >/dev/null \
+    || rr_die "pip install -e . failed"
+  echo "$stamp" > "$RR_VENV/.reviewrec-stamp"
+  rr_log "environment ready: $RR_VENV"
+  flock -u 9
+}

@@ -1,0 +1,1 @@
+"""Ingest: raw pds TSV / pds Parquet / McAuley JSON -> canonical `reviews` + `quarantine`."""

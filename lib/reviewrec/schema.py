@@ -1,0 +1,102 @@
+"""Column names and schemas of every dataset reviewrec reads or writes.
+
+Code refers to columns through these constants, never through string literals, so a rename
+happens in one place and a typo is an AttributeError instead of an AnalysisException at run time.
+"""
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# -- amazon-reviews-pds columns, in the order of the TSV header -----------------------------
+MARKETPLACE = "marketplace"
+CUSTOMER_ID = "customer_id"
+REVIEW_ID = "review_id"
+PRODUCT_ID = "product_id"
+PRODUCT_PARENT = "product_parent"
+PRODUCT_TITLE = "product_title"
+PRODUCT_CATEGORY = "product_category"
+STAR_RATING = "star_rating"
+HELPFUL_VOTES = "helpful_votes"
+TOTAL_VOTES = "total_votes"
+VINE = "vine"
+VERIFIED_PURCHASE = "verified_purchase"
+REVIEW_HEADLINE = "review_headline"
+REVIEW_BODY = "review_body"
+REVIEW_DATE = "review_date"
+
+PDS_COLUMNS: tuple[str, ...] = (
+    MARKETPLACE, CUSTOMER_ID, REVIEW_ID, PRODUCT_ID, PRODUCT_PARENT, PRODUCT_TITLE,
+    PRODUCT_CATEGORY, STAR_RATING, HELPFUL_VOTES, TOTAL_VOTES, VINE, VERIFIED_PURCHASE,
+    REVIEW_HEADLINE, REVIEW_BODY, REVIEW_DATE,
+)
+PDS_HEADER = "\t".join(PDS_COLUMNS)
+
+# -- McAuley JSON lines (reviews_<Category>.json / 5-core files) ------------------------------
+MC_REVIEWER_ID = "reviewerID"
+MC_ASIN = "asin"
+MC_OVERALL = "overall"
+MC_REVIEW_TEXT = "reviewText"
+MC_SUMMARY = "summary"
+MC_UNIX_TIME = "unixReviewTime"
+MC_HELPFUL = "helpful"
+MC_CATEGORY = "category"
+
+# -- the canonical `reviews` dataset (output of ingest) ---------------------------------------
+REVIEWS_SCHEMA = T.StructType([
+    T.StructField(MARKETPLACE, T.StringType(), True),
+    T.StructField(CUSTOMER_ID, T.StringType(), False),
+    T.StructField(REVIEW_ID, T.StringType(), False),
+    T.StructField(PRODUCT_ID, T.StringType(), False),
+    T.StructField(PRODUCT_PARENT, T.StringType(), True),
+    T.StructField(PRODUCT_TITLE, T.StringType(), True),
+    T.StructField(PRODUCT_CATEGORY, T.StringType(), True),
+    T.StructField(STAR_RATING, T.IntegerType(), False),
+    T.StructField(HELPFUL_VOTES, T.IntegerType(), True),
+    T.StructField(TOTAL_VOTES, T.IntegerType(), True),
+    T.StructField(VINE, T.BooleanType(), True),
+    T.StructField(VERIFIED_PURCHASE, T.BooleanType(), True),
+    T.StructField(REVIEW_HEADLINE, T.StringType(), True),
+    T.StructField(REVIEW_BODY, T.StringType(), True),
+    T.StructField(REVIEW_DATE, T.DateType(), False),
+])
+REVIEWS_COLUMNS: tuple[str, ...] = tuple(f.name for f in REVIEWS_SCHEMA.fields)
+
+# -- the `quarantine` dataset ---------------------------------------------------------------
+SOURCE_FILE = "source_file"
+RAW_RECORD = "raw_record"
+REASON = "reason"
+
+QUARANTINE_SCHEMA = T.StructType([
+    T.StructField(SOURCE_FILE, T.StringType(), True),
+    T.StructField(REASON, T.StringType(), False),
+    T.StructField(RAW_RECORD, T.StringType(), True),
+])
+
+# Quarantine reasons: the closed set a quarantined row can carry.
+R_COLUMN_COUNT = "wrong_column_count"
+R_BAD_DATE = "bad_date"
+R_BAD_STAR = "star_not_in_1_5"
+R_BAD_VOTES = "non_numeric_votes"
+R_MISSING_ID = "missing_id"
+R_UNDECODABLE = "undecodable_bytes"
+R_BAD_FLAG = "bad_y_n_flag"
+R_MALFORMED_JSON = "malformed_json"
+REASONS: tuple[str, ...] = (
+    R_COLUMN_COUNT, R_UNDECODABLE, R_MALFORMED_JSON, R_MISSING_ID, R_BAD_STAR, R_BAD_VOTES,
+    R_BAD_DATE, R_BAD_FLAG,
+)
+
+
+def missing_columns(actual: list[str] | tuple[str, ...], required: tuple[str, ...] | list[str]) -> list[str]:
+    """Required column names absent from `actual`, in `required` order."""
+    have = set(actual)
+    return [c for c in required if c not in have]
+
+
+def require_columns(df_columns: list[str], required: tuple[str, ...] | list[str], what: str) -> None:
+    """Raise a ValueError naming every missing column and the dataset it was expected in."""
+    missing = missing_columns(df_columns, required)
+    if missing:
+        raise ValueError(
+            f"{what}: missing required column(s) {missing}; present: {sorted(df_columns)}"
+        )
