@@ -1,0 +1,1 @@
+"""Reports: EDA of the reviews, and the small HTML/plot helpers every report uses."""
