@@ -90,8 +90,12 @@ ensure_env() {
   rr_log "setting up $RR_VENV (pins: lib/requirements.txt)"
   [ -x "$RR_VENV/bin/python" ] || "$py" -m venv "$RR_VENV" || rr_die "python -m venv failed"
   "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" >/dev/null
-  grep -v '^horovod==' "$RR_REQ" | "$RR_VENV/bin/python" -m pip install -q -r /dev/stdin \
-    || rr_die "pip install -r lib/requirements.txt failed"
+  local pip_log="$RR_CACHE/pip-install.log" req_no_hvd="$RR_CACHE/requirements-no-horovod.txt"
+  grep -v '^horovod==' "$RR_REQ" > "$req_no_hvd"
+  if ! "$RR_VENV/bin/python" -m pip install -q -r "$req_no_hvd" > "$pip_log" 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" "$pip_log" >&2 || true
+    rr_die "pip install -r lib/requirements.txt failed (log: $pip_log)"
+  fi
   rr_build_horovod "$RR_VENV/bin/python"
   "$RR_VENV/bin/python" -m pip install -q --no-deps -e "$RR_ROOT" >/dev/null \
     || rr_die "pip install -e . failed"
