@@ -95,6 +95,12 @@ FILLER = (
     "compared to my old {noun} this one is {adj}.",
     "the {aspect} could be better but it is {adj2} overall.",
 )
+# A long tail of rare words (brand names, slang, typos in real reviews): syllable words drawn
+# with Zipf frequencies, so vocabulary size grows with the corpus as real vocabularies do.
+_SYLLABLES = ("ka", "lo", "mi", "ra", "ten", "vo", "zu", "ber", "dan", "el", "fi", "gor", "hu", "ish", "jo",
+              "ket", "lum", "nor", "pa", "qui", "ros", "sil", "tar", "ul", "ven", "wex", "yal", "zen")
+TAIL_WORDS = 30_000
+TAIL_TEMPLATES = ("i also tried {tail} and {tail2}.", "much better than {tail}.", "the {tail} version is {adj}.")
 HTML_BITS = ("<br />", "<br /><br />", "&#34;", "&amp;", "&quot;")
 
 START_DATE = date(2005, 1, 1)
@@ -200,6 +206,28 @@ def _score(bu: np.ndarray, bi: np.ndarray, tu: np.ndarray, pi: np.ndarray, noise
     return bu + bi + 0.6 * np.einsum("ij,ij->i", tu, pi) / math.sqrt(LATENT_DIM) + noise
 
 
+def _tail_lexicon() -> tuple[list[str], list[float]]:
+    rng = random.Random(7)
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < TAIL_WORDS:
+        w = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    cum = list(np.cumsum(1.0 / np.arange(1, TAIL_WORDS + 1) ** 1.05))
+    return words, cum
+
+
+_TAIL, _TAIL_CUM = _tail_lexicon()
+
+
+def _tail_word(r: random.Random) -> str:
+    import bisect
+
+    return _TAIL[min(bisect.bisect_left(_TAIL_CUM, r.random() * _TAIL_CUM[-1]), TAIL_WORDS - 1)]
+
+
 def _sentence(r: random.Random, tmpl: str, star: int, cat: str, attrs: tuple[str, ...], aspect_slot: int) -> str:
     aspects = CATEGORIES[cat][1]
     nouns = CATEGORIES[cat][2]
@@ -218,7 +246,7 @@ def _sentence(r: random.Random, tmpl: str, star: int, cat: str, attrs: tuple[str
         noun=r.choice(nouns), person=r.choice(PEOPLE),
         aspect=fav if r.random() < 0.6 else r.choice(aspects), aspect2=r.choice(aspects),
         adj=adj(), adj2=adj(), attr=r.choice(attrs), verb=r.choice(VERBS_BY_STAR[star - 1]),
-        n=r.randint(2, 12),
+        n=r.randint(2, 12), tail=_tail_word(r), tail2=_tail_word(r),
         # "not bad" in good reviews, "not good" in bad ones: sentiment a bag of words misreads.
         negated=r.choice(POLARITY_WORDS[4] if star >= 4 else POLARITY_WORDS[1]),
     )
@@ -233,7 +261,8 @@ def _review_text(r: random.Random, star: int, cat: str, attrs: tuple[str, ...], 
     k = max(1, min(14, int(r.lognormvariate(1.1, 0.6))))
     parts = []
     for _ in range(k):
-        s = _sentence(r, r.choice(FILLER), star, cat, attrs, aspect_slot)
+        tmpl = r.choice(TAIL_TEMPLATES) if r.random() < 0.15 else r.choice(FILLER)
+        s = _sentence(r, tmpl, star, cat, attrs, aspect_slot)
         s = s[0].upper() + s[1:]
         if r.random() < 0.04:
             s = s.replace(" is ", f" is {r.choice(ELONGATED)} ", 1)
@@ -355,7 +384,8 @@ def generate_tsv(out_dir: str, rows: int, seed: int = 42, customers: int = 4000,
     tmp = out_dir.rstrip("/") + ".__tmp_gen"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    n_chunks = max(1, math.ceil(rows / CHUNK_ROWS))
+    chunk_rows = max(1, min(CHUNK_ROWS, math.ceil(rows / files)))
+    n_chunks = max(1, math.ceil(rows / chunk_rows))
     files = max(1, min(files, n_chunks))
     ext = ".tsv.gz" if compress else ".tsv"
     handles = []
@@ -367,8 +397,8 @@ def generate_tsv(out_dir: str, rows: int, seed: int = 42, customers: int = 4000,
         stats.files.append(os.path.join(out_dir, os.path.basename(path)))
     done = 0
     for c in range(n_chunks):
-        n = min(CHUNK_ROWS, rows - c * CHUNK_ROWS)
-        lines = _chunk(world, seed, c, c * CHUNK_ROWS, n, malformed_fraction, duplicate_fraction, stats)
+        n = min(chunk_rows, rows - c * chunk_rows)
+        lines = _chunk(world, seed, c, c * chunk_rows, n, malformed_fraction, duplicate_fraction, stats)
         handles[c * files // n_chunks].write(b"\n".join(lines) + b"\n")
         done += n
         if done // log_every != (done - n) // log_every:

@@ -140,7 +140,8 @@ def _blank(c: Column) -> Column:
 
 
 def _count_ok(c: Column) -> Column:
-    return c.rlike(f"^[0-9]{{1,{_MAX_INT_DIGITS}}}$")
+    # \z, not $: Java's $ also matches before a trailing line terminator (\u2028, \r, ...).
+    return c.rlike(r"^[0-9]{1,%d}\z" % _MAX_INT_DIGITS)
 
 
 def _parse_date(c: Column) -> Column:
@@ -164,10 +165,10 @@ def validate_fields(fields: DataFrame) -> DataFrame:
     kind = (
         F.when(F.col(KIND).isNotNull(), F.col(KIND))
         .when(_blank(c[S.CUSTOMER_ID]) | _blank(c[S.REVIEW_ID]) | _blank(c[S.PRODUCT_ID]), F.lit(S.R_MISSING_ID))
-        .when(~F.coalesce(F.trim(c[S.STAR_RATING]).rlike("^[1-5]$"), F.lit(False)), F.lit(S.R_BAD_STAR))
+        .when(~F.coalesce(F.trim(c[S.STAR_RATING]).rlike(r"^[1-5]\z"), F.lit(False)), F.lit(S.R_BAD_STAR))
         .when(~F.coalesce(_count_ok(F.trim(c[S.HELPFUL_VOTES])) & _count_ok(F.trim(c[S.TOTAL_VOTES])), F.lit(False)),
               F.lit(S.R_BAD_VOTES))
-        .when(~F.coalesce(F.trim(c[S.REVIEW_DATE]).rlike(r"^\d{4}-\d{2}-\d{2}$"), F.lit(False)) | date.isNull(),
+        .when(~F.coalesce(F.trim(c[S.REVIEW_DATE]).rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z"), F.lit(False)) | date.isNull(),
               F.lit(S.R_BAD_DATE))
         .when(~F.coalesce(flags_ok, F.lit(False)), F.lit(S.R_BAD_FLAG))
         .otherwise(F.lit(OK))
