@@ -35,6 +35,7 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "spark.master": (str,),
     "input.path": (str,),
     "input.category": (str,),
+    "model.checkpoint_dir": (str,),
 }
 # Keys whose value may also take another type than base.yaml's (e.g. "all" for a list).
 ALSO: dict[str, tuple[type, ...]] = {
@@ -42,6 +43,7 @@ ALSO: dict[str, tuple[type, ...]] = {
 }
 ENUMS: dict[str, tuple[Any, ...]] = {
     "input.format": ("synthetic", "tsv", "parquet", "json"),
+    "model.optimizer": ("rmsprop", "adam", "sgd"),
 }
 # (min, max) inclusive; None leaves that side open.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -52,6 +54,26 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "synthetic.malformed_fraction": (0.0, 0.5),
     "synthetic.duplicate_fraction": (0.0, 0.5),
     "eda.top_words": (1, None),
+    "model.embedding_dim": (1, None),
+    "model.lstm_units": (1, None),
+    "model.dropout": (0.0, 0.95),
+    "model.user_buckets": (2, None),
+    "model.item_buckets": (2, None),
+    "model.user_embedding_dim": (1, None),
+    "model.item_embedding_dim": (1, None),
+    "model.id_dropout": (0.0, 1.0),
+    "model.learning_rate": (0.0, None),
+    "model.batch_size": (1, None),
+    "model.epochs": (1, None),
+    "model.early_stopping_patience": (1, None),
+    "model.max_steps_per_epoch": (0, None),
+    "model.num_proc": (1, None),
+    "model.intra_op_threads": (0, None),
+    "model.inter_op_threads": (0, None),
+    "model.start_timeout": (1, None),
+    "model.score_batch_size": (1, None),
+    "model.baseline_elastic_net": (0.0, 1.0),
+    "model.baseline_max_iter": (1, None),
 }
 REMOTE_SCHEMES = ("s3://", "s3a://", "s3n://", "gs://", "hdfs://", "abfs://", "abfss://", "wasbs://", "dbfs:/")
 

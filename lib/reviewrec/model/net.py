@@ -1,0 +1,97 @@
+"""The Keras network and the id bucketing shared by training and scoring.
+
+Inputs (the paper's feature set): the token-id sequence of the lemmatized review and the
+label-encoded customer and product ids. Architecture:
+
+    seq  -> Embedding(vocab, E, mask_zero) -> (Bi)LSTM(U) -> Dropout ─┐
+    user -> bucket -> Embedding(user_buckets, Du) -> Flatten ─────────┼─ concat -> Dense(5, softmax)
+    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ─────────┘
+
+Customer/product ids are bucketed: bucket 0 is "unseen" (an index outside the indexer the
+features job fitted on the training split, or a negative one), known ids are hashed into
+buckets 1..B-1 (identity when the index fits). During training a fraction `id_dropout` of ids
+is sent to bucket 0 so that the "unseen" embedding is trained: in a time split most test
+customers are new.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from reviewrec.model.contract import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class NetParams:
+    vocab_size: int
+    seq_len: int
+    embedding_dim: int = 64
+    lstm_units: int = 64
+    bidirectional: bool = True
+    dropout: float = 0.3
+    user_buckets: int = 8192
+    item_buckets: int = 4096
+    user_embedding_dim: int = 16
+    item_embedding_dim: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bucket_ids(idx: np.ndarray, known: int, buckets: int) -> np.ndarray:
+    """Index -> embedding row: 0 for unseen (idx < 0 or idx >= known), else 1 + idx mod (B-1)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    seen = (idx >= 0) & (idx < known)
+    return np.where(seen, 1 + np.mod(np.maximum(idx, 0), max(buckets - 1, 1)), 0).astype(np.int32)
+
+
+def drop_ids(b: np.ndarray, rate: float, rng: np.random.RandomState) -> np.ndarray:
+    """Send a fraction `rate` of bucketed ids to the 'unseen' bucket 0 (training only)."""
+    if rate <= 0:
+        return b
+    return np.where(rng.random_sample(b.shape[0]) < rate, 0, b).astype(np.int32)
+
+
+def build_model(p: NetParams) -> Any:
+    """The uncompiled Keras (tf.keras 2.x) model with inputs `seq`, `user`, `item`."""
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    seq = L.Input(shape=(p.seq_len,), dtype="int32", name="seq")
+    user = L.Input(shape=(1,), dtype="int32", name="user")
+    item = L.Input(shape=(1,), dtype="int32", name="item")
+    x = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
+    rnn = L.LSTM(p.lstm_units, name="lstm")
+    x = L.Bidirectional(rnn, name="bilstm")(x) if p.bidirectional else rnn(x)
+    x = L.Dropout(p.dropout, name="dropout")(x)
+    u = L.Flatten(name="user_flat")(L.Embedding(p.user_buckets, p.user_embedding_dim, name="user_emb")(user))
+    i = L.Flatten(name="item_flat")(L.Embedding(p.item_buckets, p.item_embedding_dim, name="item_emb")(item))
+    h = L.Concatenate(name="concat")([x, u, i])
+    out = L.Dense(NUM_CLASSES, activation="softmax", name="stars")(h)
+    return tf.keras.Model(inputs=[seq, user, item], outputs=out, name="star_lstm")
+
+
+def make_optimizer(name: str, learning_rate: float) -> Any:
+    """A legacy tf.keras optimizer (what hvd.DistributedOptimizer wraps in TF 2.15)."""
+    import tensorflow as tf
+
+    opts = {
+        "rmsprop": tf.keras.optimizers.legacy.RMSprop,
+        "adam": tf.keras.optimizers.legacy.Adam,
+        "sgd": tf.keras.optimizers.legacy.SGD,
+    }
+    return opts[name](learning_rate=learning_rate)
+
+
+def class_weights(counts: np.ndarray) -> dict[int, float]:
+    """Balanced class weights n / (k * n_c) from global per-class counts (absent classes -> 0)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n, k = counts.sum(), (counts > 0).sum()
+    return {c: float(n / (k * counts[c])) if counts[c] > 0 else 0.0 for c in range(len(counts))}
+
+
+def expected_rating(probs: np.ndarray) -> np.ndarray:
+    """sum_s p(star = s) * s over stars 1..5."""
+    return probs @ np.arange(1, NUM_CLASSES + 1, dtype=np.float64)

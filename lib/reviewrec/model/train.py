@@ -1,0 +1,383 @@
+"""The train job: the star-rating LSTM trained data-parallel with horovod.spark.run.
+
+Reads <root>/features (train + val splits) and <root>/features_meta; writes <root>/model:
+    model.keras      the trained Keras model (best validation epoch), no optimizer state
+    vocab.json       token -> id, as the features job wrote it
+    features_meta.json  the sizes the model was built for (users, items, seq_len, vocab)
+    metadata.json    config hash, network params, data counts, history, versions, timings
+
+Every rank reads its own Parquet shards with pyarrow (data.rank_shard); the driver only
+collects per-split counts. Rank 0 writes a checkpoint after every epoch to
+<checkpoint_dir>/<train hash>/epoch-NNNN (model + optimizer state + history, moved into
+place when complete); a rerun with the same training config resumes after the last
+complete one. On clusters the checkpoint directory must be a shared mount.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from reviewrec import io
+from reviewrec.config import Config
+from reviewrec.model import contract as C
+from reviewrec.model.data import Arrays, epoch_order, rank_shard
+from reviewrec.model.net import NetParams, bucket_ids, build_model, class_weights, drop_ids, make_optimizer
+from reviewrec.runtime import StageTimer
+from reviewrec.schema import require_columns
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+CKPT_PREFIX = "epoch-"
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything a rank needs (pickled to the Spark tasks by horovod.spark.run)."""
+
+    features_dir: str
+    net: NetParams
+    num_users: int
+    num_items: int
+    checkpoint_dir: str | None = None
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 5
+    patience: int = 2
+    use_class_weights: bool = False
+    id_dropout: float = 0.2
+    seed: int = 42
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    deterministic: bool = True
+    max_steps_per_epoch: int = 0  # 0: the whole (equalised) shard every epoch
+    validate: bool = True
+    return_weights: bool = False  # tests: every rank returns its final weights
+    return_model: bool = True     # rank 0 returns the saved model's bytes
+
+    def train_hash(self) -> str:
+        """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
+        d = asdict(self)
+        for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _ckpt_root(spec: TrainSpec, size: int) -> str | None:
+    if not spec.checkpoint_dir:
+        return None
+    return os.path.join(C._local(spec.checkpoint_dir), f"{spec.train_hash()}-np{size}")
+
+
+def latest_checkpoint(ckpt_root: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(directory, state) of the last complete epoch checkpoint, or None."""
+    if not ckpt_root or not os.path.isdir(ckpt_root):
+        return None
+    for d in sorted(glob.glob(os.path.join(ckpt_root, CKPT_PREFIX + "[0-9]*")), reverse=True):
+        state_path = os.path.join(d, STATE_FILE)
+        if os.path.isfile(state_path):
+            with open(state_path, encoding="utf-8") as fh:
+                return d, json.load(fh)
+    return None
+
+
+def _write_checkpoint(ckpt: Any, ckpt_root: str, epoch: int, state: dict[str, Any], keep: int = 2) -> str:
+    """Rank 0: write to a temporary directory, then rename it to epoch-NNNN (complete or absent)."""
+    os.makedirs(ckpt_root, exist_ok=True)
+    final = os.path.join(ckpt_root, f"{CKPT_PREFIX}{epoch:04d}")
+    tmp = os.path.join(ckpt_root, f".tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    ckpt.write(os.path.join(tmp, "ckpt"))
+    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=1)
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in sorted(glob.glob(os.path.join(ckpt_root, CKPT_PREFIX + "[0-9]*")))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------- the rank function
+def _dataset(tf: Any, a: Arrays, users: np.ndarray, items: np.ndarray, batch: int) -> Any:
+    x = {"seq": a.seq, "user": users.reshape(-1, 1), "item": items.reshape(-1, 1)}
+    return tf.data.Dataset.from_tensor_slices((x, a.label)).batch(batch)
+
+
+def weights_digest(weights: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def train_rank(spec: TrainSpec) -> dict[str, Any]:
+    """Runs on every Horovod rank (a Spark task). Returns this rank's summary."""
+    import tensorflow as tf
+
+    # Threads must be fixed before TensorFlow creates its context.
+    tf.config.threading.set_intra_op_parallelism_threads(spec.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(spec.inter_op_threads)
+    import horovod.tensorflow as hvd_tf
+    import horovod.tensorflow.keras as hvd
+
+    # Horovod: initialize, then pin one GPU per process (NCCL does the allreduce there).
+    hvd.init()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for g in gpus:
+            tf.config.experimental.set_memory_growth(g, True)
+        tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
+    rank, size = hvd.rank(), hvd.size()
+    tf.keras.utils.set_random_seed(spec.seed)
+    if spec.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    t_read = time.perf_counter()
+    train = rank_shard(C.split_files(spec.features_dir, C.TRAIN), rank, size, spec.net.seq_len)
+    val = (rank_shard(C.split_files(spec.features_dir, C.VAL), rank, size, spec.net.seq_len)
+           if spec.validate else None)
+    read_s = time.perf_counter() - t_read
+    local_counts = np.bincount(train.label, minlength=C.NUM_CLASSES)[:C.NUM_CLASSES]
+    # Horovod: every rank must run the same number of steps; equalise on the smallest shard.
+    sizes = hvd_tf.allgather_object(len(train))
+    global_counts = np.sum(hvd_tf.allgather_object(local_counts), axis=0)
+    steps = max(min(sizes) // spec.batch_size, 1)
+    if spec.max_steps_per_epoch:
+        steps = min(steps, spec.max_steps_per_epoch)
+    if min(sizes) == 0:
+        raise ValueError(f"a rank has no training rows (rows per rank {sizes}); fewer ranks or more data")
+    cw = class_weights(global_counts) if spec.use_class_weights else None
+
+    model = build_model(spec.net)
+    # Horovod: scale the learning rate by the number of workers (the effective batch grows).
+    opt = hvd.DistributedOptimizer(make_optimizer(spec.optimizer, spec.learning_rate * size))
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Create the optimizer's slots now so that a checkpoint restores them immediately and the
+    # broadcast below covers them.
+    opt._create_all_weights(model.trainable_variables)
+    epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+
+    ckpt_root = _ckpt_root(spec, size)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_val_loss": None, "best_epoch": 0, "wait": 0}
+    resumed_from = None
+    if rank == 0:
+        found = latest_checkpoint(ckpt_root)
+        if found:
+            path, st = found
+            ckpt.read(os.path.join(path, "ckpt")).assert_existing_objects_matched()
+            state, resumed_from = st, path
+            log.info("rank 0: resumed from %s (epoch %d complete)", path, st["epoch"])
+    # Horovod: everyone starts from rank 0's state (fresh init or the restored checkpoint).
+    state = hvd_tf.broadcast_object(state, root_rank=0)
+    hvd_tf.broadcast_variables(model.variables + opt.variables(), root_rank=0)
+
+    best_path = os.path.join(ckpt_root, "best.weights.h5") if ckpt_root else None
+    best_weights = None
+    if rank == 0 and best_path and os.path.isfile(best_path) and state["best_val_loss"] is not None:
+        keep = [w.numpy() for w in model.weights]
+        model.load_weights(best_path)
+        best_weights = model.get_weights()
+        model.set_weights(keep)
+
+    callbacks = [hvd.callbacks.MetricAverageCallback()]  # Horovod: average train metrics over ranks
+    epoch_seconds: list[float] = []
+    stopped_early = False
+    for epoch in range(int(state["epoch"]), spec.epochs):
+        order = epoch_order(len(train), spec.seed, epoch, rank)[: steps * spec.batch_size]
+        part = train.take(order)
+        rng = np.random.RandomState((spec.seed + 7919 * (epoch + 1) + 104729 * rank) % (2**32 - 1))
+        users = drop_ids(bucket_ids(part.user, spec.num_users, spec.net.user_buckets), spec.id_dropout, rng)
+        items = drop_ids(bucket_ids(part.item, spec.num_items, spec.net.item_buckets), spec.id_dropout, rng)
+        ds = _dataset(tf, part, users, items, spec.batch_size)
+        t0 = time.perf_counter()
+        hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, class_weight=cw, verbose=0,
+                         callbacks=callbacks, shuffle=False)
+        dt = time.perf_counter() - t0
+        epoch_seconds.append(dt)
+        rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
+               "accuracy": float(hist.history["accuracy"][-1]), "seconds": round(dt, 3),
+               "samples": int(steps * spec.batch_size * size),
+               "samples_per_s": round(steps * spec.batch_size * size / dt, 2)}
+        if val is not None:
+            vu = bucket_ids(val.user, spec.num_users, spec.net.user_buckets)
+            vi = bucket_ids(val.item, spec.num_items, spec.net.item_buckets)
+            vl, va = model.evaluate(_dataset(tf, val, vu, vi, 1024), verbose=0) if len(val) else (0.0, 0.0)
+            # Horovod: exact global validation metrics (row-weighted sums over ranks).
+            tot = hvd_tf.allreduce(tf.constant([vl * len(val), va * len(val), float(len(val))], tf.float64),
+                                   op=hvd_tf.Sum).numpy()
+            rec["val_loss"] = float(tot[0] / max(tot[2], 1))
+            rec["val_accuracy"] = float(tot[1] / max(tot[2], 1))
+        state["history"].append(rec)
+        state["epoch"] = epoch + 1
+        improved = val is None or state["best_val_loss"] is None or rec["val_loss"] < state["best_val_loss"] - 1e-4
+        if improved:
+            state["best_val_loss"] = rec.get("val_loss")
+            state["best_epoch"] = epoch + 1
+            state["wait"] = 0
+            if rank == 0:
+                best_weights = model.get_weights()
+                if best_path:
+                    os.makedirs(ckpt_root, exist_ok=True)  # type: ignore[arg-type]
+                    tmp = f"{best_path}.tmp-{uuid.uuid4().hex[:6]}.h5"
+                    model.save_weights(tmp)
+                    os.replace(tmp, best_path)
+        else:
+            state["wait"] += 1
+        stop = val is not None and state["wait"] >= spec.patience
+        state["stopped_early"] = bool(stop)
+        epoch_var.assign(epoch + 1)
+        if rank == 0:
+            log.info("epoch %d: %s", epoch + 1, rec)
+            if ckpt_root:
+                _write_checkpoint(ckpt, ckpt_root, epoch + 1, state)
+        # Horovod: all ranks take rank 0's decision.
+        if hvd_tf.broadcast_object(bool(stop), root_rank=0):
+            stopped_early = True
+            break
+
+    final_weights = model.get_weights()
+    out: dict[str, Any] = {
+        "rank": rank, "size": size, "local_rows": len(train), "rows_per_rank": sizes,
+        "val_rows_local": len(val) if val is not None else 0, "steps_per_epoch": steps,
+        "class_counts": global_counts.tolist(), "class_weights": cw, "history": state["history"],
+        "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
+        "stopped_early": stopped_early or bool(state.get("stopped_early")),
+        "resumed_from": resumed_from, "epoch_seconds": epoch_seconds, "read_seconds": round(read_s, 3),
+        "weights_sha256": weights_digest(final_weights), "checkpoint_root": ckpt_root,
+    }
+    if spec.return_weights:
+        out["weights"] = final_weights
+    if rank == 0 and spec.return_model:
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, MODEL_FILE)
+            model.save(p, include_optimizer=False)
+            with open(p, "rb") as fh:
+                out["model_bytes"] = fh.read()
+    return out
+
+
+# --------------------------------------------------------------------------- driver side
+def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: bool = True,
+                start_timeout: int = 600, verbose: int = 1) -> list[dict[str, Any]]:
+    """horovod.spark.run(train_rank) on `num_proc` Spark tasks; per-rank results in rank order."""
+    import horovod.spark
+
+    master = spark.sparkContext.master
+    # Local runs talk over loopback: a laptop's hostname may not resolve to a usable address.
+    nics = ["lo"] if master.startswith("local") else None
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return horovod.spark.run(train_rank, args=(spec,), num_proc=num_proc, use_gloo=use_gloo,
+                             nics=nics, env=env, start_timeout=start_timeout, verbose=verbose)
+
+
+def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> TrainSpec:
+    m = cfg["model"]
+    root = cfg["run"]["root"]
+    net = NetParams(
+        vocab_size=meta.vocab_size, seq_len=meta.seq_len, embedding_dim=m["embedding_dim"],
+        lstm_units=m["lstm_units"], bidirectional=m["bidirectional"], dropout=m["dropout"],
+        user_buckets=m["user_buckets"], item_buckets=m["item_buckets"],
+        user_embedding_dim=m["user_embedding_dim"], item_embedding_dim=m["item_embedding_dim"],
+    )
+    spec = TrainSpec(
+        features_dir=io.dataset_path(root, C.FEATURES), net=net, num_users=meta.num_users,
+        num_items=meta.num_items,
+        checkpoint_dir=m["checkpoint_dir"] or io.dataset_path(root, "model_checkpoints"),
+        optimizer=m["optimizer"], learning_rate=float(m["learning_rate"]), batch_size=m["batch_size"],
+        epochs=m["epochs"], patience=m["early_stopping_patience"], use_class_weights=m["class_weights"],
+        id_dropout=float(m["id_dropout"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
+        inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
+        max_steps_per_epoch=m["max_steps_per_epoch"],
+    )
+    return replace(spec, **overrides) if overrides else spec
+
+
+def _versions() -> dict[str, str]:
+    import horovod
+    import pyspark
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": tf.keras.__version__, "horovod": horovod.__version__,
+            "pyspark": pyspark.__version__, "numpy": np.__version__}
+
+
+def split_counts(spark: SparkSession, features_dir: str) -> dict[str, dict[str, int]]:
+    """Rows and per-star counts per split (a small aggregate, the only thing the driver collects)."""
+    counts: dict[str, dict[str, int]] = {}
+    for split in C.SPLITS:
+        try:
+            df = spark.read.parquet(C.split_path(features_dir, split))
+        except FileNotFoundError:
+            continue
+        rows = df.groupBy(C.LABEL).count().collect()
+        per = {str(int(r[C.LABEL]) + 1): int(r["count"]) for r in rows}
+        counts[split] = {"rows": sum(per.values()), **{f"star_{k}": v for k, v in sorted(per.items())}}
+    return counts
+
+
+def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    timer = StageTimer("train")
+    root = cfg["run"]["root"]
+    m = cfg["model"]
+    features_dir = io.dataset_path(root, C.FEATURES)
+    meta_dir = io.dataset_path(root, C.FEATURES_META)
+    if not io.dataset_exists(spark, features_dir):
+        raise FileNotFoundError(f"dataset not found: {features_dir} (produced by the features job; run it first)")
+    cols = spark.read.parquet(features_dir).columns
+    require_columns(cols, list(C.REQUIRED_COLUMNS), f"features at {features_dir}")
+    meta = C.load_meta(meta_dir)
+    spec = spec_from_config(cfg, meta)
+    with timer.stage("counts"):
+        counts = split_counts(spark, features_dir)
+    if not C.split_files(features_dir, C.TRAIN):
+        raise FileNotFoundError(f"{features_dir}: no train split files")
+    with timer.stage("horovod"):
+        results = run_horovod(spark, spec, m["num_proc"], use_gloo=m["use_gloo"], start_timeout=m["start_timeout"])
+    r0 = results[0]
+    digests = sorted({r["weights_sha256"] for r in results})
+    if len(digests) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")
+    metadata = {
+        "config_hash": cfg.hash(), "train_hash": spec.train_hash(), "num_proc": len(results),
+        "net": spec.net.to_dict(), "features_meta": meta.to_dict(),
+        "training": {k: v for k, v in asdict(spec).items() if k not in ("net",)},
+        "data_counts": counts, "rows_per_rank": r0["rows_per_rank"], "steps_per_epoch": r0["steps_per_epoch"],
+        "class_weights": r0["class_weights"], "history": r0["history"], "best_epoch": r0["best_epoch"],
+        "best_val_loss": r0["best_val_loss"], "stopped_early": r0["stopped_early"],
+        "resumed_from": r0["resumed_from"], "weights_sha256": digests[0], "versions": _versions(),
+        "timings": timer.timings, "model_file": MODEL_FILE,
+    }
+    with timer.stage("save"):
+        with io.publish_dir(spark, io.dataset_path(root, C.MODEL)) as d:
+            with open(os.path.join(d, MODEL_FILE), "wb") as fh:
+                fh.write(r0["model_bytes"])
+            shutil.copy(os.path.join(C._local(meta_dir), "vocab.json"), os.path.join(d, "vocab.json"))
+            with open(os.path.join(d, "features_meta.json"), "w", encoding="utf-8") as fh:
+                json.dump(meta.to_dict(), fh, indent=2)
+            metadata["timings"] = timer.timings
+            with open(os.path.join(d, METADATA_FILE), "w", encoding="utf-8") as fh:
+                json.dump(metadata, fh, indent=2, default=str)
+    log.info("train: best epoch %s (val loss %s), %d epochs run, model at %s", r0["best_epoch"],
+             r0["best_val_loss"], len(r0["history"]), io.dataset_path(root, C.MODEL))
+    return metadata
