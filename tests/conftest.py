@@ -11,6 +11,11 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Python workers start from the environment: let them import test modules (UDFs defined in
+# tests are pickled by reference) and the package, whether or not it is pip-installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "tests"), str(REPO / "lib")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,16 +12,17 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING, Any
 
 from reviewrec.config import Config, ConfigError, load_config
 from reviewrec.runtime import peak_rss_mb, setup_logging
 
+if TYPE_CHECKING:  # the launcher imports this module on machines without pyspark
+    from pyspark.sql import SparkSession
+
 log = logging.getLogger("reviewrec")
 
-JobRun = Callable[[SparkSession, Config], Any]
+JobRun = Callable[["SparkSession", Config], Any]
 
 
 def parse_args(job: str, argv: Sequence[str] | None) -> argparse.Namespace:
