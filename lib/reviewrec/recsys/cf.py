@@ -1,0 +1,188 @@
+"""Collaborative filtering on Spark: id indexing, user-CF and item-CF scores, blending, top-N.
+
+Internal tables use contiguous long indices (u for users, i for items) so the blockwise
+similarity (recsys.blocks) can lay rows and columns out as CSR blocks:
+
+    interactions  u, i, value       (value: a star, a centred star, 1 for implicit, or a
+                                     recency weight)
+    neighbors     row, neighbor, sim (from blocks.topk_similarity)
+    scores        u, i, score, support
+    top-N         u, rank, i, score, source
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from reviewrec.recsys import blocks as B
+
+U = "u"
+I = "i"
+VALUE = "value"
+SCORE = "score"
+SUPPORT = "support"
+RANK = "rank"
+SOURCE = "source"
+PRED = "pred"
+WSUM = "wsum"
+MEAN = "mean"
+PRIO = "_prio"
+
+SRC_USER_CF = "user_cf"
+SRC_ITEM_CF = "item_cf"
+SRC_BLEND = "blend"
+SRC_POPULAR = "popular"
+SRC_ALS = "als"
+SRC_MODEL = "model"
+
+
+def index_ids(df: DataFrame, col_id: str, col_idx: str) -> DataFrame:
+    """Distinct values of `col_id` -> (col_id, col_idx long 0..n-1), in sorted id order.
+
+    zipWithIndex numbers the sorted partitions without moving the ids to one place (a global
+    row_number window would pull every id into a single task).
+    """
+    ids = df.select(col_id).where(F.col(col_id).isNotNull()).distinct().orderBy(col_id)
+    id_type = ids.schema[col_id].dataType
+    schema = T.StructType([T.StructField(col_id, id_type, False), T.StructField(col_idx, T.LongType(), False)])
+    rdd = ids.rdd.zipWithIndex().map(lambda t: (t[0][0], t[1]))
+    return ids.sparkSession.createDataFrame(rdd, schema)
+
+
+def centre(interactions: DataFrame, col_value: str = VALUE) -> tuple[DataFrame, DataFrame]:
+    """Subtract each user's mean value. Returns (centred interactions, per-user means u, mean)."""
+    means = interactions.groupBy(U).agg(F.avg(col_value).alias(MEAN))
+    centred = (interactions
+               .join(means, on=U, how="inner")
+               .select(U, I, (F.col(col_value) - F.col(MEAN)).alias(col_value)))
+    return centred, means
+
+
+def user_neighbors(interactions: DataFrame, params: B.SimilarityParams, n_users: int | None = None,
+                   n_items: int | None = None) -> DataFrame:
+    """Top-k users by (shrunk) cosine of their interaction vectors: row=u, neighbor=v, sim."""
+    return B.topk_similarity(interactions, params, n_users, n_items, col_row=U, col_col=I, col_value=VALUE)
+
+
+def item_neighbors(interactions: DataFrame, params: B.SimilarityParams, n_items: int | None = None,
+                   n_users: int | None = None) -> DataFrame:
+    """Top-k items by (shrunk) cosine of their user vectors: row=i, neighbor=j, sim."""
+    return B.topk_similarity(interactions, params, n_items, n_users, col_row=I, col_col=U, col_value=VALUE)
+
+
+def exclude_seen(scores: DataFrame, seen: DataFrame) -> DataFrame:
+    """Drop (u, i) pairs the user already interacted with."""
+    return scores.join(seen.select(U, I).distinct(), on=[U, I], how="left_anti")
+
+
+def user_cf_scores(neighbors: DataFrame, interactions: DataFrame, seen: DataFrame | None = None) -> DataFrame:
+    """score(u, i) = sum over neighbours v of u who have i of sim(u, v) * value(v, i).
+
+    Also returns wsum = sum of |sim| over those neighbours and support = their count, from
+    which rating predictions are made (predict_ratings). Items in `seen` are excluded.
+    Output: u, i, score, wsum, support.
+    """
+    nb = neighbors.select(F.col(B.ROW).alias(U), F.col(B.NEIGHBOR).alias("_v"), F.col(B.SIM))
+    theirs = interactions.select(F.col(U).alias("_v"), F.col(I), F.col(VALUE))
+    scores = (nb
+              .join(theirs, on="_v", how="inner")
+              .groupBy(U, I)
+              .agg(F.sum(F.col(B.SIM) * F.col(VALUE)).alias(SCORE),
+                   F.sum(F.abs(F.col(B.SIM))).alias(WSUM),
+                   F.count(F.lit(1)).alias(SUPPORT)))
+    if seen is not None:
+        scores = exclude_seen(scores, seen)
+    return scores.select(U, I, SCORE, WSUM, SUPPORT)
+
+
+def item_cf_scores(item_nb: DataFrame, weights: DataFrame, seen: DataFrame | None = None) -> DataFrame:
+    """score(u, j) = sum over the user's items i of weight(u, i) * sim(i, j).
+
+    `weights` (u, i, value) carries the user's history, e.g. recency weights. Output: u, i,
+    score, wsum, support.
+    """
+    nb = item_nb.select(F.col(B.ROW).alias("_h"), F.col(B.NEIGHBOR).alias(I), F.col(B.SIM))
+    hist = weights.select(F.col(U), F.col(I).alias("_h"), F.col(VALUE))
+    scores = (hist
+              .join(nb, on="_h", how="inner")
+              .groupBy(U, I)
+              .agg(F.sum(F.col(VALUE) * F.col(B.SIM)).alias(SCORE),
+                   F.sum(F.abs(F.col(B.SIM))).alias(WSUM),
+                   F.count(F.lit(1)).alias(SUPPORT)))
+    if seen is not None:
+        scores = exclude_seen(scores, seen)
+    return scores.select(U, I, SCORE, WSUM, SUPPORT)
+
+
+def blend(user_scores: DataFrame, item_scores: DataFrame, user_weight: float) -> DataFrame:
+    """user_weight * user score + (1 - user_weight) * item score, each divided by the user's
+    maximum so the two scales are comparable. Output: u, i, score."""
+    def scaled(df: DataFrame, name: str) -> DataFrame:
+        w = Window.partitionBy(U)
+        return df.select(U, I, (F.col(SCORE) / F.max(F.abs(F.col(SCORE))).over(w)).alias(name))
+
+    both = scaled(user_scores, "_us").join(scaled(item_scores, "_is"), on=[U, I], how="full_outer")
+    return both.select(U, I, (F.lit(user_weight) * F.coalesce(F.col("_us"), F.lit(0.0))
+                              + F.lit(1.0 - user_weight) * F.coalesce(F.col("_is"), F.lit(0.0))).alias(SCORE))
+
+
+def recency_weights(events: DataFrame, tau: float, col_pos: str = "pos", col_len: str = "n") -> DataFrame:
+    """value = exp(-(n - 1 - pos) / tau): the most recent of a user's n events weighs 1.
+
+    tau <= 0 gives every event weight 1. Input: u, i, pos (0-based, time order), n.
+    Output: u, i, value (the sum when an item repeats).
+    """
+    if tau <= 0:
+        w = F.lit(1.0)
+    else:
+        w = F.exp(-(F.col(col_len) - F.lit(1) - F.col(col_pos)) / F.lit(float(tau)))
+    return events.groupBy(U, I).agg(F.sum(w).alias(VALUE))
+
+
+def top_n(scores: DataFrame, n: int, source: str, seen: DataFrame | None = None,
+          popular: DataFrame | None = None, popular_pad: int = 50) -> DataFrame:
+    """Top-n items per user by score (ties: item index ascending), padded with popular items.
+
+    `popular` (i, score) fills lists shorter than n for every user in `seen`, with its own
+    items in popularity order after all scored items, excluding seen items. Only the best
+    n + popular_pad popular items are considered (a user who has seen all of them gets a
+    shorter list). Output: u, rank (1-based int), i, score, source.
+    """
+    cands = scores.select(U, I, F.col(SCORE).cast("double").alias(SCORE), F.lit(source).alias(SOURCE),
+                          F.lit(0).alias(PRIO))
+    if popular is not None:
+        if seen is None:
+            raise ValueError("top_n: padding with popular items needs `seen` (it defines the users)")
+        best = popular.orderBy(F.col(SCORE).desc(), F.col(I)).limit(n + popular_pad)
+        users = seen.select(U).distinct()
+        pad = (users
+               .crossJoin(F.broadcast(best.select(I, F.col(SCORE).cast("double").alias(SCORE))))
+               .join(seen.select(U, I), on=[U, I], how="left_anti")
+               .select(U, I, SCORE, F.lit(SRC_POPULAR).alias(SOURCE), F.lit(1).alias(PRIO)))
+        first = Window.partitionBy(U, I).orderBy(PRIO)
+        cands = (cands.unionByName(pad)
+                 .withColumn("_first", F.row_number().over(first))
+                 .where(F.col("_first") == 1)
+                 .drop("_first"))
+    w = Window.partitionBy(U).orderBy(F.col(PRIO), F.col(SCORE).desc(), F.col(I))
+    return (cands
+            .withColumn(RANK, F.row_number().over(w))
+            .where(F.col(RANK) <= n)
+            .select(U, F.col(RANK).cast("int").alias(RANK), I, SCORE, SOURCE))
+
+
+def predict_ratings(scores: DataFrame, user_means: DataFrame | None, lo: float = 1.0, hi: float = 5.0) -> DataFrame:
+    """Rating prediction from CF scores: (mean_u +) score / wsum, clipped to [lo, hi].
+
+    With centred values pass the user means (u, mean) so the prediction adds them back.
+    Output: u, i, pred, support.
+    """
+    base = scores.where(F.col(WSUM) > 0)
+    if user_means is not None:
+        base = base.join(user_means, on=U, how="left")
+        raw = F.coalesce(F.col(MEAN), F.lit(0.0)) + F.col(SCORE) / F.col(WSUM)
+    else:
+        raw = F.col(SCORE) / F.col(WSUM)
+    clipped = F.least(F.greatest(raw, F.lit(lo)), F.lit(hi))
+    return base.select(U, I, clipped.alias(PRED), SUPPORT)
