@@ -116,3 +116,9 @@ def test_cluster_confs_are_valid_and_do_not_set_a_master():
         cfg = load_config([str(REPO / "conf" / name)])
         assert cfg.get_path("spark.master") is None
         assert cfg.get_path("input.path").startswith(("s3://", "gs://"))
+
+
+def test_hash_ignores_how_to_run():
+    base = load_config([LOCAL])
+    assert load_config([LOCAL], ["run.skip_existing=true", "spark.conf.spark.executor.memory=9g"]).hash() == base.hash()
+    assert load_config([LOCAL], ["run.root=/elsewhere"]).hash() != base.hash()

@@ -36,14 +36,20 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "input.path": (str,),
     "input.category": (str,),
     "model.checkpoint_dir": (str,),
+    "text.sparknlp_jar": (str,),
+    "text.sparknlp_pos_model": (str,),
+    "text.sparknlp_lemma_model": (str,),
 }
 # Keys whose value may also take another type than base.yaml's (e.g. "all" for a list).
 ALSO: dict[str, tuple[type, ...]] = {
     "input.categories": (str,),
+    "text.stop_words": (list,),
 }
 ENUMS: dict[str, tuple[Any, ...]] = {
     "input.format": ("synthetic", "tsv", "parquet", "json"),
     "model.optimizer": ("rmsprop", "adam", "sgd"),
+    "text.engine": ("builtin", "sparknlp"),
+    "features.split": ("time", "random"),
 }
 # (min, max) inclusive; None leaves that side open.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -54,6 +60,16 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "synthetic.malformed_fraction": (0.0, 0.5),
     "synthetic.duplicate_fraction": (0.0, 0.5),
     "eda.top_words": (1, None),
+    "text.min_token_length": (1, None),
+    "text.max_char_repeat": (1, None),
+    "features.num_features": (2, 1 << 30),
+    "features.idf_min_doc_freq": (0, None),
+    "features.min_count": (1, None),
+    "features.vocab_size": (1, None),
+    "features.seq_len": (1, None),
+    "features.train_fraction": (0.0, 1.0),
+    "features.val_fraction": (0.0, 1.0),
+    "features.files_per_split": (1, None),
     "model.embedding_dim": (1, None),
     "model.lstm_units": (1, None),
     "model.dropout": (0.0, 0.95),
@@ -75,6 +91,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.baseline_elastic_net": (0.0, 1.0),
     "model.baseline_max_iter": (1, None),
 }
+HASH_EXCLUDE = ("run.skip_existing", "spark")
 REMOTE_SCHEMES = ("s3://", "s3a://", "s3n://", "gs://", "hdfs://", "abfs://", "abfss://", "wasbs://", "dbfs:/")
 
 
@@ -110,8 +127,19 @@ class Config(Mapping[str, Any]):
         return copy.deepcopy(self._data)
 
     def hash(self) -> str:
-        """Stable short hash of the effective config: recorded next to every output."""
-        blob = json.dumps(self._data, sort_keys=True, default=str).encode()
+        """Stable short hash of the settings that shape outputs: recorded next to every output.
+
+        Keys in HASH_EXCLUDE (how to run, not what to compute) do not count, so rerunning with
+        run.skip_existing=true or more executor memory finds the earlier outputs current.
+        """
+        data = copy.deepcopy(self._data)
+        for dotted in HASH_EXCLUDE:
+            *parents, last = dotted.split(".")
+            node = data
+            for p in parents:
+                node = node.get(p, {})
+            node.pop(last, None)
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def flat(self) -> dict[str, Any]:

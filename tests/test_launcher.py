@@ -1,0 +1,99 @@
+"""spark-submit.sh: cluster submissions ship lib/, the confs and the environment; jobs fail fast
+on bad config before Spark starts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from reviewrec.submit import packages_for
+
+from conftest import REPO
+
+
+def _fake_submit(tmp_path: Path) -> dict[str, str]:
+    fake = tmp_path / "fake-spark-submit"
+    fake.write_text("#!/usr/bin/env bash\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+    fake.chmod(0o755)
+    env = dict(os.environ)
+    env.update(SPARK_SUBMIT=str(fake), REVIEWREC_SUBMIT_PYTHON=sys.executable)
+    return env
+
+
+def _launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / "spark-submit.sh"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
+    env = _fake_submit(tmp_path)
+    env["REVIEWREC_PYENV_ARCHIVE"] = "s3://b/envs/reviewrec.tar.gz"
+    res = _launch(["ingest", "--conf", "conf/emr.yaml", "--set", "synthetic.rows=5", "--",
+                   "--deploy-mode", "cluster"], env)
+    assert res.returncode == 0, res.stderr
+    argv = res.stdout.splitlines()
+    assert argv[argv.index("--master") + 1] == "yarn"
+    assert argv[argv.index("--py-files") + 1] == "build/reviewrec.zip"
+    assert argv[argv.index("--files") + 1] == "conf/base.yaml,conf/emr.yaml"
+    assert argv[argv.index("--archives") + 1] == "s3://b/envs/reviewrec.tar.gz#environment"
+    assert "spark.pyspark.python=./environment/bin/python" in argv
+    assert argv[argv.index("--deploy-mode") + 1] == "cluster"
+    job = argv.index("jobs/ingest.py")
+    # The job finds the shipped conf by base name in its YARN working directory.
+    assert argv[job + 1:] == ["--conf", "emr.yaml", "--set", "synthetic.rows=5"]
+    assert "--packages" not in argv
+    with zipfile.ZipFile(REPO / "build" / "reviewrec.zip") as z:
+        names = set(z.namelist())
+    assert {"reviewrec/__init__.py", "reviewrec/config.py", "reviewrec/ingest/job.py"} <= names
+
+
+def test_unknown_job_and_bad_arguments_are_explained(tmp_path):
+    env = _fake_submit(tmp_path)
+    res = _launch(["ingestt", "--conf", "conf/emr.yaml"], env)
+    assert res.returncode != 0 and "unknown job 'ingestt'" in res.stderr and "ingest" in res.stderr
+    res = _launch(["ingest", "--conf", "conf/emr.yaml", "--bogus"], env)
+    assert res.returncode != 0 and "unexpected argument '--bogus'" in res.stderr
+
+
+def test_packages_only_for_sparknlp_without_local_jar():
+    assert packages_for({"text": {"engine": "builtin"}}) == ""
+    assert packages_for({"text": {"engine": "sparknlp", "sparknlp_jar": None,
+                                  "sparknlp_package": "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3"}}) \
+        == "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3"
+    assert packages_for({"text": {"engine": "sparknlp", "sparknlp_jar": "/jars/nlp.jar",
+                                  "sparknlp_package": "x"}}) == ""
+
+
+def test_job_rejects_bad_config_before_starting_spark(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "jobs" / "ingest.py"), "--conf", "conf/local.yaml",
+                          "--set", "input.formt=tsv"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "unknown config key 'input.formt'" in res.stderr and "--set input.formt=tsv" in res.stderr
+    assert "SparkContext" not in res.stderr and "Spark 3.5" not in res.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_pipeline_end_to_end_and_skip_existing(spark, tmp_path):
+    from reviewrec.config import load_config
+    from reviewrec.pipeline import STAGES, run
+
+    root = str(tmp_path / "run")
+    sets = [f"run.root={root}", "synthetic.rows=1500", "synthetic.customers=300", "synthetic.products=80"]
+    cfg = load_config([str(REPO / "conf" / "local.yaml")], sets)
+    first = run(spark, cfg)
+    assert list(first["stage_seconds"]) == [s.name for s in STAGES]
+    for s in STAGES:
+        for out in s.outputs:
+            assert (tmp_path / "run" / out).exists(), out
+    assert (tmp_path / "run" / "report" / "eda" / "index.html").exists()
+    again = run(spark, load_config([str(REPO / "conf" / "local.yaml")], sets + ["run.skip_existing=true"]))
+    assert again["stage_seconds"] == {}
+    # A different config is not "the same output": everything reruns.
+    changed = run(spark, load_config([str(REPO / "conf" / "local.yaml")],
+                                     sets + ["run.skip_existing=true", "synthetic.seed=7"]))
+    assert list(changed["stage_seconds"]) == [s.name for s in STAGES]
