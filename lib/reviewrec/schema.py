@@ -100,3 +100,45 @@ def require_columns(df_columns: list[str], required: tuple[str, ...] | list[str]
         raise ValueError(
             f"{what}: missing required column(s) {missing}; present: {sorted(df_columns)}"
         )
+
+# -- the `tokens` dataset (output of preprocess, issue 3) -------------------------------------
+LEMMAS = "lemmas"
+POS = "pos"
+TOKENS_SCHEMA = T.StructType([
+    T.StructField(REVIEW_ID, T.StringType(), False),
+    T.StructField(LEMMAS, T.ArrayType(T.StringType()), True),
+    T.StructField(POS, T.ArrayType(T.StringType()), True),
+])
+
+# -- the `features` dataset (output of features, issue 3; read by the model, issue 4) ---------
+FEATURES = "features"
+FEATURES_META = "features_meta"
+USER_IDX = "user_idx"
+ITEM_IDX = "item_idx"
+TFIDF = "tfidf"
+SEQ = "seq"
+LABEL = "label"
+LABEL_ONEHOT = "label_onehot"
+SPLIT = "split"
+SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = "train", "val", "test"
+SPLITS: tuple[str, ...] = (SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST)
+SEQ_PAD_ID, SEQ_OOV_ID = 0, 1  # seq ids: 0 = padding, 1 = out of vocabulary, 2.. = vocabulary
+NUM_STAR_CLASSES = 5  # label = star_rating - 1
+FEATURES_COLUMNS: tuple[str, ...] = (
+    REVIEW_ID, CUSTOMER_ID, PRODUCT_ID, USER_IDX, ITEM_IDX, TFIDF, SEQ, LABEL, LABEL_ONEHOT,
+    STAR_RATING, REVIEW_DATE, SPLIT,
+)
+
+# -- recommend job outputs (issue 5): neighbors, predictions, recommendations ------------------
+USER = "user"
+NEIGHBOR = "neighbor"
+COSINE = "cosine"
+ITEM = "item"
+RANK = "rank"
+SCORE = "score"
+SOURCE = "source"
+PREDICTED_RATING = "predicted_rating"
+CF_SUPPORT = "cf_support"
+NEIGHBORS_COLUMNS: tuple[str, ...] = (USER, NEIGHBOR, COSINE)
+RECOMMENDATIONS_COLUMNS: tuple[str, ...] = (USER, RANK, ITEM, SCORE, SOURCE)
+PREDICTIONS_COLUMNS: tuple[str, ...] = (USER, ITEM, PREDICTED_RATING, CF_SUPPORT, SOURCE)
