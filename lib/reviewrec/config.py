@@ -35,6 +35,7 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "spark.master": (str,),
     "input.path": (str,),
     "input.category": (str,),
+    "recsys.neighbors.min_similarity": (float, int),
     "model.checkpoint_dir": (str,),
     "text.sparknlp_jar": (str,),
     "text.sparknlp_pos_model": (str,),
@@ -47,6 +48,7 @@ ALSO: dict[str, tuple[type, ...]] = {
 }
 ENUMS: dict[str, tuple[Any, ...]] = {
     "input.format": ("synthetic", "tsv", "parquet", "json"),
+    "recsys.fill.use_model": ("auto", "never", "require"),
     "model.optimizer": ("rmsprop", "adam", "sgd"),
     "text.engine": ("builtin", "sparknlp"),
     "features.split": ("time", "random"),
@@ -54,6 +56,19 @@ ENUMS: dict[str, tuple[Any, ...]] = {
 # (min, max) inclusive; None leaves that side open.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "synthetic.rows": (1, None),
+    "recsys.top_n": (1, None),
+    "recsys.block_size": (1, None),
+    "recsys.max_pairs": (1, None),
+    "recsys.neighbors.k": (1, None),
+    "recsys.neighbors.shrink": (0.0, None),
+    "recsys.neighbors.max_item_degree": (0, None),
+    "recsys.popularity.prior_weight": (0.0, None),
+    "recsys.fill.neighbor_items": (0, None),
+    "recsys.fill.top_popular": (0, None),
+    "recsys.evaluate.test_fraction": (0.01, 0.99),
+    "recsys.als.rank": (1, None),
+    "recsys.als.reg": (0.0, None),
+    "recsys.als.iters": (1, None),
     "synthetic.customers": (1, None),
     "synthetic.products": (1, None),
     "synthetic.files": (1, None),
