@@ -39,7 +39,9 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("generate", "reviewrec.synth:run", ("raw",), lambda cfg: cfg["input"]["format"] == "synthetic"),
     Stage("ingest", "reviewrec.ingest.job:run", ("reviews", "quarantine", "report/ingest.json")),
+    Stage("preprocess", "reviewrec.text.job:run", ("tokens", "report/preprocess.json")),
     Stage("eda", "reviewrec.report.eda:run", ("report/eda",)),
+    Stage("features", "reviewrec.features.job:run", ("features", "features_meta/vocab.json", "report/features.json")),
 )
 
 
