@@ -1,0 +1,72 @@
+"""Ranking metrics on top-N lists and rating-error metrics, computed as Spark aggregations.
+
+Top-N lists: u, rank (1-based), i. Truth: u, i (one or more relevant items per user). Every
+user in the truth counts, including users with no list (they score 0). With one relevant
+item per user (leave-last-out), HR@k = Recall@k.
+
+    HR@k      share of users with at least one relevant item in their top k
+    Recall@k  mean over users of |relevant in top k| / |relevant|
+    NDCG@k    mean of DCG@k / IDCG@k, DCG = sum over hits of 1 / log2(rank + 1)
+    coverage@k  distinct items in all top-k lists / n_items
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+U, I, RANK = "u", "i", "rank"
+
+
+def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (10, 20), n_items: int | None = None,
+                    col_user: str = U, col_item: str = I, col_rank: str = RANK) -> dict[str, float]:
+    """HR@k, NDCG@k, Recall@k (and coverage@k when n_items is given) for every k in ks."""
+    t = truth.select(F.col(col_user).alias(U), F.col(col_item).alias(I)).distinct()
+    r = recs.select(F.col(col_user).alias(U), F.col(col_item).alias(I), F.col(col_rank).alias(RANK))
+    hits = r.join(t, on=[U, I], how="inner")
+    per_hit = []
+    for k in ks:
+        inside = F.col(RANK) <= k
+        per_hit += [
+            F.max(F.when(inside, 1.0).otherwise(0.0)).alias(f"hit{k}"),
+            F.sum(F.when(inside, 1.0 / F.log2(F.col(RANK) + 1.0)).otherwise(0.0)).alias(f"dcg{k}"),
+            F.sum(F.when(inside, 1.0).otherwise(0.0)).alias(f"n{k}"),
+        ]
+    per_user = (t.groupBy(U).agg(F.count(F.lit(1)).alias("_nrel"))
+                .join(hits.groupBy(U).agg(*per_hit), on=U, how="left")
+                .fillna(0.0))
+    aggs = [F.count(F.lit(1)).alias("users")]
+    for k in ks:
+        idcg = F.aggregate(F.sequence(F.lit(1), F.least(F.col("_nrel"), F.lit(k)).cast("int")), F.lit(0.0),
+                           lambda acc, x: acc + 1.0 / F.log2(x.cast("double") + 1.0))
+        aggs += [F.avg(f"hit{k}").alias(f"HR@{k}"),
+                 F.avg(F.col(f"dcg{k}") / idcg).alias(f"NDCG@{k}"),
+                 F.avg(F.col(f"n{k}") / F.col("_nrel")).alias(f"Recall@{k}")]
+    row = per_user.agg(*aggs).first()
+    out = {key: float(row[key]) if row[key] is not None else 0.0 for key in row.asDict()}
+    out["users"] = int(row["users"])
+    if n_items:
+        for k in ks:
+            distinct = r.where(F.col(RANK) <= k).select(I).distinct().count()
+            out[f"coverage@{k}"] = distinct / n_items
+    return out
+
+
+def rating_errors(pred: DataFrame, truth: DataFrame, col_pred: str = "pred", col_true: str = "rating",
+                  keys: Sequence[str] = (U, I)) -> dict[str, float]:
+    """RMSE and MAE of `col_pred` against `col_true` on the pairs of `truth` that have one.
+
+    Returns rmse, mae, n (pairs scored) and coverage (share of truth pairs scored).
+    """
+    j = truth.join(pred.select(*keys, col_pred), on=list(keys), how="left")
+    row = j.agg(
+        F.count(F.lit(1)).alias("total"),
+        F.count(F.col(col_pred)).alias("n"),
+        F.sqrt(F.avg((F.col(col_pred) - F.col(col_true)) ** 2)).alias("rmse"),
+        F.avg(F.abs(F.col(col_pred) - F.col(col_true))).alias("mae"),
+    ).first()
+    total = int(row["total"])
+    return {"rmse": float(row["rmse"]) if row["rmse"] is not None else float("nan"),
+            "mae": float(row["mae"]) if row["mae"] is not None else float("nan"),
+            "n": int(row["n"]), "coverage": (int(row["n"]) / total) if total else 0.0}
