@@ -1,0 +1,88 @@
+"""The builtin tagger + lemmatizer (pure Python) and its accuracy on UD English EWT."""
+from __future__ import annotations
+
+import pytest
+
+from reviewrec.text.conllu import Sentence, evaluate, read_conllu
+from reviewrec.text.tagger import BuiltinTagger, get_tagger
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def tagger() -> BuiltinTagger:
+    return BuiltinTagger()
+
+
+def test_lemmas_follow_pos(tagger):
+    lemmas, upos = tagger.analyze(["kids", "loved", "these", "puzzles"])
+    assert upos == ["NOUN", "VERB", "DET", "NOUN"]
+    assert lemmas == ["kid", "love", "this", "puzzle"]
+
+
+def test_auxiliaries_comparatives_and_gerunds(tagger):
+    assert tagger.analyze(["she", "has", "been", "running"]) == (
+        ["she", "have", "be", "run"], ["PRON", "AUX", "AUX", "VERB"])
+    assert tagger.analyze(["the", "cheapest", "studies", "were", "better"]) == (
+        ["the", "cheap", "study", "be", "good"], ["DET", "ADJ", "NOUN", "AUX", "ADJ"])
+
+
+def test_closed_class_lemmas(tagger):
+    # UD conventions: me -> I, n't -> not, 'm -> be, ca -> can; modals keep their form.
+    lemmas, upos = tagger.analyze(["they", "told", "me", "i", "ca", "n't", "return", "it"])
+    assert lemmas == ["they", "tell", "i", "i", "can", "not", "return", "it"]
+    assert upos[4:6] == ["AUX", "PART"]
+    assert tagger.lemma("would", "AUX") == "would"
+    assert tagger.lemma("her", "PRON", "PRP$") == "her"
+    assert tagger.lemma("her", "PRON", "PRP") == "she"
+
+
+def test_context_rules_change_tags(tagger):
+    # Brill's "VB -> NN after a determiner": the lexicon alone says verb.
+    assert tagger.ptb_tags(["a", "great", "run"]) == ["DT", "JJ", "NN"]
+    no_ctx = BuiltinTagger()
+    no_ctx.context_rules = False
+    assert no_ctx.ptb_tags(["a", "great", "run"]) == ["DT", "JJ", "VB"]
+
+
+def test_unknown_words(tagger):
+    assert tagger.tag(["1,299"]) == ["NUM"]
+    assert tagger.tag(["www.example.com"]) == ["X"]
+    # An unknown plural noun: Brill's lexical rule NN + -s -> NNS, lemma by suffix rule.
+    lemmas, upos = tagger.analyze(["the", "zorbies"])
+    assert (lemmas[1], upos[1]) == ("zorby", "NOUN")
+
+
+def test_empty_and_worker_singleton():
+    assert get_tagger().analyze([]) == ([], [])
+    assert get_tagger() is get_tagger()
+    assert get_tagger(False) is not get_tagger(True)
+    assert get_tagger(False).context_rules is False
+
+
+def test_evaluate_counts_and_lowercases():
+    gold = [Sentence("reviews-1-0001", ["Dogs", "barked"], ["dog", "bark"], ["NOUN", "VERB"]),
+            Sentence("email-1-0001", ["Hi"], ["hi"], ["INTJ"])]
+    seen = []
+
+    def fake(tokens):
+        seen.append(list(tokens))
+        return ["DOG", "barked"], ["NOUN", "NOUN"]
+
+    acc = evaluate(gold, fake, lowercase_input=True, genre="reviews")
+    assert seen == [["dogs", "barked"]]
+    assert (acc.tokens, acc.upos_ok, acc.lemma_ok) == (2, 1, 1)
+
+
+@pytest.mark.integration
+def test_accuracy_on_ud_english_ewt_dev(tagger):
+    """Measured: UPOS 0.874 / lemma 0.978 (all, lowercased input as in the pipeline), reviews
+    genre 0.902 / 0.979. The issue's targets are UPOS >= 0.93 (NOT reached by this Brill tagger)
+    and lemma >= 0.97 (reached). The floors below guard against regressions."""
+    path = shared_data("ud_english_ewt", "en_ewt-ud-dev.conllu")
+    sents = list(read_conllu(str(path)))
+    assert len(sents) == 2001
+    overall = evaluate(sents, tagger.analyze, lowercase_input=True)
+    reviews = evaluate(sents, tagger.analyze, lowercase_input=True, genre="reviews")
+    assert overall.tokens == 25147 and reviews.tokens > 5000
+    assert overall.lemma >= 0.97 and reviews.lemma >= 0.97
+    assert overall.upos >= 0.87 and reviews.upos >= 0.90
