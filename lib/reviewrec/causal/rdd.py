@@ -449,3 +449,93 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
             "robust": row(tau_bc, se_rb), "h": h, "b": b, "level": level,
             "n_h_left": sides[0]["n_h"], "n_h_right": sides[1]["n_h"], "first_stage": first_stage,
             "fit_left": sides[0]["beta_p"][:, 0].tolist(), "fit_right": sides[1]["beta_p"][:, 0].tolist()}
+
+
+# -- manipulation test and binned means -----------------------------------------------------------
+
+def _local_linear_at_zero(xs: np.ndarray, ys: np.ndarray, h: float) -> float:
+    """Triangular-kernel local-linear intercept at 0 (small arrays of bin midpoints)."""
+    w = np.clip(1 - np.abs(xs) / h, 0, None)
+    keep = w > 0
+    if keep.sum() < 2:
+        raise ValueError(f"density test: fewer than 2 bins within the bandwidth {h:.4g} on one side")
+    X = np.column_stack([np.ones(keep.sum()), xs[keep]])
+    W = w[keep]
+    beta = np.linalg.solve(X.T @ (X * W[:, None]), X.T @ (W * ys[keep]))
+    return float(beta[0])
+
+
+def density_test(df: DataFrame, x: str, c: float = 0.0, *, bin_width: float | None = None,
+                 bandwidth: float | None = None) -> dict[str, Any]:
+    """McCrary (2008) test of a discontinuity in the density of `x` at c.
+
+    A histogram with bins that never straddle c (default width 2·sd·n^(-1/2)) is computed in
+    Spark; the small table of bin heights is smoothed on each side by triangular local-linear
+    regression at c (default bandwidth: McCrary's rule of thumb from a global quartic per side,
+    averaged over the sides). theta = ln f+ - ln f-, SE = sqrt((1/(n h))·(24/5)·(1/f+ + 1/f-)).
+    Output: theta, se, z, p_value, f_left, f_right, bin_width, bandwidth, bins (for the plot).
+    """
+    require(df, [x], "density_test")
+    u = F.col(x).cast("double") - F.lit(float(c))
+    d = df.where(F.col(x).isNotNull()).select(u.alias(U))
+    desc = d.agg(F.count(F.lit(1)).alias("n"), F.stddev_samp(U).alias("sd"), F.min(U).alias("lo"),
+                 F.max(U).alias("hi")).first()
+    n, sd, lo, hi = int(desc["n"]), float(desc["sd"]), float(desc["lo"]), float(desc["hi"])
+    if lo >= 0 or hi < 0:
+        raise ValueError(f"density_test: cutoff {c} is outside the range of {x}")
+    bw = bin_width or 2 * sd * n ** -0.5
+    rows = d.groupBy(F.floor(F.col(U) / bw).cast("long").alias("j")).count().collect()
+    j = np.array([r["j"] for r in rows], dtype=float)
+    cnt = np.array([r["count"] for r in rows], dtype=float)
+    order = np.argsort(j)
+    j, cnt = j[order], cnt[order]
+    # Fill empty bins inside the support with zero height.
+    full = np.arange(j.min(), j.max() + 1)
+    heights = np.zeros(len(full))
+    heights[np.searchsorted(full, j)] = cnt / (n * bw)
+    mids = (full + 0.5) * bw
+    left, right = mids < 0, mids >= 0
+    if bandwidth is None:
+        hs = []
+        for m in (left, right):
+            xm, ym = mids[m], heights[m]
+            if len(xm) < 6:
+                raise ValueError("density_test: too few bins on one side for the rule-of-thumb bandwidth")
+            X = np.column_stack([xm ** k for k in range(5)])
+            coef, *_ = np.linalg.lstsq(X, ym, rcond=None)
+            resid = ym - X @ coef
+            s2 = float(resid @ resid) / max(len(xm) - 5, 1)
+            f2 = 2 * coef[2] + 6 * coef[3] * xm + 12 * coef[4] * xm ** 2
+            rng = float(xm.max() - xm.min()) + bw
+            hs.append(3.348 * (s2 * rng / max(float(np.sum(f2 ** 2)), 1e-300)) ** 0.2)
+        bandwidth = float(np.mean(hs))
+    f_l = _local_linear_at_zero(mids[left], heights[left], bandwidth)
+    f_r = _local_linear_at_zero(mids[right], heights[right], bandwidth)
+    if f_l <= 0 or f_r <= 0:
+        raise ValueError(f"density_test: non-positive density estimate at the cutoff (left {f_l:.3g}, right {f_r:.3g})")
+    theta = math.log(f_r) - math.log(f_l)
+    se = math.sqrt((1 / (n * bandwidth)) * (24 / 5) * (1 / f_r + 1 / f_l))
+    z = theta / se
+    return {"theta": theta, "se": se, "z": z, "p_value": float(2 * st.norm.sf(abs(z))), "f_left": f_l,
+            "f_right": f_r, "bin_width": bw, "bandwidth": bandwidth, "n": n,
+            "bins": [{"mid": float(m) + c, "height": float(hh)} for m, hh in zip(mids, heights)]}
+
+
+def binned_means(df: DataFrame, y: str, x: str, c: float = 0.0, *, bins_per_side: int = 20,
+                 x_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """Equal-width bins of x on each side of c (never straddling it): mean y, n per bin."""
+    require(df, [y, x], "binned_means")
+    d = df.dropna(subset=[y, x])
+    if x_range is None:
+        r = d.agg(F.min(x).alias("lo"), F.max(x).alias("hi")).first()
+        x_range = (float(r["lo"]), float(r["hi"]))
+    lo, hi = x_range
+    wl, wr = (c - lo) / bins_per_side, (hi - c) / bins_per_side
+    xc = F.col(x).cast("double")
+    b = F.when(xc < c, -F.least(F.floor((F.lit(c) - xc) / wl), F.lit(bins_per_side - 1)) - 1) \
+        .otherwise(F.least(F.floor((xc - F.lit(c)) / wr), F.lit(bins_per_side - 1)))
+    rows = (d.where((xc >= lo) & (xc <= hi)).groupBy(b.cast("int").alias("bin"))
+              .agg(F.avg(xc).alias("x_mean"), F.avg(F.col(y).cast("double")).alias("y_mean"),
+                   F.count(F.lit(1)).alias("n")).orderBy("bin").collect())
+    return [{"bin": int(r["bin"]), "x_mean": float(r["x_mean"]), "y_mean": float(r["y_mean"]), "n": int(r["n"])}
+            for r in rows]

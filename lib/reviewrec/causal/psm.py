@@ -1,0 +1,238 @@
+"""Propensity-score matching on Spark.
+
+1. Propensity: Spark ML LogisticRegression (or GBTClassifier) of the treatment on covariates;
+   the score is kept as p and as its logit.
+2. Nearest-neighbour matching on the logit within a caliper (default 0.2 SD of the logit,
+   Austin 2011). Rows are bucketed into caliper-wide bins of the logit; a treated row's nearest
+   control is either its neighbour in sorted order inside its own bin (window last/first over
+   the bin) or the closest control of the two neighbouring bins (a per-bin max/min joined
+   back), so no pairwise join can blow up and nothing is collected.
+   With replacement: every treated row takes its nearest control. Without replacement: rounds
+   of proposals (each unmatched treated row proposes its nearest still-free control; each
+   control accepts its closest proposer) until no new pair forms; this parallel greedy gives
+   the same pairs as sequential greedy matching whenever proposals do not conflict.
+3. ATT = mean over matched treated of (Y_t - Y_c(t)), SE = sqrt(s2_T/N1 + s2_C·sum K_j^2/N1^2)
+   with K_j the times control j is used (the two-sample SE for 1:1 without replacement; it
+   ignores the estimation of the propensity score).
+4. Balance: standardized mean differences (mean_T - mean_C)/sqrt((var_T + var_C)/2) with the
+   pre-matching variances as the denominator both before and after; |SMD| >= 0.1 is flagged.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from reviewrec.causal.stats import require
+
+log = logging.getLogger(__name__)
+
+PS, LOGIT, ROW_ID = "_ps", "_logit", "_rid"
+MODELS = ("logistic", "gbt")
+SMD_FLAG = 0.1
+
+
+def propensity(df: DataFrame, treatment: str, covariates: Sequence[str], *, model: str = "logistic",
+               max_iter: int = 100, seed: int = 7) -> DataFrame:
+    """Add `_ps` (P(treated | covariates)) and `_logit` = log(p/(1-p)) (p clipped to [1e-6, 1-1e-6]).
+
+    Input: treatment (0/1 or boolean) and numeric covariates, no nulls in them (rows with
+    nulls are dropped). Output: the input columns plus _ps and _logit.
+    """
+    from pyspark.ml.classification import GBTClassifier, LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
+
+    if model not in MODELS:
+        raise ValueError(f"propensity model={model!r}; choose one of {MODELS}")
+    require(df, [treatment, *covariates], "propensity")
+    d = df.dropna(subset=[treatment, *covariates]).withColumn("_w", F.col(treatment).cast("double"))
+    va = VectorAssembler(inputCols=list(covariates), outputCol="_x")
+    dv = va.transform(d)
+    if model == "logistic":
+        est = LogisticRegression(featuresCol="_x", labelCol="_w", maxIter=max_iter, regParam=0.0,
+                                 standardization=True, tol=1e-10)
+    else:
+        est = GBTClassifier(featuresCol="_x", labelCol="_w", maxIter=max_iter, maxDepth=3, seed=seed)
+    fitted = est.fit(dv)
+    p = F.least(F.greatest(vector_to_array(F.col("probability"))[1], F.lit(1e-6)), F.lit(1 - 1e-6))
+    out = (fitted.transform(dv).withColumn(PS, p)
+           .withColumn(LOGIT, F.log(F.col(PS) / (1 - F.col(PS))))
+           .drop("_x", "rawPrediction", "probability", "prediction", "_w"))
+    return out
+
+
+def _nearest(treated: DataFrame, controls: DataFrame, width: float) -> DataFrame:
+    """For each treated row (_rid, _logit) the nearest control (_rid, _logit) within `width`:
+    columns t_id, c_id, dist."""
+    b = F.floor(F.col(LOGIT) / width).cast("long")
+    pool = (treated.select(F.col(ROW_ID), F.col(LOGIT), F.lit(1).alias("_t"))
+            .unionByName(controls.select(F.col(ROW_ID), F.col(LOGIT), F.lit(0).alias("_t")))
+            .withColumn("_bin", b))
+    cand = F.when(F.col("_t") == 0, F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id")))
+    w = Window.partitionBy("_bin").orderBy(LOGIT, "_t", ROW_ID)
+    own = (pool.select("*",
+                       F.last(cand, ignorenulls=True).over(w.rowsBetween(Window.unboundedPreceding, -1)).alias("_prev"),
+                       F.first(cand, ignorenulls=True).over(w.rowsBetween(1, Window.unboundedFollowing)).alias("_next"))
+               .where(F.col("_t") == 1))
+    stats = (pool.where(F.col("_t") == 0).groupBy("_bin")
+                 .agg(F.max(F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id"))).alias("_hi"),
+                      F.min(F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id"))).alias("_lo")))
+    below = stats.select((F.col("_bin") + 1).alias("_bin"), F.col("_hi").alias("_below"))
+    above = stats.select((F.col("_bin") - 1).alias("_bin"), F.col("_lo").alias("_above"))
+    j = own.join(below, on="_bin", how="left").join(above, on="_bin", how="left")
+    cands = F.array(*[F.struct(F.abs(F.col(f"{c}.l") - F.col(LOGIT)).alias("d"), F.col(f"{c}.id").alias("id"))
+                      for c in ("_prev", "_next", "_below", "_above")])
+    best = F.array_min(F.filter(cands, lambda s: s["d"].isNotNull() & (s["d"] <= F.lit(width))))
+    return (j.select(F.col(ROW_ID).alias("t_id"), best.alias("_best"))
+             .where(F.col("_best").isNotNull())
+             .select("t_id", F.col("_best.id").alias("c_id"), F.col("_best.d").alias("dist")))
+
+
+def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace: bool = True,
+          max_rounds: int = 50) -> tuple[DataFrame, dict[str, Any]]:
+    """1:1 nearest-neighbour matching on `_logit` (from propensity()) within caliper_sd·SD(logit).
+
+    `scored` must carry a unique `_rid` (add_row_id()). Output: pairs DataFrame (t_id, c_id,
+    dist) and a summary (caliper width, treated matched / unmatched, distinct controls, rounds).
+    """
+    require(scored, [treatment, LOGIT, ROW_ID], "match")
+    sd = float(scored.agg(F.stddev_samp(LOGIT)).first()[0])
+    width = caliper_sd * sd
+    if not width > 0:
+        raise ValueError(f"match: SD of the logit is {sd}; caliper width must be positive")
+    t = scored.where(F.col(treatment).cast("int") == 1).select(ROW_ID, LOGIT)
+    c = scored.where(F.col(treatment).cast("int") == 0).select(ROW_ID, LOGIT)
+    rounds = 1
+    if replace:
+        pairs = _nearest(t, c, width).localCheckpoint(eager=True)
+    else:
+        spark = scored.sparkSession
+        pairs = spark.createDataFrame([], "t_id long, c_id long, dist double")
+        t_free, c_free = t, c
+        for rounds in range(1, max_rounds + 1):
+            prop = _nearest(t_free, c_free, width)
+            w = Window.partitionBy("c_id").orderBy("dist", "t_id")
+            acc = (prop.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
+                       .localCheckpoint(eager=True))
+            got = acc.count()
+            if got == 0:
+                break
+            pairs = pairs.unionByName(acc).localCheckpoint(eager=True)
+            t_free = t_free.join(acc.select(F.col("t_id").alias(ROW_ID)), on=ROW_ID, how="left_anti")
+            c_free = c_free.join(acc.select(F.col("c_id").alias(ROW_ID)), on=ROW_ID, how="left_anti")
+            t_free, c_free = t_free.localCheckpoint(eager=True), c_free.localCheckpoint(eager=True)
+    n_t = t.count()
+    agg = pairs.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("c_id").alias("uc"), F.avg("dist").alias("d")).first()
+    summary = {"caliper_sd": caliper_sd, "caliper_width": width, "logit_sd": sd, "replace": replace,
+               "treated": int(n_t), "matched": int(agg["m"]), "unmatched": int(n_t - agg["m"]),
+               "distinct_controls": int(agg["uc"]), "mean_distance": float(agg["d"] or 0.0), "rounds": rounds}
+    log.info("PSM: %s", summary)
+    return pairs, summary
+
+
+def add_row_id(df: DataFrame) -> DataFrame:
+    """A unique, stable `_rid` (materialised, so recomputation cannot renumber rows)."""
+    return df.withColumn(ROW_ID, F.monotonically_increasing_id()).localCheckpoint(eager=True)
+
+
+def _weights(scored: DataFrame, pairs: DataFrame) -> DataFrame:
+    """Matched sample: treated rows with weight 1, controls with weight K_j (times used)."""
+    tw = pairs.groupBy(F.col("t_id").alias(ROW_ID)).agg(F.count(F.lit(1)).cast("double").alias("_mw"))
+    cw = pairs.groupBy(F.col("c_id").alias(ROW_ID)).agg(F.count(F.lit(1)).cast("double").alias("_mw"))
+    return scored.join(tw.unionByName(cw), on=ROW_ID, how="inner")
+
+
+def att(scored: DataFrame, pairs: DataFrame, treatment: str, outcome: str, level: float = 0.95) -> dict[str, Any]:
+    """ATT on matched pairs with the SE described in the module docstring."""
+    from scipy import stats as st
+
+    require(scored, [outcome, treatment], "att")
+    m = _weights(scored, pairs)
+    yv = F.col(outcome).cast("double")
+    tr = F.col(treatment).cast("int") == 1
+    r = m.agg(
+        F.sum(F.when(tr, yv)).alias("sy1"), F.sum(F.when(tr, yv * yv)).alias("sq1"), F.sum(F.when(tr, 1)).alias("n1"),
+        F.sum(F.when(~tr, F.col("_mw") * yv)).alias("wy0"),
+        F.sum(F.when(~tr, yv)).alias("sy0"), F.sum(F.when(~tr, yv * yv)).alias("sq0"), F.sum(F.when(~tr, 1)).alias("n0"),
+        F.sum(F.when(~tr, F.col("_mw") ** 2)).alias("k2")).first()
+    n1, n0 = float(r["n1"] or 0), float(r["n0"] or 0)
+    if n1 < 2 or n0 < 2:
+        raise ValueError(f"att: too few matched units (treated {n1:.0f}, controls {n0:.0f})")
+    est = (r["sy1"] - r["wy0"]) / n1
+    s2t = (r["sq1"] - r["sy1"] ** 2 / n1) / (n1 - 1)
+    s2c = (r["sq0"] - r["sy0"] ** 2 / n0) / (n0 - 1)
+    se = math.sqrt(s2t / n1 + s2c * r["k2"] / n1 ** 2)
+    z = st.norm.ppf(0.5 + level / 2)
+    return {"att": est, "se": se, "ci_low": est - z * se, "ci_high": est + z * se,
+            "p_value": float(2 * st.norm.sf(abs(est / se))) if se > 0 else math.nan,
+            "n_treated": int(n1), "n_controls": int(n0), "sum_k2": float(r["k2"])}
+
+
+def balance(scored: DataFrame, treatment: str, covariates: Sequence[str], pairs: DataFrame | None = None,
+            threshold: float = SMD_FLAG) -> list[dict[str, Any]]:
+    """SMD per covariate before (and after, given pairs) matching; flag |SMD| >= threshold."""
+    require(scored, [treatment, *covariates], "balance")
+    tr = F.col(treatment).cast("int") == 1
+
+    def moments(d: DataFrame, wcol: str | None) -> dict[str, np.ndarray]:
+        w = F.col(wcol) if wcol else F.lit(1.0)
+        exprs = []
+        for c in covariates:
+            x = F.col(c).cast("double")
+            for g in (tr, ~tr):
+                exprs += [F.sum(F.when(g, w)), F.sum(F.when(g, w * x)), F.sum(F.when(g, w * x * x))]
+        row = d.agg(*[e.alias(f"m{i}") for i, e in enumerate(exprs)]).first()
+        return np.array([float(v or 0.0) for v in row]).reshape(len(covariates), 2, 3)
+
+    def mean_var(a: np.ndarray) -> tuple[float, float]:
+        n, s, q = a
+        mu = s / n if n else math.nan
+        return mu, (q / n - mu * mu) * n / (n - 1) if n > 1 else math.nan
+
+    before = moments(scored, None)
+    after = moments(_weights(scored, pairs), "_mw") if pairs is not None else None
+    out = []
+    for i, c in enumerate(covariates):
+        mt, vt = mean_var(before[i, 0])
+        mc, vc = mean_var(before[i, 1])
+        sd = math.sqrt((vt + vc) / 2) if (vt + vc) > 0 else math.nan
+        row: dict[str, Any] = {"covariate": c, "mean_treated": mt, "mean_control": mc,
+                               "smd_before": (mt - mc) / sd if sd and sd > 0 else 0.0}
+        if after is not None:
+            mta, _ = mean_var(after[i, 0])
+            mca, _ = mean_var(after[i, 1])
+            row.update({"mean_treated_matched": mta, "mean_control_matched": mca,
+                        "smd_after": (mta - mca) / sd if sd and sd > 0 else 0.0})
+        row["flag"] = abs(row.get("smd_after", row["smd_before"])) >= threshold
+        out.append(row)
+    return out
+
+
+def overlap_histogram(scored: DataFrame, treatment: str, bins: int = 30, col: str = PS) -> list[dict[str, Any]]:
+    """Counts of the propensity score (or its logit) per equal-width bin and group."""
+    require(scored, [treatment, col], "overlap_histogram")
+    r = scored.agg(F.min(col).alias("lo"), F.max(col).alias("hi")).first()
+    lo, hi = float(r["lo"]), float(r["hi"])
+    width = (hi - lo) / bins if hi > lo else 1.0
+    b = F.least(F.floor((F.col(col) - lo) / width), F.lit(bins - 1)).cast("int")
+    rows = scored.groupBy(b.alias("bin"), F.col(treatment).cast("int").alias("treated")).count().collect()
+    return [{"bin": int(x["bin"]), "left": lo + x["bin"] * width, "width": width, "treated": int(x["treated"]),
+             "count": int(x["count"])} for x in sorted(rows, key=lambda x: (x["treated"], x["bin"]))]
+
+
+def psm(df: DataFrame, treatment: str, outcomes: Sequence[str], covariates: Sequence[str], *,
+        model: str = "logistic", caliper_sd: float = 0.2, replace: bool = True) -> dict[str, Any]:
+    """Propensity, matching, ATT per outcome, balance before/after and the overlap histogram."""
+    scored = add_row_id(propensity(df, treatment, covariates, model=model))
+    pairs, summary = match(scored, treatment, caliper_sd=caliper_sd, replace=replace)
+    effects = {o: att(scored, pairs, treatment, o) for o in outcomes}
+    bal = balance(scored, treatment, covariates, pairs)
+    return {"matching": summary, "att": effects, "balance": bal,
+            "balanced": not any(b["flag"] for b in bal),
+            "overlap": overlap_histogram(scored, treatment), "model": model}
