@@ -126,11 +126,18 @@ def test_mcauley_json(spark, tmp_path):
 
 
 def test_rank_duplicates_keeps_latest(spark):
+    cols = [S.REVIEW_ID, S.REVIEW_DATE, S.TOTAL_VOTES, S.HELPFUL_VOTES, S.REVIEW_BODY, S.SOURCE_FILE]
     df = spark.createDataFrame(
-        [("R1", dt.date(2014, 1, 1), 1, "a", "f"), ("R1", dt.date(2015, 1, 1), 0, "b", "f"), ("R2", dt.date(2014, 1, 1), 0, "c", "f")],
-        [S.REVIEW_ID, S.REVIEW_DATE, S.TOTAL_VOTES, P.RAW, S.SOURCE_FILE])
-    ranked = {(r[S.REVIEW_ID], r[P.RAW]): r["_dup_rank"] for r in P.rank_duplicates(df).collect()}
-    assert ranked == {("R1", "b"): 1, ("R1", "a"): 2, ("R2", "c"): 1}
+        [("R1", dt.date(2014, 1, 1), 1, 0, "a", "f"), ("R1", dt.date(2015, 1, 1), 0, 0, "b", "f"),
+         ("R2", dt.date(2014, 1, 1), 0, 0, "c", "f"), ("R3", dt.date(2014, 1, 1), 0, 0, "y", "f"),
+         ("R3", dt.date(2014, 1, 1), 0, 0, "x", "f")], cols)
+    ranked = {(r[S.REVIEW_ID], r[S.REVIEW_BODY]): r["_dup_rank"] for r in P.rank_duplicates(df).collect()}
+    assert ranked == {("R1", "b"): 1, ("R1", "a"): 2, ("R2", "c"): 1, ("R3", "x"): 1, ("R3", "y"): 2}
+    reviews, dups = ingest_job.split_duplicates(df, broadcast_limit=10)
+    assert sorted(r[S.REVIEW_BODY] for r in reviews.collect()) == ["b", "c", "x"]
+    assert sorted(r[S.REVIEW_BODY] for r in dups.collect()) == ["a", "y"]
+    reviews, dups = ingest_job.split_duplicates(df, broadcast_limit=0)  # shuffled join path
+    assert sorted(r[S.REVIEW_BODY] for r in reviews.collect()) == ["b", "c", "x"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "synthetic.malformed_fraction": (0.0, 0.5),
     "synthetic.duplicate_fraction": (0.0, 0.5),
     "eda.top_words": (1, None),
+    "ingest.broadcast_duplicate_ids": (0, None),
     "text.min_token_length": (1, None),
     "text.max_char_repeat": (1, None),
     "features.num_features": (2, 1 << 30),

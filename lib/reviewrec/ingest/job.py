@@ -58,6 +58,26 @@ def _tally(parsed: DataFrame) -> dict[tuple[str, str | None], int]:
     return {(r[P.KIND], r["cat"]): int(r["count"]) for r in rows}
 
 
+def split_duplicates(kept: DataFrame, broadcast_limit: int) -> tuple[DataFrame, DataFrame]:
+    """(reviews, duplicates): one row per review_id, and the rows dropped for it.
+
+    Duplicates are rare, so instead of sorting every row by review_id (a window over all the
+    data) only the ids seen more than once are found (an aggregation that shuffles ids alone),
+    and only their rows are ranked. Up to `broadcast_limit` such ids are broadcast to the join.
+    """
+    counts = kept.groupBy(S.REVIEW_ID).count()
+    dup_ids = counts.filter(F.col("count") > 1).select(S.REVIEW_ID, F.lit(True).alias("_dup"))
+    n = dup_ids.count()
+    if n == 0:
+        return kept, kept.limit(0)
+    log.info("%d review_ids occur more than once; keeping the latest row of each", n)
+    flagged = kept.join(F.broadcast(dup_ids) if n <= broadcast_limit else dup_ids, on=S.REVIEW_ID, how="left")
+    ranked = P.rank_duplicates(flagged.filter(F.col("_dup")))
+    unique = flagged.filter(F.col("_dup").isNull())
+    return (unique.unionByName(ranked.filter(F.col("_dup_rank") == 1), allowMissingColumns=True),
+            ranked.filter(F.col("_dup_rank") > 1))
+
+
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("ingest")
     root = cfg["run"]["root"]
@@ -71,7 +91,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     with timer.stage("read+validate"):
         parsed = P.validate_fields(read_fields(spark, fmt, path, inp.get("category")))
-        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+        # Accepted rows do not need their raw text: cache only what later steps read.
+        parsed = (parsed
+                  .withColumn(P.RAW, F.when(~F.col(P.KIND).isin(P.OK, P.HEADER), F.col(P.RAW)))
+                  .persist(StorageLevel.MEMORY_AND_DISK))
         tally = _tally(parsed)
     lines = sum(tally.values())
     headers = sum(n for (k, _), n in tally.items() if k == P.HEADER)
@@ -95,15 +118,11 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     kept = P.filter_categories(parsed.filter(F.col(P.KIND) == P.OK), cats)
     with timer.stage("dedupe+write reviews"):
         if cfg["ingest"]["dedupe"]:
-            ranked = P.rank_duplicates(kept).persist(StorageLevel.MEMORY_AND_DISK)
-            reviews = ranked.filter(F.col("_dup_rank") == 1)
-            dups = ranked.filter(F.col("_dup_rank") > 1)
+            reviews, dups = split_duplicates(kept, cfg["ingest"]["broadcast_duplicate_ids"])
         else:
-            ranked, reviews, dups = None, kept, kept.limit(0)
+            reviews, dups = kept, kept.limit(0)
         io.write_parquet_atomic(reviews.select(*S.REVIEWS_COLUMNS), io.dataset_path(root, "reviews"))
         io.write_parquet_atomic(dups.select(*S.REVIEWS_COLUMNS, S.SOURCE_FILE), io.dataset_path(root, "duplicates"))
-        if ranked is not None:
-            ranked.unpersist()
     parsed.unpersist()
 
     accepted = spark.read.parquet(io.dataset_path(root, "reviews")).count()
