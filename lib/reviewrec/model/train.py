@@ -34,7 +34,7 @@ from reviewrec.config import Config
 from reviewrec.model import contract as C
 from reviewrec.model.data import Arrays, epoch_order, rank_shard
 from reviewrec.model.net import NetParams, bucket_ids, build_model, class_weights, drop_ids, make_optimizer
-from reviewrec.runtime import StageTimer
+from reviewrec.runtime import StageTimer, setup_logging
 from reviewrec.schema import require_columns
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ def weights_digest(weights: list[np.ndarray]) -> str:
 
 def train_rank(spec: TrainSpec) -> dict[str, Any]:
     """Runs on every Horovod rank (a Spark task). Returns this rank's summary."""
+    setup_logging()
     import tensorflow as tf
 
     # Threads must be fixed before TensorFlow creates its context.
@@ -189,13 +190,11 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     state = hvd_tf.broadcast_object(state, root_rank=0)
     hvd_tf.broadcast_variables(model.variables + opt.variables(), root_rank=0)
 
-    best_path = os.path.join(ckpt_root, "best.weights.h5") if ckpt_root else None
+    best_path = os.path.join(ckpt_root, "best_weights.npz") if ckpt_root else None
     best_weights = None
     if rank == 0 and best_path and os.path.isfile(best_path) and state["best_val_loss"] is not None:
-        keep = [w.numpy() for w in model.weights]
-        model.load_weights(best_path)
-        best_weights = model.get_weights()
-        model.set_weights(keep)
+        with np.load(best_path) as z:
+            best_weights = [z[f"w{i}"] for i in range(len(z.files))]
 
     callbacks = [hvd.callbacks.MetricAverageCallback()]  # Horovod: average train metrics over ranks
     epoch_seconds: list[float] = []
@@ -236,8 +235,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
                 best_weights = model.get_weights()
                 if best_path:
                     os.makedirs(ckpt_root, exist_ok=True)  # type: ignore[arg-type]
-                    tmp = f"{best_path}.tmp-{uuid.uuid4().hex[:6]}.h5"
-                    model.save_weights(tmp)
+                    tmp = f"{best_path}.tmp-{uuid.uuid4().hex[:6]}.npz"
+                    np.savez(tmp, **{f"w{i}": w for i, w in enumerate(best_weights)})
                     os.replace(tmp, best_path)
         else:
             state["wait"] += 1
@@ -266,11 +265,12 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     if spec.return_weights:
         out["weights"] = final_weights
     if rank == 0 and spec.return_model:
-        if best_weights is not None:
-            model.set_weights(best_weights)
+        # A fresh, uncompiled copy: the saved model carries no (Horovod-wrapped) optimizer.
+        plain = build_model(spec.net)
+        plain.set_weights(best_weights if best_weights is not None else final_weights)
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, MODEL_FILE)
-            model.save(p, include_optimizer=False)
+            plain.save(p)
             with open(p, "rb") as fh:
                 out["model_bytes"] = fh.read()
     return out
@@ -315,10 +315,11 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
 
 def _versions() -> dict[str, str]:
     import horovod
+    import keras
     import pyspark
     import tensorflow as tf
 
-    return {"tensorflow": tf.__version__, "keras": tf.keras.__version__, "horovod": horovod.__version__,
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "horovod": horovod.__version__,
             "pyspark": pyspark.__version__, "numpy": np.__version__}
 
 

@@ -1,0 +1,293 @@
+"""The evaluate job: the LSTM and two baselines on the same held-out test split.
+
+Reads <root>/features (train/val/test), <root>/model; writes <root>/report/model:
+    metrics.json     per model: accuracy, weighted and macro P/R/F1, the per-class table
+                     (the paper's Table 3: precision, recall, F1, support for stars 1..5),
+                     the confusion matrix, RMSE/MAE of the expected rating; plus what it was
+                     measured on (data, split counts, config hash, model metadata)
+    index.html       the same as tables, with the figures
+    confusion_<model>.png, training_curves.png, comparison.png
+
+Baselines, trained in this job on the same train split:
+    majority   the most frequent training star, predicted with probability 1
+    tfidf_lr   Spark ML multinomial LogisticRegression on the `tfidf` vectors; regParam chosen
+               on the val split (accuracy) from model.baseline_reg_params
+Predictions stay in Spark: only 5x5 confusion matrices and error sums reach the driver.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from reviewrec import io
+from reviewrec import schema as S
+from reviewrec.config import Config
+from reviewrec.model import contract as C
+from reviewrec.model.score import load_metadata, score
+from reviewrec.report import html as H
+from reviewrec.runtime import StageTimer
+
+log = logging.getLogger(__name__)
+
+STARS = list(range(1, C.NUM_CLASSES + 1))
+PRED = "pred_label"
+
+
+# --------------------------------------------------------------------------- metrics (pure)
+def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
+    """cm[true, pred] (k x k counts) -> accuracy, per-class and weighted/macro P/R/F1.
+
+    Precision of a class never predicted is 0 (as scikit-learn's zero_division=0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    rec = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    n = cm.sum()
+    w = support / n if n else support
+    present = support > 0
+    return {
+        "n": int(n),
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "weighted_precision": float((prec * w).sum()),
+        "weighted_recall": float((rec * w).sum()),
+        "weighted_f1": float((f1 * w).sum()),
+        "macro_precision": float(prec[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(rec[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": [{"star": k + 1, "precision": float(prec[k]), "recall": float(rec[k]),
+                       "f1": float(f1[k]), "support": int(support[k])} for k in range(len(tp))],
+        "confusion": cm.astype(np.int64).tolist(),
+    }
+
+
+def confusion(df: DataFrame, col_label: str = C.LABEL, col_pred: str = PRED, k: int = C.NUM_CLASSES) -> np.ndarray:
+    """k x k confusion counts from label / predicted-label columns (0-based), aggregated in Spark."""
+    cm = np.zeros((k, k), dtype=np.int64)
+    for r in df.groupBy(col_label, col_pred).count().collect():
+        cm[int(r[col_label]), int(r[col_pred])] = int(r["count"])
+    return cm
+
+
+def rating_errors(df: DataFrame, expected: Column, col_star: str = S.STAR_RATING) -> dict[str, float]:
+    """RMSE and MAE of an expected-rating column against the true star (Spark aggregate)."""
+    err = expected - F.col(col_star)
+    r = df.agg(F.avg(err * err).alias("mse"), F.avg(F.abs(err)).alias("mae")).first()
+    return {"rmse": float(np.sqrt(r["mse"])), "mae": float(r["mae"])}
+
+
+def expected_from_probs(probs: Column) -> Column:
+    """sum_s p(s) * s from a 5-element array column of probabilities."""
+    return F.aggregate(F.transform(probs, lambda p, i: p * (i + 1)), F.lit(0.0).cast("double"),
+                       lambda acc, v: acc + v)
+
+
+def evaluate_predictions(df: DataFrame, expected: Column) -> dict[str, Any]:
+    """df with label, pred_label, star_rating -> all metrics of one model."""
+    out = metrics_from_confusion(confusion(df))
+    out.update(rating_errors(df, expected))
+    return out
+
+
+# --------------------------------------------------------------------------- models
+def majority_baseline(train: DataFrame, test: DataFrame) -> dict[str, Any]:
+    top = train.groupBy(C.LABEL).count().orderBy(F.col("count").desc(), F.col(C.LABEL)).first()
+    lab = int(top[C.LABEL])
+    pred = test.withColumn(PRED, F.lit(lab))
+    out = evaluate_predictions(pred, F.lit(float(lab + 1)))
+    out["params"] = {"star": lab + 1}
+    return out
+
+
+def fit_lr(train: DataFrame, reg: float, elastic_net: float, max_iter: int) -> Any:
+    lr = LogisticRegression(featuresCol=C.TFIDF, labelCol=C.LABEL, family="multinomial", regParam=reg,
+                            elasticNetParam=elastic_net, maxIter=max_iter, standardization=False)
+    return lr.fit(train)
+
+
+def lr_predict(model: Any, df: DataFrame) -> DataFrame:
+    return (model.transform(df)
+            .withColumn(PRED, F.col("prediction").cast("int"))
+            .withColumn("lr_probs", vector_to_array(F.col("probability"))))
+
+
+def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, reg_params: list[float],
+                      elastic_net: float, max_iter: int) -> dict[str, Any]:
+    """Pick regParam on val by accuracy, then report on test (the model is refit on train only)."""
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, Any] | None = None
+    best_acc = -1.0
+    for reg in reg_params:
+        m = fit_lr(train, float(reg), elastic_net, max_iter)
+        if val is None or len(reg_params) == 1:
+            best = (float(reg), m)
+            break
+        acc = metrics_from_confusion(confusion(lr_predict(m, val)))["accuracy"]
+        tried.append({"reg_param": float(reg), "val_accuracy": acc})
+        log.info("tfidf_lr: regParam %g -> val accuracy %.4f", reg, acc)
+        if acc > best_acc:
+            best, best_acc = (float(reg), m), acc
+    assert best is not None
+    pred = lr_predict(best[1], test)
+    out = evaluate_predictions(pred, expected_from_probs(F.col("lr_probs")))
+    out["params"] = {"reg_param": best[0], "elastic_net": elastic_net, "max_iter": max_iter,
+                     "family": "multinomial", "selection": tried}
+    return out
+
+
+def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: int) -> dict[str, Any]:
+    scored = score(spark, test, model_dir, batch_size=batch_size)
+    scored = scored.withColumn(PRED, (F.col(C.PREDICTED_STAR) - 1).cast("int")).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return evaluate_predictions(scored, F.col(C.EXPECTED_RATING))
+    finally:
+        scored.unpersist()
+
+
+# --------------------------------------------------------------------------- report
+def _plot_confusion(plt: Any, cm: list[list[int]], title: str) -> Any:
+    a = np.asarray(cm, dtype=np.float64)
+    norm = a / np.maximum(a.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            ax.text(j, i, f"{int(a[i, j])}\n{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(5), STARS)
+    ax.set_yticks(range(5), STARS)
+    ax.set_xlabel("predicted star")
+    ax.set_ylabel("true star")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def _plot_curves(plt: Any, history: list[dict[str, Any]]) -> Any:
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.plot(ep, [h["loss"] for h in history], "o-", label="train")
+    if history and "val_loss" in history[0]:
+        a1.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss")
+    a1.legend()
+    a2.plot(ep, [h["accuracy"] for h in history], "o-", label="train")
+    if history and "val_accuracy" in history[0]:
+        a2.plot(ep, [h["val_accuracy"] for h in history], "o-", label="val")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy")
+    a2.legend()
+    return fig
+
+
+def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]]) -> Any:
+    names = list(models)
+    keys = ["accuracy", "weighted_f1", "macro_f1"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    width = 0.8 / len(names)
+    for j, n in enumerate(names):
+        ax.bar(np.arange(len(keys)) + j * width, [models[n][k] for k in keys], width, label=n)
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return fig
+
+
+def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -> None:
+    plt = H.plt()
+    models = result["models"]
+    with io.publish_dir(spark, out) as d:
+        figs = []
+        for name, m in models.items():
+            figs.append(H.savefig(_plot_confusion(plt, m["confusion"], name), d, f"confusion_{name}.png"))
+        if result.get("history"):
+            H.savefig(_plot_curves(plt, result["history"]), d, "training_curves.png")
+        H.savefig(_plot_comparison(plt, models), d, "comparison.png")
+        with open(os.path.join(d, "metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2, default=str)
+        summary = H.table(
+            ["model", "accuracy", "weighted P", "weighted R", "weighted F1", "macro F1", "RMSE", "MAE"],
+            [[n, m["accuracy"], m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["macro_f1"],
+              m["rmse"], m["mae"]] for n, m in models.items()])
+        sections = [("Summary (test split)", summary + H.figure("comparison.png"))]
+        for name, m in models.items():
+            t3 = H.table(["star", "precision", "recall", "F1", "support"],
+                         [[c["star"], c["precision"], c["recall"], c["f1"], c["support"]] for c in m["per_class"]]
+                         + [["weighted", m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["n"]]])
+            sections.append((f"{name}: per-class (Table 3 format)", t3 + H.figure(f"confusion_{name}.png")))
+        if result.get("history"):
+            hist = H.table(["epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"],
+                           [[h["epoch"], h["loss"], h["accuracy"], h.get("val_loss", ""), h.get("val_accuracy", ""),
+                             h["seconds"]] for h in result["history"]])
+            sections.append(("LSTM training", hist + H.figure("training_curves.png")))
+        sections.append(("Measured on", "<pre>" + json.dumps(result["measured_on"], indent=2, default=str) + "</pre>"))
+        with open(os.path.join(d, "index.html"), "w", encoding="utf-8") as fh:
+            fh.write(H.page("reviewrec — star-rating model evaluation", sections,
+                            subtitle=f"config {result['measured_on']['config_hash']}"))
+
+
+# --------------------------------------------------------------------------- job
+def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    timer = StageTimer("evaluate")
+    root = cfg["run"]["root"]
+    m = cfg["model"]
+    features = io.dataset_path(root, C.FEATURES)
+    model_dir = io.dataset_path(root, C.MODEL)
+    if not io.dataset_exists(spark, model_dir):
+        raise FileNotFoundError(f"model not found: {model_dir} (produced by the train job; run it first)")
+    cols = [S.REVIEW_ID, C.USER_IDX, C.ITEM_IDX, C.SEQ, C.TFIDF,
+            C.LABEL, S.STAR_RATING]
+
+    def part(split: str) -> DataFrame | None:
+        try:
+            df = spark.read.parquet(C.split_path(features, split))
+        except FileNotFoundError:
+            return None
+        S.require_columns(df.columns, cols, f"features/{split}")
+        return df.select(*cols)
+
+    train, val, test = part(C.TRAIN), part(C.VAL), part(C.TEST)
+    if train is None or test is None:
+        raise FileNotFoundError(f"{features}: needs train and test splits")
+    train = train.persist(StorageLevel.MEMORY_AND_DISK)
+    models: dict[str, dict[str, Any]] = {}
+    with timer.stage("lstm"):
+        models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"])
+    with timer.stage("majority"):
+        models["majority"] = majority_baseline(train, test)
+    with timer.stage("tfidf_lr"):
+        models["tfidf_lr"] = tfidf_lr_baseline(train, val, test, list(m["baseline_reg_params"]),
+                                               float(m["baseline_elastic_net"]), m["baseline_max_iter"])
+    train.unpersist()
+    md = load_metadata(model_dir)
+    lstm, lr = models["lstm"], models["tfidf_lr"]
+    result = {
+        "models": models,
+        "lstm_beats_tfidf_lr": {"accuracy": lstm["accuracy"] > lr["accuracy"],
+                                "macro_f1": lstm["macro_f1"] > lr["macro_f1"]},
+        "history": md.get("history", []),
+        "measured_on": {
+            "config_hash": cfg.hash(), "root": root, "input_path": cfg["input"]["path"],
+            "input_category": cfg["input"]["category"], "split": "test",
+            "data_counts": md.get("data_counts"), "model_config_hash": md.get("config_hash"),
+            "model_train_hash": md.get("train_hash"), "model_best_epoch": md.get("best_epoch"),
+            "model_num_proc": md.get("num_proc"), "versions": md.get("versions"),
+        },
+        "timings": timer.timings,
+    }
+    write_report(spark, io.dataset_path(root, C.REPORT_MODEL), result)
+    log.info("evaluate: %s", {n: {k: round(v[k], 4) for k in ("accuracy", "macro_f1", "weighted_f1", "rmse", "mae")}
+                              for n, v in models.items()})
+    return result
