@@ -106,7 +106,7 @@ class BuiltinTagger:
     `analyze(tokens)` both. Tokens may be in any case; the pipeline passes lowercase tokens.
     """
 
-    def __init__(self, data_dir: str | None = None):
+    def __init__(self, data_dir: str | None = None, context_rules: bool = False):
         d = data_dir or textblob_en_dir()
         self.lexicon: dict[str, str] = {}
         # For lowercased text: a lowercase entry wins, else the first cased one ("monday" NNP).
@@ -151,8 +151,15 @@ class BuiltinTagger:
                     table = {}
                     tables.append((probe, table))
                 table.setdefault(key_of(x, y), []).append((i, r[1]))
+        self._rule_words = frozenset(v for tables in self._ctx.values() for _, table in tables
+                                     for k in table for v in (k if isinstance(k, tuple) else (k,)))
+        self._ctx_memo: dict[tuple[str | None, ...], str] = {}
         self._unknown_cache: dict[str, str] = {}
-        self.context_rules = True
+        self._pair_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # Off by default: measured on UD EWT dev, the rules (trained on WSJ/Brown Penn tags)
+        # do not raise UPOS accuracy after our Penn -> UPOS mapping, and lower it when stop words
+        # were removed first, as in the pipeline (benchmarks/RESULTS.md).
+        self.context_rules = context_rules
         self._lemma_cache: dict[tuple[str, str], str] = {}
         import lemminflect  # lemma tables ship inside the wheel (resources/lemma_lu.csv.gz)
 
@@ -211,34 +218,55 @@ class BuiltinTagger:
             return tags  # type: ignore[return-value]
         ctx = self._ctx
         pad = "STAART"
-        w = ["", "", "", *tokens, "", "", ""]
+        # Words no rule mentions can never match a word test: blank them, so that the outcome
+        # for a token depends on a small window that repeats a lot, and memoise it.
+        rule_words = self._rule_words
+        w = ["", "", "", *[x if x in rule_words else "" for x in tokens], "", "", ""]
         t = [pad, pad, pad, *tags, pad, pad, pad]
+        memo = self._ctx_memo
         for j in range(3, n + 3):
-            fired = -1
-            while True:
-                tables = ctx.get(t[j])  # type: ignore[arg-type]
-                if tables is None:
-                    break
-                best, new = 1 << 30, ""
-                for probe, table in tables:
-                    if len(probe) == 1:
-                        kind, off = probe[0]
-                        key: object = (w if kind == "w" else t)[j + off]
-                    else:
-                        (k1, o1), (k2, o2) = probe
-                        key = ((w if k1 == "w" else t)[j + o1], (w if k2 == "w" else t)[j + o2])
-                    hits = table.get(key)
-                    if hits:
-                        for idx, tag in hits:  # ascending rule order
-                            if idx > fired:
-                                if idx < best:
-                                    best, new = idx, tag
-                                break
-                if not new:
-                    break
-                t[j] = new
-                fired = best
+            if t[j] not in ctx:
+                continue
+            key = (*t[j - 3:j + 4], *w[j - 2:j + 3])
+            got = memo.get(key)
+            if got is None:
+                got = self._apply_context(w, t, j)
+                if len(memo) >= 1_000_000:
+                    memo.clear()
+                memo[key] = got
+            t[j] = got
         return t[3:n + 3]  # type: ignore[return-value]
+
+    def _apply_context(self, w: list[str], t: list[str | None], j: int) -> str:
+        """Final tag of token j after Brill's contextual rules (first matching rule in file
+        order fires, then the scan goes on after it with the new tag)."""
+        ctx = self._ctx
+        cur = t[j]
+        fired = -1
+        while True:
+            tables = ctx.get(cur)  # type: ignore[arg-type]
+            if tables is None:
+                break
+            best, new = 1 << 30, ""
+            for probe, table in tables:
+                if len(probe) == 1:
+                    kind, off = probe[0]
+                    key: object = (w if kind == "w" else t)[j + off] if off else (w[j] if kind == "w" else cur)
+                else:
+                    (k1, o1), (k2, o2) = probe
+                    key = ((w if k1 == "w" else t)[j + o1], (w if k2 == "w" else t)[j + o2])
+                hits = table.get(key)
+                if hits:
+                    for idx, tag in hits:  # ascending rule order
+                        if idx > fired:
+                            if idx < best:
+                                best, new = idx, tag
+                            break
+            if not new:
+                break
+            cur = new
+            fired = best
+        return cur  # type: ignore[return-value]
 
     def tag(self, tokens: Sequence[str]) -> list[str]:
         """Universal POS tags for `tokens`."""
@@ -304,10 +332,29 @@ class BuiltinTagger:
     def analyze(self, tokens: Sequence[str]) -> tuple[list[str], list[str]]:
         """(lemmas, upos) for one token sequence."""
         ptb = self.ptb_tags(tokens)
-        upos = [_to_upos(tokens, ptb, i) for i in range(len(tokens))]
-        lemma = self.lemma
-        return [lemma(w, u, p) for w, u, p in zip(tokens, upos, ptb)], upos
+        # (word, Penn tag) -> (lemma, UPOS) for the pairs whose mapping ignores the neighbours:
+        # most tokens, so the per-token work is one dict probe.
+        fast = self._pair_cache
+        lemmas: list[str] = []
+        upos: list[str] = []
+        for i, (w, p) in enumerate(zip(tokens, ptb)):
+            hit = fast.get((w, p))
+            if hit is None:
+                u = _to_upos(tokens, ptb, i)
+                lem = self.lemma(w, u, p)
+                if p not in CONTEXT_PTB and w.lower() not in CONTEXT_WORDS and len(fast) < 500_000:
+                    fast[(w, p)] = (lem, u)
+            else:
+                lem, u = hit
+            lemmas.append(lem)
+            upos.append(u)
+        return lemmas, upos
 
+
+# Penn tags and words whose UPOS depends on the neighbours in `_to_upos` (never cached by pair).
+CONTEXT_PTB = frozenset({"TO", "WDT", "WP", "DT", "IN"})
+CONTEXT_WORDS = (frozenset({"s", "'s", "please", "that"}) | CLAUSE_PREPS | DEMONSTRATIVES | HAVE_FORMS
+                 | DO_FORMS | BE_FORMS | SUBORDINATORS)
 
 _MORPH_CMDS = frozenset({"char", "haspref", "hassuf", "addpref", "addsuf", "deletepref", "deletesuf",
                          "goodleft", "goodright"})
@@ -419,8 +466,6 @@ def _to_upos(tokens: Sequence[str], ptb: Sequence[str], i: int) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def get_tagger(context_rules: bool = True) -> BuiltinTagger:
+def get_tagger(context_rules: bool = False) -> BuiltinTagger:
     """One tagger per Python process and setting (a Spark worker loads it once, then reuses it)."""
-    tagger = BuiltinTagger()
-    tagger.context_rules = context_rules
-    return tagger
+    return BuiltinTagger(context_rules=context_rules)

@@ -89,7 +89,7 @@ def _pos_lemma_batches(tokens: pd.Series, context_rules: bool) -> pd.DataFrame:
     return pd.DataFrame({S.LEMMAS: lemmas, S.POS: pos})
 
 
-def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bool = True) -> DataFrame:
+def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bool = False) -> DataFrame:
     """`col_tokens` -> `lemmas` (lowercase lemmas) and `pos` (UPOS tags), same length and order,
     by the builtin tagger in an Arrow-batched pandas UDF; `col_tokens` is dropped."""
     def fn(tokens: pd.Series) -> pd.DataFrame:
@@ -144,7 +144,7 @@ def drop_repeats(df: DataFrame, max_repeat: int) -> DataFrame:
 
 
 def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 3, max_repeat: int = 3,
-               engine: str = "builtin", pos_lemma: bool = True, context_rules: bool = True,
+               engine: str = "builtin", pos_lemma: bool = True, context_rules: bool = False,
                sparknlp_models: dict[str, str | None] | None = None) -> DataFrame:
     """reviews (review_id, review_headline, review_body) -> review_id, lemmas, pos.
 
