@@ -100,4 +100,4 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
             .withColumn(C.PROBS, probs)
             .withColumn(C.EXPECTED_RATING, _expected(F.col(C.PROBS)))
             .withColumn(C.PREDICTED_STAR,
-                        F.array_position(F.col(C.PROBS), F.array_max(F.col(C.PROBS))).cast("int")))
+                        F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))

@@ -1,0 +1,209 @@
+"""Distributed training for real on CPU (Gloo): a tiny model with num_proc=1 and num_proc=2,
+kill-and-resume of the train job, scoring in executors, and the evaluate job's report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_model_fixtures import make_features
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "model.embedding_dim": 8, "model.lstm_units": 8, "model.bidirectional": "false",
+    "model.user_buckets": 64, "model.item_buckets": 32, "model.user_embedding_dim": 4,
+    "model.item_embedding_dim": 4, "model.batch_size": 32, "model.learning_rate": 0.01,
+    "model.id_dropout": 0.2, "model.dropout": 0.1,
+}
+
+pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def feats_root(spark, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("model") / "run")
+    make_features(spark, root, n=800, seq_len=12)
+    return root
+
+
+def _cfg(root: str, extra: dict | None = None):
+    from reviewrec.config import load_config
+
+    sets = {**TINY, "run.root": root, **(extra or {})}
+    return load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_ranks_end_identical_and_loss_decreases(spark, feats_root, num_proc):
+    from reviewrec.model import contract as C
+    from reviewrec.model.train import run_horovod, spec_from_config
+
+    cfg = _cfg(feats_root)
+    meta = C.load_meta(os.path.join(feats_root, C.FEATURES_META))
+    spec = spec_from_config(cfg, meta, epochs=4, checkpoint_dir=None, return_weights=True, return_model=False,
+                            patience=10)
+    results = run_horovod(spark, spec, num_proc)
+    assert [r["rank"] for r in results] == list(range(num_proc))
+    assert {r["size"] for r in results} == {num_proc}
+    # every rank read a disjoint share of the train split, together all of it
+    n_train = spark.read.parquet(C.split_path(os.path.join(feats_root, C.FEATURES), "train")).count()
+    assert sum(results[0]["rows_per_rank"]) == n_train
+    assert sum(r["local_rows"] for r in results) == n_train
+    # identical weights on every rank after training (broadcast + averaged gradients)
+    assert len({r["weights_sha256"] for r in results}) == 1
+    for r in results[1:]:
+        for a, b in zip(results[0]["weights"], r["weights"]):
+            np.testing.assert_array_equal(a, b)
+    # the weights moved away from a fresh initialisation, and the loss went down
+    hist = results[0]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    # metrics are averaged across ranks: every rank reports the same history
+    for r in results[1:]:
+        assert r["history"][-1]["loss"] == pytest.approx(hist[-1]["loss"], rel=1e-6)
+        assert r["history"][-1]["val_loss"] == pytest.approx(hist[-1]["val_loss"], rel=1e-9)
+
+
+def _processes_with(marker: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (p / "environ").read_bytes():
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _train_job(root: str, ckpt: str, marker: str, epochs: int) -> subprocess.Popen:
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               REVIEWREC_TEST_MARK=marker, TF_CPP_MIN_LOG_LEVEL="2")
+    sets = {**TINY, "run.root": root, "model.checkpoint_dir": ckpt, "model.epochs": epochs,
+            "model.early_stopping_patience": epochs, "model.num_proc": 1}
+    args = [sys.executable, str(REPO / "jobs" / "train.py"), "--conf", str(REPO / "conf" / "local.yaml")]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    return subprocess.Popen(args, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(feats_root, tmp_path_factory):
+    """Run the train job, SIGKILL it (whole process tree) once epoch 1's checkpoint exists,
+    then rerun it to completion."""
+    ckpt = str(tmp_path_factory.mktemp("ckpt"))
+    epochs = 6
+    marker = f"kill-{uuid.uuid4().hex}"
+    proc = _train_job(feats_root, ckpt, marker, epochs)
+    deadline = time.time() + 600
+    done_at_kill: list[str] = []
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done_at_kill = sorted(str(p) for p in Path(ckpt).glob("*/epoch-*") if (p / "state.json").exists())
+            if done_at_kill:
+                break
+            time.sleep(0.1)
+        assert done_at_kill, f"no checkpoint appeared; job exit {proc.poll()}: {proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in _processes_with(marker):  # anything of ours that left the process group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(1)
+    done_after_kill = sorted(p.name for p in Path(ckpt).glob("*/epoch-*") if (p / "state.json").exists())
+    assert not (Path(feats_root) / "model").exists()  # the killed run never saved a model
+    marker2 = f"resume-{uuid.uuid4().hex}"
+    proc2 = _train_job(feats_root, ckpt, marker2, epochs)
+    _, err = proc2.communicate(timeout=900)
+    assert proc2.returncode == 0, err.decode()[-4000:]
+    with open(os.path.join(feats_root, "model", "metadata.json")) as fh:
+        md = json.load(fh)
+    return {"after_kill": done_after_kill, "epochs": epochs, "metadata": md}
+
+
+def test_kill_after_epoch_one_then_rerun_resumes(killed_and_resumed):
+    k = killed_and_resumed
+    md = k["metadata"]
+    done = k["after_kill"]
+    assert done and len(done) < k["epochs"], done  # killed mid-training
+    last = int(done[-1].split("-")[-1])
+    assert md["resumed_from"].endswith(f"epoch-{last:04d}")
+    assert [h["epoch"] for h in md["history"]] == list(range(1, k["epochs"] + 1))
+    # epochs before the kill come from the checkpoint, the rest were run by the rerun
+    assert md["history"][-1]["loss"] < md["history"][0]["loss"]
+    for f in ("model.keras", "vocab.json", "features_meta.json", "metadata.json"):
+        assert (Path(md["training"]["features_dir"]).parent / "model" / f).exists(), f
+    assert md["versions"]["horovod"] == "0.28.1"
+    assert md["data_counts"]["train"]["rows"] > 0 and md["config_hash"]
+
+
+def test_score_in_executors_matches_local_prediction(spark, feats_root, killed_and_resumed):
+    from reviewrec.model import contract as C
+    from reviewrec.model.data import read_files
+    from reviewrec.model.score import load_metadata, load_model, predict_arrays, score
+
+    model_dir = os.path.join(feats_root, "model")
+    test_dir = os.path.join(feats_root, C.FEATURES)
+    df = spark.read.parquet(C.split_path(test_dir, "test"))
+    out = score(spark, df, model_dir).orderBy("review_id").collect()
+    assert len(out) == df.count() > 0
+    assert "tfidf" in out[0].asDict()  # other columns pass through
+    probs = np.array([r[C.PROBS] for r in out])
+    assert probs.shape[1] == 5 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    exp = np.array([r[C.EXPECTED_RATING] for r in out])
+    assert np.allclose(exp, probs @ np.arange(1, 6), atol=1e-5)
+    assert [r[C.PREDICTED_STAR] for r in out] == (probs.argmax(axis=1) + 1).tolist()
+    # reference: the same rows predicted in this process
+    md = load_metadata(model_dir)
+    a = read_files(C.split_files(test_dir, "test"), md["net"]["seq_len"])
+    import pyarrow.parquet as pq
+    ids = np.concatenate([pq.read_table(f, columns=["review_id"]).column(0).to_numpy(zero_copy_only=False)
+                          for f in C.split_files(test_dir, "test")])
+    ref = predict_arrays(load_model(model_dir), a.seq, a.user, a.item, md["features_meta"]["num_users"],
+                         md["features_meta"]["num_items"], md["net"]["user_buckets"], md["net"]["item_buckets"])
+    ref = ref[np.argsort(ids)]
+    np.testing.assert_allclose(probs, ref, atol=1e-5)
+
+
+def test_evaluate_report(spark, feats_root, killed_and_resumed):
+    from reviewrec.model import evaluate
+
+    cfg = _cfg(feats_root, {"model.baseline_reg_params": "[0.01, 0.1]", "model.baseline_max_iter": 30})
+    res = evaluate.run(spark, cfg)
+    out = Path(feats_root) / "report" / "model"
+    for f in ("metrics.json", "index.html", "confusion_lstm.png", "confusion_tfidf_lr.png",
+              "confusion_majority.png", "training_curves.png", "comparison.png"):
+        assert (out / f).stat().st_size > 0, f
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["models"]) == {"lstm", "majority", "tfidf_lr"}
+    test = spark.read.parquet(os.path.join(feats_root, "features", "split=test"))
+    n = test.count()
+    for name, m in saved["models"].items():
+        cm = np.array(m["confusion"])
+        assert cm.sum() == n and m["accuracy"] == pytest.approx(np.trace(cm) / n), name
+        assert 0 <= m["rmse"] and 0 <= m["mae"] <= m["rmse"] + 1e-12
+    # majority baseline: the most frequent training star, checked directly
+    train = spark.read.parquet(os.path.join(feats_root, "features", "split=train"))
+    top = train.groupBy("label").count().orderBy("count", ascending=False).first()["label"]
+    assert saved["models"]["majority"]["accuracy"] == pytest.approx(test.filter(f"label = {top}").count() / n)
+    # the words carry the star: both learned models beat the majority class
+    assert saved["models"]["tfidf_lr"]["accuracy"] > saved["models"]["majority"]["accuracy"]
+    assert saved["models"]["lstm"]["accuracy"] > saved["models"]["majority"]["accuracy"]
+    assert len(saved["models"]["tfidf_lr"]["params"]["selection"]) == 2
+    assert res["measured_on"]["model_train_hash"] == saved["measured_on"]["model_train_hash"]
