@@ -20,18 +20,19 @@ from pyspark.sql import functions as F
 
 from reviewrec import io
 from reviewrec import schema as S
-from reviewrec.causal import plots, psm, uplift
+from reviewrec.causal import plots, psm, quasi, uplift
 from reviewrec.config import REPO_CONF_DIR, Config, ConfigError
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 
 log = logging.getLogger(__name__)
 
-STUDY_KEYS = {"name", "description", "treatment", "outcomes", "features", "psm", "uplift", "subgroups"}
+STUDY_KEYS = {"name", "description", "treatment", "outcomes", "features", "psm", "uplift", "subgroups", "quasi"}
 PSM_KEYS = {"enabled", "model", "caliper_sd", "replace"}
 UPLIFT_KEYS = {"enabled", "propensity", "max_iter", "max_depth", "top_k", "bins", "convention",
                "test_fraction", "scatter_sample", "seed"}
 SUBGROUP_KEYS = {"enabled", "features", "bins"}
+QUASI_KEYS = {"enabled", "unit", "width_a_days", "width_b_days", "groups", "outcome", "covariates"}
 
 
 def _words(c: str) -> Column:
@@ -85,7 +86,7 @@ def load_study(name: str) -> dict[str, Any]:
     for key in ("name", "treatment", "outcomes", "features"):
         if not st.get(key):
             raise ConfigError(f"{p}: study key {key!r} is required")
-    for sec, keys in (("psm", PSM_KEYS), ("uplift", UPLIFT_KEYS), ("subgroups", SUBGROUP_KEYS)):
+    for sec, keys in (("psm", PSM_KEYS), ("uplift", UPLIFT_KEYS), ("subgroups", SUBGROUP_KEYS), ("quasi", QUASI_KEYS)):
         bad = set(st.get(sec) or {}) - keys
         if bad:
             raise ConfigError(f"{p}: unknown key(s) {sorted(bad)} in {sec}; known: {sorted(keys)}")
@@ -143,7 +144,40 @@ def run_study(spark: SparkSession, reviews: DataFrame, st: dict[str, Any], timer
         with timer.stage("subgroups"):
             sf = list(scfg.get("features", feats))
             out["subgroups"] = {o: uplift.subgroups(d, o, treat, sf, bins=int(scfg.get("bins", 5))) for o in outcomes}
+    qcfg = st.get("quasi") or {}
+    if qcfg.get("enabled", False):
+        with timer.stage("quasi"):
+            out["quasi"] = month_boundary_study(reviews, qcfg)
     return out
+
+
+def month_boundary_study(reviews: DataFrame, q: dict[str, Any]) -> dict[str, Any]:
+    """Quasi-experimental variable on reviews: per unit (default product), the share of its
+    reviews in the first `width_b_days` days of a month (window B) against the last
+    `width_a_days` days of the previous month (window A). Units are grouped by that share; the
+    balance table compares unit covariates across groups and the share is correlated with the
+    unit's mean outcome."""
+    unit = q.get("unit", S.PRODUCT_ID)
+    outcome = q.get("outcome", S.STAR_RATING)
+    start = F.trunc(F.col(S.REVIEW_DATE), "month")
+    nxt = F.add_months(start, 1)
+    off = F.when(F.dayofmonth(S.REVIEW_DATE) <= 15, F.datediff(F.col(S.REVIEW_DATE), start)) \
+           .otherwise(F.datediff(F.col(S.REVIEW_DATE), nxt))
+    ev = reviews.select(F.col(unit), off.alias("_offset"))
+    ratio = quasi.window_ratio(ev, unit, "_offset", float(q.get("width_a_days", 7)), float(q.get("width_b_days", 7)))
+    units = (reviews.groupBy(unit)
+                    .agg(F.count(F.lit(1)).alias("unit_reviews"),
+                         F.avg(F.col(outcome).cast("double")).alias(f"mean_{outcome}"),
+                         F.avg(_words(S.REVIEW_BODY)).alias("mean_review_length"),
+                         F.avg(F.year(S.REVIEW_DATE)).alias("mean_review_year"))
+                    .join(ratio, on=unit, how="inner"))
+    units = units.where(F.col(quasi.N_A) + F.col(quasi.N_B) > 0)
+    grouped = quasi.ratio_groups(units, int(q.get("groups", 3))).localCheckpoint(eager=True)
+    covs = list(q.get("covariates", ["unit_reviews", "mean_review_length", "mean_review_year"]))
+    return {"unit": unit, "outcome": outcome, "width_a_days": q.get("width_a_days", 7),
+            "width_b_days": q.get("width_b_days", 7), "units": grouped.count(),
+            "balance": quasi.balance_table(grouped, quasi.GROUP, covs + [quasi.RATIO]),
+            "correlation": quasi.correlation(grouped, quasi.RATIO, f"mean_{outcome}")}
 
 
 def write_report(res: dict[str, Any], d: str) -> None:
@@ -194,6 +228,16 @@ def write_report(res: dict[str, Any], d: str) -> None:
                 [[r["feature"], r["bin"], r["n_treated"], r["n_control"], r.get("uplift", ""), r.get("se", ""),
                   r.get("ci_low", ""), r.get("ci_high", ""), r.get("p_value", "")] for r in rows]) + H.figure(name)
         sections.append(("Subgroups (observed difference treated - control)", html))
+    if "quasi" in res:
+        qv = res["quasi"]
+        keys = [k for k in qv["balance"][0] if k != "covariate"]
+        c = qv["correlation"]
+        sections.append(("Quasi-experimental variable (month-boundary window ratio)",
+                         f"<p>Per {qv['unit']}: share of reviews in the first {qv['width_b_days']} days of a month "
+                         f"vs the last {qv['width_a_days']} days before it; {qv['units']:,} units in ratio groups. "
+                         f"Correlation with mean {qv['outcome']}: r = {c['r']:.4f} "
+                         f"[{c['ci_low']:.4f}, {c['ci_high']:.4f}], p = {c['p_value']:.3g}.</p>"
+                         + H.table(["covariate", *keys], [[b["covariate"], *[b[k] for k in keys]] for b in qv["balance"]])))
     page = H.page(f"Causal study: {res['study']}", sections, subtitle=res.get("description", ""))
     with open(os.path.join(d, "index.html"), "w", encoding="utf-8") as fh:
         fh.write(page)

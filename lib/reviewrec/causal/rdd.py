@@ -147,40 +147,106 @@ class _Ctx:
     vce: str
     nnmatch: int
     fuzzy: bool
+    max_o: int = 4
 
     def __post_init__(self) -> None:
         self._nn_cache: dict[float, DataFrame] = {}
+        self._sums: dict[tuple[float, bool], dict[int, dict[str, Any]]] = {}
 
     def window(self, side: int, h: float) -> DataFrame:
         return self.d.where((F.col(SIDE) == side) & (_kw(F.col(U), h, self.kernel) > 0))
 
-    def nn_window(self, side: int, h: float) -> DataFrame:
+    def nn_both(self, h: float) -> DataFrame:
         # Every bandwidth in the procedure is common to both sides: one Spark job serves both.
         key = float(h)
         if key not in self._nn_cache:
             both = self.d.where(_kw(F.col(U), h, self.kernel) > 0)
             self._nn_cache[key] = nn_residuals(both, self.nnmatch, self.fuzzy).localCheckpoint(eager=True)
-        return self._nn_cache[key].where(F.col(SIDE) == side)
+        return self._nn_cache[key]
+
+    def nn_window(self, side: int, h: float) -> DataFrame:
+        return self.nn_both(h).where(F.col(SIDE) == side)
 
     @property
     def dcols(self) -> list[Column]:
         return [F.col(Y)] + ([F.col(TT)] if self.fuzzy else [])
+
+    @property
+    def rpairs(self) -> list[tuple[int, int]]:
+        return [(0, 0), (0, 1), (1, 1)] if self.fuzzy else [(0, 0)]
+
+    def sums(self, h: float, with_res: bool) -> dict[int, dict[str, Any]]:
+        """One Spark pass over the window |u| < h, both sides: power sums S[m] = sum w u^m,
+        SD[j, k] = sum w u^j D_k, and (NN residuals) R[(a, b)][m] = sum w^2 u^m r_a r_b, up to
+        the orders any fit in the procedure needs (max_o)."""
+        key = (float(h), with_res)
+        if key in self._sums:
+            return self._sums[key]
+        mo = self.max_o
+        u = F.col(U)
+        w = _kw(u, h, self.kernel)
+        pw = _powers(u, 2 * mo + 1)
+        rc = [F.col("_ry"), F.col("_rt")]
+        base = self.nn_both(h) if with_res else self.d.where(w > 0)
+        exprs: list[Column] = []
+        for side in (0, 1):
+            on = F.col(SIDE) == side
+
+            def c(e: Column) -> Column:
+                return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
+
+            exprs += [c(w * pw[m]) for m in range(2 * mo + 2)]
+            exprs += [c(w * pw[j] * dc) for j in range(mo + 1) for dc in self.dcols]
+            exprs += [c(F.lit(1.0))]
+            if with_res:
+                exprs += [c(w * w * pw[m] * rc[a] * rc[b]) for a, b in self.rpairs for m in range(2 * mo + 1)]
+        vals = agg_sums(base, exprs)
+        nd = len(self.dcols)
+        out: dict[int, dict[str, Any]] = {}
+        i = 0
+        for side in (0, 1):
+            S = vals[i: i + 2 * mo + 2]; i += 2 * mo + 2
+            SD = vals[i: i + (mo + 1) * nd].reshape(mo + 1, nd); i += (mo + 1) * nd
+            n = vals[i]; i += 1
+            R: dict[tuple[int, int], np.ndarray] = {}
+            if with_res:
+                for ab in self.rpairs:
+                    R[ab] = vals[i: i + 2 * mo + 1]; i += 2 * mo + 1
+            out[side] = {"S": S, "SD": SD, "n": n, "R": R}
+        self._sums[key] = out
+        return out
 
 
 def _hc_factor(vce: str, n: float, d: int) -> float:
     return 1.0 if vce == "hc0" else math.sqrt(n / (n - d))
 
 
+def _combine(R: dict[tuple[int, int], np.ndarray], s: np.ndarray) -> np.ndarray:
+    """sum_i (s . r_i)^2 w^2 u^m from the per-pair sums R[(a, b)][m]."""
+    tot = 0.0
+    for (a, b), arr in R.items():
+        tot = tot + (1 if a == b else 2) * s[a] * s[b] * arr
+    return np.asarray(tot)
+
+
 def _fit_and_var(ctx: _Ctx, side: int, h: float, o: int, s_fn: Any, extra_pow: int = 0,
                  need_var: bool = True) -> dict[str, Any]:
     """Kernel-weighted fit of order `o` on one side within h, then the sandwich middle with
     residuals combined by s (s_fn(beta) -> weights over the D columns). Returns G, invG, beta,
-    S (power sums up to 2o+extra_pow), M (meat), s."""
+    S (power sums), M (meat), s. NN residuals: everything from one cached pass per window."""
+    if ctx.vce == "nn" or not need_var:
+        ws = ctx.sums(h, with_res=ctx.vce == "nn" and need_var)[side]
+        G = _gram(ws["S"], o)
+        invG = safe_inv(G, "local-polynomial Gram")
+        beta = invG @ ws["SD"][: o + 1]
+        s = np.asarray(s_fn(beta), float)
+        M = _gram(_combine(ws["R"], s), o) if need_var else None
+        return {"G": G, "invG": invG, "beta": beta, "S": ws["S"], "M": M, "s": s, "n": ws["n"]}
     u = F.col(U)
     w = _kw(u, h, ctx.kernel)
     pw = _powers(u, 2 * o + extra_pow)
     nd = len(ctx.dcols)
-    base = ctx.nn_window(side, h) if (ctx.vce == "nn" and need_var) else ctx.window(side, h)
+    base = ctx.window(side, h)
     exprs = [w * p for p in pw] + [w * pw[j] * dc for j in range(o + 1) for dc in ctx.dcols] + [F.lit(1.0)]
     sums = agg_sums(base, exprs)
     S = sums[: len(pw)]
@@ -190,14 +256,9 @@ def _fit_and_var(ctx: _Ctx, side: int, h: float, o: int, s_fn: Any, extra_pow: i
     invG = safe_inv(G, "local-polynomial Gram")
     beta = invG @ RWD
     s = np.asarray(s_fn(beta), float)
-    if not need_var:
-        return {"G": G, "invG": invG, "beta": beta, "S": S, "M": None, "s": s, "n": n}
-    if ctx.vce == "nn":
-        r = sum((F.lit(float(sk)) * F.col(c) for sk, c in zip(s, ["_ry", "_rt"])), F.lit(0.0))
-    else:
-        fac = _hc_factor(ctx.vce, n, o + 1)
-        fitted = [sum((F.lit(float(beta[j, kk])) * pw[j] for j in range(o + 1)), F.lit(0.0)) for kk in range(nd)]
-        r = sum((F.lit(float(sk * fac)) * (dc - fv) for sk, dc, fv in zip(s, ctx.dcols, fitted)), F.lit(0.0))
+    fac = _hc_factor(ctx.vce, n, o + 1)
+    fitted = [sum((F.lit(float(beta[j, kk])) * pw[j] for j in range(o + 1)), F.lit(0.0)) for kk in range(nd)]
+    r = sum((F.lit(float(sk * fac)) * (dc - fv) for sk, dc, fv in zip(s, ctx.dcols, fitted)), F.lit(0.0))
     msum = agg_sums(base, [r * r * w * w * pw[m] for m in range(2 * o + 1)])
     M = _gram(msum, o)
     return {"G": G, "invG": invG, "beta": beta, "S": S, "M": M, "s": s, "n": n}
@@ -289,7 +350,7 @@ def select_bandwidth(d: DataFrame, *, p: int = 1, q: int = 2, kernel: str = "tri
     # Bandwidths are chosen on standardised x and y (rdrobust's stdvars=TRUE).
     ds = d.select(F.col(SIDE), (F.col(U) / x_sd).alias(U), (F.col(Y) / y_sd).alias(Y),
                   *([F.col(TT)] if fuzzy else []))
-    ctx = _Ctx(ds, kernel, vce, nnmatch, fuzzy)
+    ctx = _Ctx(ds, kernel, vce, nnmatch, fuzzy, max_o=q + 2)
     lo, hi = float(desc["lo"]) / x_sd, float(desc["hi"]) / x_sd
     bwp = min(1.0, ((q75 - q25) / x_sd) / 1.349)
     c_bw = _C_K[kernel] * bwp * M ** (-1 / 5)
@@ -371,21 +432,45 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
     u = F.col(U)
     wh, wb = _kw(u, h, kernel), _kw(u, b, kernel)
     nd = len(ctx.dcols)
-    pw = _powers(u, max(2 * q, 2 * p + 1))
-    sides: dict[int, dict[str, Any]] = {}
+    pw = _powers(u, max(2 * q, 2 * p + 1, p + q))
+    nn = vce == "nn"
+    base = ctx.nn_both(max(h, b)) if nn else d.where(_kw(u, max(h, b), kernel) > 0)
+    rc = [F.col("_ry"), F.col("_rt")]
+    # One pass, both sides: fits at h (order p) and b (order q) and, with NN residuals (which
+    # do not depend on the fit), every power sum the conventional and robust middles need.
+    exprs: list[Column] = []
     for side in (0, 1):
-        base = ctx.nn_window(side, max(h, b)) if vce == "nn" else ctx.window(side, max(h, b))
-        exprs = ([wh * pw[m] for m in range(2 * p + 2)] + [wb * pw[m] for m in range(2 * q + 1)]
-                 + [wh * pw[j] * dc for j in range(p + 1) for dc in ctx.dcols]
-                 + [wb * pw[j] * dc for j in range(q + 1) for dc in ctx.dcols]
-                 + [F.lit(1.0), F.when(wh > 0, 1.0).otherwise(0.0), F.when(wb > 0, 1.0).otherwise(0.0)])
-        s = agg_sums(base, exprs)
-        i = 0
+        on = F.col(SIDE) == side
+
+        def c(e: Column) -> Column:
+            return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
+
+        exprs += ([c(wh * pw[m]) for m in range(2 * p + 2)] + [c(wb * pw[m]) for m in range(2 * q + 1)]
+                  + [c(wh * pw[j] * dc) for j in range(p + 1) for dc in ctx.dcols]
+                  + [c(wb * pw[j] * dc) for j in range(q + 1) for dc in ctx.dcols]
+                  + [c(F.lit(1.0)), c(F.when(wh > 0, 1.0).otherwise(0.0)), c(F.when(wb > 0, 1.0).otherwise(0.0))])
+        if nn:
+            for a_, b_ in ctx.rpairs:
+                rr = rc[a_] * rc[b_]
+                exprs += ([c(rr * wh * wh * pw[m]) for m in range(2 * p + 1)]
+                          + [c(rr * wh * wb * pw[m]) for m in range(p + q + 1)]
+                          + [c(rr * wb * wb * pw[m]) for m in range(2 * q + 1)])
+    s = agg_sums(base, exprs)
+    sides: dict[int, dict[str, Any]] = {}
+    i = 0
+    for side in (0, 1):
         sh = s[i: i + 2 * p + 2]; i += 2 * p + 2
         sb = s[i: i + 2 * q + 1]; i += 2 * q + 1
         rwd_p = s[i: i + (p + 1) * nd].reshape(p + 1, nd); i += (p + 1) * nd
         rwd_q = s[i: i + (q + 1) * nd].reshape(q + 1, nd); i += (q + 1) * nd
-        n_win, n_h, n_b = s[i], s[i + 1], s[i + 2]
+        n_win, n_h, n_b = s[i], s[i + 1], s[i + 2]; i += 3
+        res_sums: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if nn:
+            for ab in ctx.rpairs:
+                hh = s[i: i + 2 * p + 1]; i += 2 * p + 1
+                hb = s[i: i + p + q + 1]; i += p + q + 1
+                bb = s[i: i + 2 * q + 1]; i += 2 * q + 1
+                res_sums[ab] = (hh, hb, bb)
         if n_h < p + 2 or n_b < q + 2:
             raise ValueError(f"rdd: too few observations within the bandwidth on the "
                              f"{'left' if side == 0 else 'right'} side (h: {int(n_h)}, b: {int(n_b)})")
@@ -396,7 +481,7 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
         beta_p = inv_p @ rwd_p
         beta_q = inv_q @ rwd_q
         beta_bc = inv_p @ (rwd_p - h ** (p + 1) * np.outer(L, g @ rwd_q))
-        sides[side] = {"base": base, "inv_p": inv_p, "L": L, "g": g, "beta_p": beta_p, "beta_q": beta_q,
+        sides[side] = {"inv_p": inv_p, "L": L, "g": g, "beta_p": beta_p, "beta_q": beta_q, "res": res_sums,
                        "beta_bc": beta_bc, "n_win": n_win, "n_h": int(n_h), "n_b": int(n_b)}
     bp = sides[1]["beta_p"] - sides[0]["beta_p"]
     bbc = sides[1]["beta_bc"] - sides[0]["beta_bc"]
@@ -413,27 +498,33 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
     v_cl = v_rb = 0.0
     for side in (0, 1):
         sd = sides[side]
-        if vce == "nn":
-            rh = sum((F.lit(float(sk)) * F.col(cn) for sk, cn in zip(s_y, ["_ry", "_rt"])), F.lit(0.0))
-            rb = rh
+        L, g = sd["L"], sd["g"]
+        if nn:
+            hh = _combine({k: v[0] for k, v in sd["res"].items()}, s_y)
+            hb = _combine({k: v[1] for k, v in sd["res"].items()}, s_y)
+            bb = _combine({k: v[2] for k, v in sd["res"].items()}, s_y)
+            mh = _gram(hh, p)
+            a = mh
+            bv = np.array([sum(g[jj] * hb[j + jj] for jj in range(q + 1)) for j in range(p + 1)])
+            cs = float(sum(g[x1] * g[x2] * bb[x1 + x2] for x1 in range(q + 1) for x2 in range(q + 1)))
         else:
+            sbase = base.where(F.col(SIDE) == side)
             fh = _hc_factor(vce, sd["n_win"], p + 1)
             fb = _hc_factor(vce, sd["n_win"], q + 1)
             fit_p = [sum((F.lit(float(sd["beta_p"][j, kk])) * pw[j] for j in range(p + 1)), F.lit(0.0)) for kk in range(nd)]
             fit_q = [sum((F.lit(float(sd["beta_q"][j, kk])) * pw[j] for j in range(q + 1)), F.lit(0.0)) for kk in range(nd)]
             rh = sum((F.lit(float(sk * fh)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_p)), F.lit(0.0))
             rb = sum((F.lit(float(sk * fb)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_q)), F.lit(0.0))
-        poly_g = sum((F.lit(float(gj)) * pw[j] for j, gj in enumerate(sd["g"])), F.lit(0.0))
-        exprs = ([rh * rh * wh * wh * pw[m] for m in range(2 * p + 1)]
-                 + [rb * rb * wh * wh * pw[m] for m in range(2 * p + 1)]
-                 + [rb * rb * wh * wb * poly_g * pw[j] for j in range(p + 1)]
-                 + [rb * rb * wb * wb * poly_g * poly_g])
-        s = agg_sums(sd["base"], exprs)
-        mh = _gram(s[: 2 * p + 1], p)
-        a = _gram(s[2 * p + 1: 4 * p + 2], p)
-        bv = s[4 * p + 2: 5 * p + 3]
-        cs = s[-1]
-        L = sd["L"]
+            poly_g = sum((F.lit(float(gj)) * pw[j] for j, gj in enumerate(g)), F.lit(0.0))
+            ex = ([rh * rh * wh * wh * pw[m] for m in range(2 * p + 1)]
+                  + [rb * rb * wh * wh * pw[m] for m in range(2 * p + 1)]
+                  + [rb * rb * wh * wb * poly_g * pw[j] for j in range(p + 1)]
+                  + [rb * rb * wb * wb * poly_g * poly_g])
+            ss = agg_sums(sbase, ex)
+            mh = _gram(ss[: 2 * p + 1], p)
+            a = _gram(ss[2 * p + 1: 4 * p + 2], p)
+            bv = ss[4 * p + 2: 5 * p + 3]
+            cs = ss[-1]
         mb = a - h ** (p + 1) * (np.outer(bv, L) + np.outer(L, bv)) + h ** (2 * p + 2) * cs * np.outer(L, L)
         v_cl += float((sd["inv_p"] @ mh @ sd["inv_p"])[0, 0])
         v_rb += float((sd["inv_p"] @ mb @ sd["inv_p"])[0, 0])
