@@ -156,6 +156,7 @@ class BuiltinTagger:
         self._ctx_memo: dict[tuple[str | None, ...], str] = {}
         self._unknown_cache: dict[str, str] = {}
         self._pair_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._word_cache: dict[str, tuple[str, str]] = {}
         # Off by default: measured on UD EWT dev, the rules (trained on WSJ/Brown Penn tags)
         # do not raise UPOS accuracy after our Penn -> UPOS mapping, and lower it when stop words
         # were removed first, as in the pipeline (benchmarks/RESULTS.md).
@@ -331,24 +332,30 @@ class BuiltinTagger:
 
     def analyze(self, tokens: Sequence[str]) -> tuple[list[str], list[str]]:
         """(lemmas, upos) for one token sequence."""
-        ptb = self.ptb_tags(tokens)
-        # (word, Penn tag) -> (lemma, UPOS) for the pairs whose mapping ignores the neighbours:
-        # most tokens, so the per-token work is one dict probe.
-        fast = self._pair_cache
-        lemmas: list[str] = []
-        upos: list[str] = []
-        for i, (w, p) in enumerate(zip(tokens, ptb)):
-            hit = fast.get((w, p))
-            if hit is None:
-                u = _to_upos(tokens, ptb, i)
-                lem = self.lemma(w, u, p)
-                if p not in CONTEXT_PTB and w.lower() not in CONTEXT_WORDS and len(fast) < 500_000:
-                    fast[(w, p)] = (lem, u)
-            else:
-                lem, u = hit
-            lemmas.append(lem)
-            upos.append(u)
-        return lemmas, upos
+        # Without context rules a lexicon word's tag, UPOS and lemma do not depend on its
+        # neighbours (unless it is one of CONTEXT_WORDS / CONTEXT_PTB): those come from a
+        # word -> (lemma, UPOS) cache, and only the other tokens go through the full path.
+        by_word = self._word_cache if not self.context_rules else {}
+        got: list[tuple[str, str] | None] = [by_word.get(w) for w in tokens]
+        if None in got:
+            ptb = self.ptb_tags(tokens)
+            fast = self._pair_cache
+            cacheable = not self.context_rules and len(by_word) < 500_000
+            for i, g in enumerate(got):
+                if g is not None:
+                    continue
+                w, p = tokens[i], ptb[i]
+                g = fast.get((w, p))
+                if g is None:
+                    u = _to_upos(tokens, ptb, i)
+                    g = (self.lemma(w, u, p), u)
+                    if p not in CONTEXT_PTB and w.lower() not in CONTEXT_WORDS:
+                        if len(fast) < 500_000:
+                            fast[(w, p)] = g
+                        if cacheable and self._lookup(w) is not None:
+                            by_word[w] = g
+                got[i] = g
+        return [g[0] for g in got], [g[1] for g in got]  # type: ignore[index]
 
 
 # Penn tags and words whose UPOS depends on the neighbours in `_to_upos` (never cached by pair).

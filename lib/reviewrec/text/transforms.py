@@ -10,7 +10,7 @@ values (column names, limits, word lists), never the Config.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from pyspark.ml.feature import StopWordsRemover
@@ -112,7 +112,7 @@ def no_pos_lemma(df: DataFrame, col_tokens: str = TOKENS) -> DataFrame:
             .drop(col_tokens))
 
 
-def _filter_pairs(df: DataFrame, keep: "callable[[Column], Column]") -> DataFrame:  # type: ignore[valid-type]
+def _filter_pairs(df: DataFrame, keep: Callable[[Column], Column]) -> DataFrame:
     """Keep (lemma, pos) pairs whose lemma satisfies `keep`; both arrays stay aligned.
 
     When `pos` is empty (the chain without tagging) only `lemmas` is filtered."""
