@@ -8,8 +8,9 @@ Spark ML GBTRegressor per metric is fitted on Y*; its prediction is the uplift s
 Curves (one point per distinct score value, or per quantile bin of the score with `bins`;
 rows are ranked by descending score; cumulative over the top k rows: n_t, n_c treated/control
 counts, s_t, s_c outcome sums; N rows in all):
-  qini(k)   = s_t - s_c·n_t/n_c                       (0 while n_c = 0)
-  uplift(k) = (s_t/n_t - s_c/n_c)·(n_t + n_c)         (0 while n_t or n_c = 0)
+  qini(k)   = s_t - s_c·n_t/n_c
+  uplift(k) = (s_t/n_t - s_c/n_c)·(n_t + n_c)
+  where a ratio over an empty arm counts as 0 (scikit-uplift's rule; causalml is undefined there).
 Summary numbers, by `convention`:
   "reviewrec" (default): x = k/N, curves divided by |curve(N)| so that random targeting is the
       diagonal from (0,0) to (1, ±1). qini_coefficient = trapezoid area between the normalised
@@ -133,8 +134,10 @@ def _curves(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c = np.vstack([np.zeros((1, 4)), np.cumsum(stats, axis=0)])
     nt, nc, s_t, s_c = c.T
     with np.errstate(divide="ignore", invalid="ignore"):
-        qini = np.where(nc > 0, s_t - s_c * nt / nc, 0.0)
-        upl = np.where((nt > 0) & (nc > 0), (s_t / nt - s_c / nc) * (nt + nc), 0.0)
+        # An empty arm contributes 0 to the ratio it divides (as scikit-uplift does).
+        qini = s_t - s_c * np.where(nc > 0, nt / np.where(nc > 0, nc, 1), 0.0)
+        upl = (np.where(nt > 0, s_t / np.where(nt > 0, nt, 1), 0.0)
+               - np.where(nc > 0, s_c / np.where(nc > 0, nc, 1), 0.0)) * (nt + nc)
     qini[0] = upl[0] = 0.0
     return nt + nc, qini, upl
 
