@@ -42,6 +42,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("preprocess", "reviewrec.text.job:run", ("tokens", "report/preprocess.json")),
     Stage("eda", "reviewrec.report.eda:run", ("report/eda",)),
     Stage("features", "reviewrec.features.job:run", ("features", "features_meta/vocab.json", "report/features.json")),
+    Stage("train", "reviewrec.model.train:run", ("model/model.keras", "model/metadata.json")),
+    Stage("evaluate", "reviewrec.model.evaluate:run", ("report/model",)),
     Stage("recommend", "reviewrec.recsys.job:run",
           ("popularity", "neighbors", "predictions", "recommendations", "report/recs")),
 )

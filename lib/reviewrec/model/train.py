@@ -199,7 +199,9 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     callbacks = [hvd.callbacks.MetricAverageCallback()]  # Horovod: average train metrics over ranks
     epoch_seconds: list[float] = []
     stopped_early = False
-    for epoch in range(int(state["epoch"]), spec.epochs):
+    # A run that already stopped early stays stopped: its rerun only re-exports the model.
+    first = spec.epochs if state.get("stopped_early") else int(state["epoch"])
+    for epoch in range(first, spec.epochs):
         order = epoch_order(len(train), spec.seed, epoch, rank)[: steps * spec.batch_size]
         part = train.take(order)
         rng = np.random.RandomState((spec.seed + 7919 * (epoch + 1) + 104729 * rank) % (2**32 - 1))
