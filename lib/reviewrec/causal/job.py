@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 STUDY_KEYS = {"name", "description", "treatment", "outcomes", "features", "psm", "uplift", "subgroups", "quasi"}
 PSM_KEYS = {"enabled", "model", "caliper_sd", "replace"}
-UPLIFT_KEYS = {"enabled", "propensity", "max_iter", "max_depth", "top_k", "bins", "convention",
+UPLIFT_KEYS = {"enabled", "propensity", "propensity_clip", "max_iter", "max_depth", "top_k", "bins", "convention",
                "test_fraction", "scatter_sample", "seed"}
 SUBGROUP_KEYS = {"enabled", "features", "bins"}
 QUASI_KEYS = {"enabled", "unit", "width_a_days", "width_b_days", "groups", "outcome", "covariates"}
@@ -123,7 +123,8 @@ def run_study(spark: SparkSession, reviews: DataFrame, st: dict[str, Any], timer
             seed = int(ucfg.get("seed", 7))
             train, test = scored.randomSplit([1 - float(ucfg.get("test_fraction", 0.3)),
                                               float(ucfg.get("test_fraction", 0.3))], seed=seed)
-            fitted = uplift.fit(train, outcomes, treat, feats, p=p, max_iter=int(ucfg.get("max_iter", 30)),
+            fitted = uplift.fit(train, outcomes, treat, feats, p=p,
+                                propensity_clip=float(ucfg.get("propensity_clip", 0.05)), max_iter=int(ucfg.get("max_iter", 30)),
                                 max_depth=int(ucfg.get("max_depth", 4)), top_k=int(ucfg.get("top_k", 5)), seed=seed)
             pred = uplift.predict(test, fitted).localCheckpoint(eager=True)
             conv = ucfg.get("convention", "reviewrec")
@@ -201,13 +202,14 @@ def write_report(res: dict[str, Any], d: str) -> None:
                          + H.figure("psm_overlap.png") + H.figure("psm_balance.png")))
     if "uplift" in res:
         u = res["uplift"]
-        rows = [[m, r["qini_coefficient"], r["auuc"], r.get("uplift_gini")] for m, r in u["metrics"].items()]
+        rows = [[m, r["qini_coefficient"], r["auuc"], r.get("uplift_gini"), r["qini_area_per_row"]]
+                for m, r in u["metrics"].items()]
         imp = [[m, ", ".join(f"{f} {v:.3f}" for f, v in fi)] for m, fi in u["importances"].items()]
         plots.curves(u["metrics"], "qini", d, "uplift_qini.png", "Qini curves (test split)")
         plots.curves(u["metrics"], "uplift", d, "uplift_curves.png", "Uplift curves (test split)")
         html = (f"<p>Transformed-outcome GBT per metric; propensity: {u['propensity']}; "
                 f"evaluated on {u['test_rows']:,} held-out rows.</p>"
-                + H.table(["metric", "Qini coefficient", "AUUC", "uplift Gini"], rows)
+                + H.table(["metric", "Qini coefficient", "AUUC", "uplift Gini", "Qini area per row"], rows)
                 + H.table(["metric", "top feature importances"], imp)
                 + H.figure("uplift_qini.png") + H.figure("uplift_curves.png"))
         if "quadrants" in u:
@@ -251,7 +253,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     res = run_study(spark, reviews, st, timer)
     res.update({"config_hash": cfg.hash(), "study_file": st["_path"], "timings": timer.timings,
                 "input": io.dataset_path(root, "reviews")})
-    res.get("uplift", {}).pop("scatter_points", None)
     out = io.dataset_path(root, f"report/causal/{st['name']}")
     with timer.stage("report"), io.publish_dir(spark, out) as d:
         write_report(res, d)

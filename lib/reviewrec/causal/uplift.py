@@ -51,16 +51,20 @@ def uplift_col(metric: str) -> str:
     return f"uplift_{metric}"
 
 
-def transformed_outcome(df: DataFrame, outcome: str, treatment: str, p: float | str) -> Column:
-    """Y·(W - p)/(p(1 - p)) with p a constant or the name of a propensity column."""
+def transformed_outcome(df: DataFrame, outcome: str, treatment: str, p: float | str, clip: float = 0.05) -> Column:
+    """Y·(W - p)/(p(1 - p)) with p a constant or the name of a propensity column; an estimated
+    propensity is clipped to [clip, 1 - clip] so that near-0/1 scores cannot explode Y*."""
     require(df, [outcome, treatment] + ([p] if isinstance(p, str) else []), "transformed_outcome")
-    pc = F.col(p).cast("double") if isinstance(p, str) else F.lit(float(p))
+    if isinstance(p, str):
+        pc = F.least(F.greatest(F.col(p).cast("double"), F.lit(clip)), F.lit(1 - clip))
+    else:
+        pc = F.lit(float(p))
     w = F.col(treatment).cast("double")
     return F.col(outcome).cast("double") * (w - pc) / (pc * (1 - pc))
 
 
 def fit(df: DataFrame, outcomes: Sequence[str], treatment: str, features: Sequence[str], *,
-        p: float | str | None = None, max_iter: int = 30, max_depth: int = 4, step_size: float = 0.1,
+        p: float | str | None = None, propensity_clip: float = 0.05, max_iter: int = 30, max_depth: int = 4, step_size: float = 0.1,
         subsampling_rate: float = 1.0, seed: int = 7, top_k: int = 10) -> dict[str, Any]:
     """One GBTRegressor per outcome on its transformed outcome.
 
@@ -80,7 +84,7 @@ def fit(df: DataFrame, outcomes: Sequence[str], treatment: str, features: Sequen
     dv = VectorAssembler(inputCols=list(features), outputCol="_fx").transform(d)
     models, imps = {}, {}
     for m in outcomes:
-        tr = dv.withColumn(YSTAR, transformed_outcome(dv, m, treatment, p))
+        tr = dv.withColumn(YSTAR, transformed_outcome(dv, m, treatment, p, propensity_clip))
         gbt = GBTRegressor(featuresCol="_fx", labelCol=YSTAR, predictionCol=uplift_col(m), maxIter=max_iter,
                            maxDepth=max_depth, stepSize=step_size, subsamplingRate=subsampling_rate, seed=seed)
         model = gbt.fit(tr)
@@ -170,6 +174,10 @@ def uplift_metrics(df: DataFrame, score: str, outcome: str, treatment: str, *, c
     qn = qini / abs(qini[-1]) if qini[-1] else qini
     un = upl / abs(upl[-1]) if upl[-1] else upl
     xf = x / n
+    # Unnormalised companion: area between the Qini curve and the random line, per row (in
+    # outcome units). The normalised numbers divide by |curve(N)| and blow up when the overall
+    # effect is near zero; this one does not.
+    out["qini_area_per_row"] = _trap(xf, (qini - x * qini[-1] / n) / n)
     if convention == "reviewrec":
         diag_q, diag_u = xf * np.sign(qini[-1]), xf * np.sign(upl[-1])
         out.update({"qini_coefficient": _trap(xf, qn - diag_q), "auuc": _trap(xf, un),
