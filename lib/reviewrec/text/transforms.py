@@ -115,15 +115,20 @@ def no_pos_lemma(df: DataFrame, col_tokens: str = TOKENS) -> DataFrame:
 def _filter_pairs(df: DataFrame, keep: Callable[[Column], Column]) -> DataFrame:
     """Keep (lemma, pos) pairs whose lemma satisfies `keep`; both arrays stay aligned.
 
-    When `pos` is empty (the chain without tagging) only `lemmas` is filtered."""
+    When `pos` is empty (the chain without tagging) only `lemmas` is filtered. The filtered
+    pairs are one column referenced by both outputs, so the filter runs once per row."""
     lem, pos = F.col(S.LEMMAS), F.col(S.POS)
+    kept, tagged = "__kept", "__tagged"
     pairs = F.zip_with(lem, pos, lambda l, p: F.struct(l.alias("l"), p.alias("p")))
-    kept = F.filter(pairs, lambda x: keep(x["l"]))
-    tagged = F.size(pos) > 0
+    others = [F.col(c) for c in df.columns if c not in (S.LEMMAS, S.POS)]
     return (df
-            .withColumn(S.POS, F.when(tagged, F.transform(kept, lambda x: x["p"])).otherwise(pos))
-            .withColumn(S.LEMMAS, F.when(tagged, F.transform(kept, lambda x: x["l"]))
-                        .otherwise(F.filter(lem, lambda t: keep(t)))))
+            .withColumn(tagged, F.size(pos) > 0)
+            .withColumn(kept, F.when(F.col(tagged), F.filter(pairs, lambda x: keep(x["l"]))))
+            .select(*others,
+                    F.when(F.col(tagged), F.transform(F.col(kept), lambda x: x["l"]))
+                    .otherwise(F.filter(lem, keep)).alias(S.LEMMAS),
+                    F.when(F.col(tagged), F.transform(F.col(kept), lambda x: x["p"]))
+                    .otherwise(pos).alias(S.POS)))
 
 
 def drop_short(df: DataFrame, min_length: int) -> DataFrame:
