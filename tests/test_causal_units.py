@@ -150,7 +150,7 @@ def test_nn_residuals_match_rdrobust_rule(spark):
     vals = np.unique(xs)
     cnt = {v: (xs == v).sum() for v in vals}
     exp = []
-    for i, (xi, yi) in enumerate(zip(xs, ys)):
+    for xi, yi in zip(xs, ys):
         k = int(np.searchsorted(vals, xi))
         lo = hi = k
         J = cnt[xi] - 1

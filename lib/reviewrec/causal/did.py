@@ -70,8 +70,8 @@ def event_study(df: DataFrame, y: str, unit: str, time: str, treated: str, event
 
     `event_time` is the (numeric) period in which the unit's treatment starts, on the scale of
     `time`; `window` (lo, hi) bins relative times beyond it into the end points. The joint
-    pre-trend test is a Wald test that every lead (k < ref... k <= -2 when ref = -1; in general
-    every k < 0 except ref) is zero.
+    pre-trend test is a Wald test (CR1 covariance) that every lead (every k < 0 except ref) is
+    zero. Output: coefficients per relative time (ref at 0), pretrend_test, regression.
     """
     require(df, [y, unit, time, treated, event_time, *covariates], "event_study")
     rel = (F.col(time) - F.col(event_time)).cast("int")
