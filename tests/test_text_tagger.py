@@ -5,7 +5,7 @@ import pytest
 
 from reviewrec.text.conllu import Sentence, evaluate, read_conllu
 from reviewrec.text.tagger import BuiltinTagger, get_tagger
-from tests.conftest import shared_data
+from conftest import shared_data
 
 
 @pytest.fixture(scope="module")
