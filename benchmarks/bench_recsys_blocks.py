@@ -107,9 +107,45 @@ def read_back(path: str) -> dict:
     return as_dict(t.column("row").to_numpy(), t.column("neighbor").to_numpy(), t.column("sim").to_numpy())
 
 
+def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> dict:  # noqa: ANN001
+    import pandas as pd
+
+    rows, cols, n_cols = load_entries(n_users)
+    res: dict = {"data": f"Beauty 5-core, first {n_users} users", "users": int(rows.max()) + 1,
+                 "items": n_cols, "nnz": int(rows.size), "k": args.k}
+    t0 = time.perf_counter()
+    ref = as_dict(*scipy_topk(rows, cols, n_cols, args.k))
+    res["scipy_s"] = round(time.perf_counter() - t0, 2)
+    entries = spark.createDataFrame(pd.DataFrame({"row": rows, "col": cols, "value": np.ones(rows.size)}),
+                                    "row long, col long, value double").cache()
+    entries.count()
+    t0 = time.perf_counter()
+    B.topk_similarity(entries, B.SimilarityParams(k=args.k, block_size=args.block_size),
+                      n_rows=res["users"], n_cols=n_cols).write.parquet(f"{tmp}/blockwise_{n_users}")
+    res["blockwise_s"] = round(time.perf_counter() - t0, 2)
+    blockwise = read_back(f"{tmp}/blockwise_{n_users}")
+    res["blockwise_vs_scipy"] = compare(blockwise, ref)
+    res["blockwise_over_scipy"] = round(res["blockwise_s"] / res["scipy_s"], 2)
+    emit(res)  # written before BlockMatrix runs: an OOM there kills the JVM
+    if not args.skip_blockmatrix:
+        t0 = time.perf_counter()
+        try:
+            blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block).write.parquet(f"{tmp}/bm_{n_users}")
+        except Exception as e:  # noqa: BLE001 - the failure (e.g. Java heap space) is the result
+            res["blockmatrix_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            res["blockmatrix_failed_after_s"] = round(time.perf_counter() - t0, 2)
+            emit(res)
+            return res
+        res["blockmatrix_s"] = round(time.perf_counter() - t0, 2)
+        res["blockwise_vs_blockmatrix"] = compare(blockwise, read_back(f"{tmp}/bm_{n_users}"))
+        res["speedup_vs_blockmatrix"] = round(res["blockmatrix_s"] / res["blockwise_s"], 2)
+        emit(res)
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--users", type=int, default=20000)
+    ap.add_argument("--users", default="20000", help="comma-separated sizes, run in this order")
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--block-size", type=int, default=4096)
     ap.add_argument("--bm-block", type=int, default=1024)
@@ -118,43 +154,27 @@ def main() -> int:
     args = ap.parse_args()
     setup_logging()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    rows, cols, n_cols = load_entries(args.users)
-    res: dict = {"data": f"Beauty 5-core, first {args.users} users", "users": int(rows.max()) + 1,
-                 "items": n_cols, "nnz": int(rows.size), "k": args.k}
-    t0 = time.perf_counter()
-    s_rows, s_nbrs, s_sims = scipy_topk(rows, cols, n_cols, args.k)
-    res["scipy_s"] = round(time.perf_counter() - t0, 2)
-    ref = as_dict(s_rows, s_nbrs, s_sims)
-
     cfg = load_config([str(REPO / "conf" / "local.yaml")], ["spark.app_name=bench-recsys-blocks"])
     spark = build_session(cfg)
     tmp = tempfile.mkdtemp(prefix="bench-recsys-")
-    try:
-        import pandas as pd
+    results: list[dict] = []
 
-        entries = spark.createDataFrame(pd.DataFrame({"row": rows, "col": cols, "value": np.ones(rows.size)}),
-                                        "row long, col long, value double").cache()
-        entries.count()
-        t0 = time.perf_counter()
-        B.topk_similarity(entries, B.SimilarityParams(k=args.k, block_size=args.block_size),
-                          n_rows=res["users"], n_cols=n_cols).write.parquet(f"{tmp}/blockwise")
-        res["blockwise_s"] = round(time.perf_counter() - t0, 2)
-        blockwise = read_back(f"{tmp}/blockwise")
-        res["blockwise_vs_scipy"] = compare(blockwise, ref)
-        if not args.skip_blockmatrix:
-            t0 = time.perf_counter()
-            blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block).write.parquet(f"{tmp}/blockmatrix")
-            res["blockmatrix_s"] = round(time.perf_counter() - t0, 2)
-            res["blockwise_vs_blockmatrix"] = compare(blockwise, read_back(f"{tmp}/blockmatrix"))
-            res["speedup_vs_blockmatrix"] = round(res["blockmatrix_s"] / res["blockwise_s"], 2)
-        res["blockwise_over_scipy"] = round(res["blockwise_s"] / res["scipy_s"], 2)
+    def emit(res: dict) -> None:
+        text = json.dumps([*results, res] if res not in results else results, indent=2)
+        print(text, flush=True)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+
+    try:
+        for n in [int(x) for x in args.users.split(",")]:
+            results.append(one_size(spark, n, args, tmp, emit))
+            emit(results[-1])
     finally:
-        spark.stop()
+        try:
+            spark.stop()
+        except Exception:  # noqa: BLE001 - the JVM may be gone after an OOM
+            pass
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
     return 0
 
 

@@ -247,11 +247,11 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     prior = _item_prior(pop, items).cache()
     with timer.stage("neighbours + fill"):
         nb, filled, _, scorer = fill(spark, ratings, prior, rc, model_dir, n_users, n_items)
-        uid = users.select(F.col(S.CUSTOMER_ID), F.col(cf.U))
         nbr_out = (nb
-                   .join(uid.withColumnRenamed(cf.U, B.ROW).withColumnRenamed(S.CUSTOMER_ID, S.USER), on=B.ROW, how="inner")
-                   .join(uid.withColumnRenamed(cf.U, B.NEIGHBOR).withColumnRenamed(S.CUSTOMER_ID, S.NEIGHBOR), on=B.NEIGHBOR, how="inner")
-                   .select(S.USER, S.NEIGHBOR, F.col(B.SIM).alias(S.COSINE)))
+                   .join(users.select(F.col(cf.U).alias(B.ROW), F.col(S.CUSTOMER_ID).alias("_uid")), on=B.ROW, how="inner")
+                   .join(users.select(F.col(cf.U).alias(B.NEIGHBOR), F.col(S.CUSTOMER_ID).alias("_nid")),
+                         on=B.NEIGHBOR, how="inner")
+                   .select(F.col("_uid").alias(S.USER), F.col("_nid").alias(S.NEIGHBOR), F.col(B.SIM).alias(S.COSINE)))
         io.write_parquet_atomic(nbr_out, io.dataset_path(root, "neighbors"))
         ids = lambda df: (df.join(users, on=cf.U, how="inner").join(items, on=cf.I, how="inner")  # noqa: E731
                           .withColumnRenamed(S.CUSTOMER_ID, S.USER).withColumnRenamed(S.PRODUCT_ID, S.ITEM))

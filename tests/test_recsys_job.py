@@ -1,0 +1,146 @@
+"""The recommend job end to end on a small literal reviews dataset; the scorer interface."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import numpy as np
+import pytest
+
+from reviewrec import schema as S
+from reviewrec.config import load_config
+from reviewrec.recsys import scoring
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+# user -> {item: star}; u1 and u2 agree, u3 is their opposite, u4 rates one item only.
+RATINGS = {
+    "u1": {"p1": 5, "p2": 4, "p3": 1},
+    "u2": {"p1": 5, "p2": 5, "p3": 2, "p4": 5},
+    "u3": {"p1": 1, "p2": 2, "p3": 5, "p5": 4},
+    "u4": {"p1": 4},
+    "u5": {"p2": 3, "p4": 4, "p5": 2},
+}
+
+
+def _reviews(spark):
+    rows = []
+    day = dt.date(2015, 1, 1)
+    for n, (u, items) in enumerate(sorted(RATINGS.items())):
+        for m, (p, star) in enumerate(sorted(items.items())):
+            rows.append((f"r{n}{m}", u, p, "Beauty", star, day + dt.timedelta(days=3 * m + n)))
+    return spark.createDataFrame(rows, "review_id string, customer_id string, product_id string, "
+                                       "product_category string, star_rating int, review_date date")
+
+
+@pytest.fixture(scope="module")
+def job_run(spark, tmp_path_factory):
+    from reviewrec.recsys.job import run
+
+    root = str(tmp_path_factory.mktemp("recs") / "run")
+    _reviews(spark).write.parquet(f"{root}/reviews")
+    cfg = load_config([], [f"run.root={root}", "recsys.neighbors.k=2", "recsys.top_n=3", "recsys.block_size=2",
+                           "recsys.fill.top_popular=2", "recsys.als.iters=3", "recsys.evaluate.test_fraction=0.3"])
+    summary = run(spark, cfg)
+    return root, summary
+
+
+def _centred_cosine() -> dict[tuple[str, str], float]:
+    users = sorted(RATINGS)
+    items = sorted({p for d in RATINGS.values() for p in d})
+    m = np.zeros((len(users), len(items)))
+    for a, u in enumerate(users):
+        mean = np.mean(list(RATINGS[u].values()))
+        for p, s in RATINGS[u].items():
+            m[a, items.index(p)] = s - mean
+    norms = np.linalg.norm(m, axis=1)
+    out = {}
+    for a in range(len(users)):
+        for b in range(len(users)):
+            dot = m[a] @ m[b]
+            if a != b and dot != 0:
+                out[(users[a], users[b])] = dot / (norms[a] * norms[b])
+    return out
+
+
+def test_outputs_and_neighbors(spark, job_run) -> None:
+    root, summary = job_run
+    nb = spark.read.parquet(f"{root}/neighbors")
+    assert tuple(nb.columns) == S.NEIGHBORS_COLUMNS
+    want = _centred_cosine()
+    got = {(r.user, r.neighbor): r.cosine for r in nb.collect()}
+    for (u, v), c in got.items():
+        assert c == pytest.approx(want[(u, v)])
+    for u in RATINGS:  # the best two of each user (u4 has one rating: centred vector is zero)
+        best = sorted(((v, c) for (a, v), c in want.items() if a == u), key=lambda t: (-round(t[1], 12), t[0]))[:2]
+        assert sorted(v for (a, v) in got if a == u) == sorted(v for v, _ in best)
+    assert not any(a == "u4" for a, _ in got)
+
+
+def test_recommendations_exclude_seen_and_are_ranked(spark, job_run) -> None:
+    root, summary = job_run
+    recs = spark.read.parquet(f"{root}/recommendations")
+    assert tuple(recs.columns) == S.RECOMMENDATIONS_COLUMNS
+    rows = recs.collect()
+    assert rows, "no recommendations written"
+    for r in rows:
+        assert r.item not in RATINGS[r.user], f"{r.user} was recommended seen item {r.item}"
+    by_user: dict[str, list] = {}
+    for r in rows:
+        by_user.setdefault(r.user, []).append(r)
+    for u, lst in by_user.items():
+        lst.sort(key=lambda r: r.rank)
+        assert [r.rank for r in lst] == list(range(1, len(lst) + 1))
+        assert all(a.score >= b.score for a, b in zip(lst, lst[1:]))
+    assert {r.source for r in rows} <= {"user_cf", "popular"}
+    pred = spark.read.parquet(f"{root}/predictions")
+    assert tuple(pred.columns) == S.PREDICTIONS_COLUMNS
+    assert pred.where("predicted_rating < 1 or predicted_rating > 5").count() == 0
+    # u1's neighbour u2 rated p4 one point above u2's mean (4.25) -> u1 mean 3.33 + 0.75
+    p = pred.where("user = 'u1' and item = 'p4'").first()
+    assert p is not None and p.predicted_rating == pytest.approx(10 / 3 + 0.75) and p.source == "user_cf"
+
+
+def test_popularity_and_report(spark, job_run) -> None:
+    root, summary = job_run
+    pop = spark.read.parquet(f"{root}/popularity")
+    overall = {r.product_id: r for r in pop.where("scope = 'overall'").collect()}
+    stars = [s for d in RATINGS.values() for s in d.values()]
+    mu = float(np.mean(stars))
+    p1 = [d["p1"] for d in RATINGS.values() if "p1" in d]
+    assert overall["p1"].bayes_rating == pytest.approx((sum(p1) + 10 * mu) / (len(p1) + 10))
+    assert pop.where("scope = 'category' and product_category = 'Beauty'").count() == len(overall)
+    rep = f"{root}/report/recs"
+    for f in ("summary.json", "index.html", "neighbor_similarity.png", "popularity.png", "rating_error.png"):
+        assert os.path.exists(f"{rep}/{f}"), f
+    js = json.load(open(f"{rep}/summary.json"))
+    assert js["scorer"] == "cf" and js["counts"]["users"] == 5
+    ev = js["evaluation"]["methods"]
+    assert set(ev) >= {"filled", "als_explicit", "global_mean"}
+    assert ev["global_mean"]["n"] == js["evaluation"]["test_pairs_warm_item"]
+
+
+def _fake_model(spark, candidates, model_dir):  # noqa: ANN001, ANN202
+    from pyspark.sql import functions as F
+
+    return candidates.withColumn(scoring.PREDICTED_RATING,
+                                 F.when(F.col("product_id") == "a", F.lit(4.5)).otherwise(F.lit(None).cast("double")))
+
+
+def test_model_scorer_used_when_model_exists(spark, tmp_path, monkeypatch) -> None:
+    cands = spark.createDataFrame([("x", "a", 3.0, 2.0), ("x", "b", 3.5, 2.0), ("y", "c", None, 2.5)],
+                                  "customer_id string, product_id string, cf_pred double, fallback_rating double")
+    missing = str(tmp_path / "model")
+    cf_scorer = scoring.resolve_scorer(spark, missing, "auto")
+    assert cf_scorer.name == "cf"
+    assert {r.product_id: r.predicted_rating for r in cf_scorer.score(spark, cands).collect()} == {"a": 3.0, "b": 3.5, "c": 2.5}
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        scoring.resolve_scorer(spark, missing, "require")
+    os.makedirs(missing)
+    monkeypatch.setattr(scoring, "MODEL_ENTRY", (__name__, "_fake_model"))
+    m = scoring.resolve_scorer(spark, missing, "auto")
+    assert m.name == "model"
+    got = {r.product_id: r.predicted_rating for r in m.score(spark, cands).collect()}
+    assert got == {"a": 4.5, "b": 3.5, "c": 2.5}  # model where it scores, CF / fallback elsewhere
+    assert scoring.resolve_scorer(spark, missing, "never").name == "cf"
