@@ -1,6 +1,6 @@
 """Blockwise top-k cosine vs Spark's BlockMatrix.multiply vs single-machine scipy, one run.
 
-    .venv/bin/python benchmarks/bench_recsys_blocks.py [--users 20000] [--k 50] [--out r.json]
+    .venv/bin/python benchmarks/bench_recsys_blocks.py [--users 8000,20000] [--k 50] [--out r.json]
 
 Data: the first --users users of Amazon Beauty 5-core (binary user x item matrix, ~9 items a
 user). Every method produces the top-k neighbours of every user (cosine, ties by neighbour
@@ -11,6 +11,9 @@ index) and the results are compared pair by pair:
   multiply(transpose) -> dense result blocks; top-k taken from each block in the executors
   (numpy) and merged per user with a window (the cheapest way to get a top-k out of it);
 * scipy: one process, the same kernel on a single block (the one-machine limit).
+
+Results are written after each method (BlockMatrix runs last for each size): an out-of-memory
+error in BlockMatrix kills the JVM, and is then itself the result.
 """
 from __future__ import annotations
 
