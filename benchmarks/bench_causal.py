@@ -96,6 +96,8 @@ def main() -> int:
     spark = (SparkSession.builder.master(args.master).appName("bench-causal")
              .config("spark.driver.memory", args.driver_memory).config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "8")
+             # A starved driver on a loaded machine can miss the 15 s default for result sockets.
+             .config("spark.python.authenticate.socketTimeout", "300s")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     jpid = jvm_pid(spark)
