@@ -205,7 +205,7 @@ def write_report(res: dict[str, Any], d: str) -> None:
         rows = [[m, r["qini_coefficient"], r["auuc"], r.get("uplift_gini"), r["qini_area_per_row"]]
                 for m, r in u["metrics"].items()]
         imp = [[m, ", ".join(f"{f} {v:.3f}" for f, v in fi)] for m, fi in u["importances"].items()]
-        plots.curves(u["metrics"], "qini", d, "uplift_qini.png", "Qini curves (test split)")
+        plots.qini_per_row(u["metrics"], d, "uplift_qini.png", "Qini curves per row (test split)")
         plots.curves(u["metrics"], "uplift", d, "uplift_curves.png", "Uplift curves (test split)")
         html = (f"<p>Transformed-outcome GBT per metric; propensity: {u['propensity']}; "
                 f"evaluated on {u['test_rows']:,} held-out rows.</p>"

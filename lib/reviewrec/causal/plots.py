@@ -103,6 +103,23 @@ def curves(metrics: dict[str, dict[str, Any]], key: str, out_dir: str, name: str
     return H.savefig(fig, out_dir, name)
 
 
+def qini_per_row(metrics: dict[str, dict[str, Any]], out_dir: str, name: str, title: str) -> str:
+    """Unnormalised Qini curves (per row, outcome units), one panel per metric, each with its
+    random-targeting line; readable even when a metric's overall difference is near zero."""
+    plt = H.plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
+    for ax, (m, r) in zip(axes[0], metrics.items()):
+        xs, ys = r["curve"]["x"], r["curve"]["qini_per_row"]
+        ax.plot(xs, ys, label="model")
+        ax.plot([0, 1], [0, ys[-1]], color="grey", ls="--", lw=1, label="random")
+        ax.set_title(m)
+        ax.set_xlabel("fraction targeted")
+        ax.set_ylabel("Qini / rows")
+        ax.legend()
+    fig.suptitle(title)
+    return H.savefig(fig, out_dir, name)
+
+
 def quadrant_scatter(points: Sequence[tuple[float, float]], out_dir: str, name: str, xlabel: str, ylabel: str) -> str:
     plt = H.plt()
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -213,8 +213,10 @@ def uplift_metrics(df: DataFrame, score: str, outcome: str, treatment: str, *, c
         out.update({"qini_coefficient": float(np.mean(qr - diag)), "auuc": float(np.mean(ur)),
                     "uplift_gini": None})
     step = max(1, len(xf) // 200)
+    qr = qini / n
     out["curve"] = {"x": xf[::step].tolist() + [1.0], "qini": qn[::step].tolist() + [float(qn[-1])],
-                    "uplift": un[::step].tolist() + [float(un[-1])]}
+                    "uplift": un[::step].tolist() + [float(un[-1])],
+                    "qini_per_row": qr[::step].tolist() + [float(qr[-1])]}
     return out
 
 
