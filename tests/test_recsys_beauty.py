@@ -25,15 +25,15 @@ def test_beauty_item_cf_and_popularity(spark) -> None:
     assert pop["HR@10"] == pytest.approx(0.0141, abs=0.0015)
     assert pop["NDCG@10"] == pytest.approx(0.0063, abs=0.001)
     # tuned item-CF (shrunk cosine, recency-weighted history) clears SASRec's published level
-    assert item["HR@10"] >= ITEM_HR10 - 0.003
-    assert item["NDCG@10"] >= ITEM_NDCG10 - 0.002
+    assert item["HR@10"] >= ITEM_HR10 - 0.002
+    assert item["NDCG@10"] >= ITEM_NDCG10 - 0.0015
     assert item["HR@10"] > 0.074 and item["NDCG@10"] > 0.039  # above published SASRec
-    assert item["coverage@10"] > 0.1  # popularity: 0.0013
+    assert item["coverage@10"] > 0.9  # popularity: 0.0013
     events.unpersist()
 
 
-# Measured on the test item with the same kernel and settings (bench_recsys_beauty_scipy.py,
-# "item:k=200,sh=50,tau=2"): HR@10 0.0834, NDCG@10 0.0490; the margin covers tie order
-# (Spark breaks ties by item index, the reference counts only strictly better items).
-ITEM_HR10 = 0.0834
-ITEM_NDCG10 = 0.0490
+# Measured on the test item with this Spark pipeline and the default SeqSettings
+# (bench_recsys_beauty.py --phase test): HR@10 0.0823, NDCG@10 0.0481, coverage@10 0.952; the
+# single-machine reference of the same model gives 0.0834 / 0.0490 (ties counted optimistically).
+ITEM_HR10 = 0.0823
+ITEM_NDCG10 = 0.0481
