@@ -18,22 +18,20 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-FEATURES = "features"
-FEATURES_META = "features_meta"
+# The features contract itself lives in reviewrec.schema (written by the features job); the
+# model code uses these names for it.
+from reviewrec.schema import (
+    FEATURES, FEATURES_META, ITEM_IDX, LABEL, LABEL_ONEHOT, SEQ, SPLIT, SPLITS, TFIDF, USER_IDX,
+)
+from reviewrec.schema import NUM_STAR_CLASSES as NUM_CLASSES
+from reviewrec.schema import SEQ_OOV_ID as OOV_ID
+from reviewrec.schema import SEQ_PAD_ID as PAD_ID
+from reviewrec.schema import SPLIT_TEST as TEST
+from reviewrec.schema import SPLIT_TRAIN as TRAIN
+from reviewrec.schema import SPLIT_VAL as VAL
+
 MODEL = "model"
 REPORT_MODEL = "report/model"
-
-USER_IDX = "user_idx"
-ITEM_IDX = "item_idx"
-TFIDF = "tfidf"
-SEQ = "seq"
-LABEL = "label"
-LABEL_ONEHOT = "label_onehot"
-SPLIT = "split"
-TRAIN, VAL, TEST = "train", "val", "test"
-SPLITS = (TRAIN, VAL, TEST)
-PAD_ID, OOV_ID = 0, 1
-NUM_CLASSES = 5
 
 # Columns a training rank reads from the shards; everything else stays on disk.
 TRAIN_COLUMNS = (SEQ, USER_IDX, ITEM_IDX, LABEL)
