@@ -89,8 +89,9 @@ ensure_env() {
     || rr_die "Python 3.11 is required (TensorFlow 2.15 + horovod 0.28.1 are pinned for it); found $("$py" --version)"
   rr_log "setting up $RR_VENV (pins: lib/requirements.txt)"
   [ -x "$RR_VENV/bin/python" ] || "$py" -m venv "$RR_VENV" || rr_die "python -m venv failed"
-  "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" >/dev/null
   local pip_log="$RR_CACHE/pip-install.log" req_no_hvd="$RR_CACHE/requirements-no-horovod.txt"
+  "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" > "$pip_log" 2>&1 \
+    || { cat "$pip_log" >&2; rr_die "upgrading pip in $RR_VENV failed (log: $pip_log)"; }
   grep -v '^horovod==' "$RR_REQ" > "$req_no_hvd"
   if ! "$RR_VENV/bin/python" -m pip install -q -r "$req_no_hvd" > "$pip_log" 2>&1; then
     grep -v "is ignored: it is neither a file nor a directory" "$pip_log" >&2 || true
