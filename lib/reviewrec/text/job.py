@@ -55,6 +55,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     tokens = preprocess(
         reviews, stop_words, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
         engine=t["engine"], pos_lemma=t["pos_lemma"], context_rules=t["context_rules"],
+        tag_cased=t["tag_cased"], tag_before_stopwords=t["tag_before_stopwords"], fast_path=t["fast_path"],
         sparknlp_models={"pos_model": t.get("sparknlp_pos_model"), "lemma_model": t.get("sparknlp_lemma_model")},
     )
     out = io.dataset_path(root, TOKENS)

@@ -106,8 +106,13 @@ class BuiltinTagger:
     `analyze(tokens)` both. Tokens may be in any case; the pipeline passes lowercase tokens.
     """
 
-    def __init__(self, data_dir: str | None = None, context_rules: bool = False):
+    def __init__(self, data_dir: str | None = None, context_rules: bool = False, cased_input: bool = False):
         d = data_dir or textblob_en_dir()
+        # Lowercased input (the chain's default) loses the capital that marks a proper noun, so
+        # an alphabetic word that is in neither the lexicon nor lemminflect's tables and that
+        # Brill's lexical rules leave as NN is tagged NNP (a name or brand: "perlingiere",
+        # "firefox"). With cased input the capitalisation rule does that job instead.
+        self.cased_input = cased_input
         self.lexicon: dict[str, str] = {}
         # For lowercased text: a lowercase entry wins, else the first cased one ("monday" NNP).
         self.lexicon_lower: dict[str, str] = {}
@@ -165,6 +170,10 @@ class BuiltinTagger:
         import lemminflect  # lemma tables ship inside the wheel (resources/lemma_lu.csv.gz)
 
         self._get_lemma = lemminflect.getLemma
+        self._all_lemmas = lemminflect.getAllLemmas
+        # Per distinct word: (lemma, UPOS, Penn tag, context_free, unknown) for the batched path.
+        self._info_cache: dict[str, tuple[str, str, str, bool, bool]] = {}
+        self.morph_context_words = frozenset(x for _, _, x, _ in self._morph_ctx)
 
     # -- tagging ---------------------------------------------------------------------------
     def _lookup(self, w: str) -> str | None:
@@ -195,6 +204,16 @@ class BuiltinTagger:
             return "ADD"
         if w[:1].isupper() and w[1:2].islower():
             return "NNP"
+        tag = self._brill_lexical(w)
+        if tag == "NN" and not self.cased_input and w.isalpha() and w.islower() and not self._known_word(w):
+            return "NNP"
+        return tag
+
+    def _known_word(self, w: str) -> bool:
+        """True if `w` is an inflected form in lemminflect's tables (a common English word)."""
+        return bool(self._all_lemmas(w))
+
+    def _brill_lexical(self, w: str) -> str:
         tag = "NN"
         lex = self.lexicon_lower
         for from_tag, cmd, x, new in self._morph_free:
@@ -327,6 +346,28 @@ class BuiltinTagger:
                 return c
         return cands[0] if cands and upos in ("NOUN", "PROPN") else w
 
+    def word_info(self, w: str) -> tuple[str, str, str, bool, bool]:
+        """(lemma, UPOS, Penn tag, context_free, unknown) of `w` when its neighbours do not matter.
+
+        context_free is False when the word's UPOS depends on its neighbours in `_to_upos`
+        (`upos_needs_context`) or contextual rules are on; unknown is True for words missing
+        from the lexicon, whose Penn tag Brill's goodleft / goodright lexical rules can change
+        when a neighbour is in `morph_context_words`. For a context-free word that is not such
+        an unknown word, `analyze` gives this lemma and UPOS in any sentence."""
+        got = self._info_cache.get(w)
+        if got is not None:
+            return got
+        p = self._lookup(w)
+        unknown = p is None
+        if p is None:
+            p = self._unknown(w, None, None)
+        u = _to_upos([w], [p], 0)
+        free = not self.context_rules and not upos_needs_context(w, p)
+        got = (self.lemma(w, u, p), u, p, free, unknown)
+        if len(self._info_cache) < 1_000_000:
+            self._info_cache[w] = got
+        return got
+
     def lemmatize(self, tokens: Sequence[str], upos: Sequence[str]) -> list[str]:
         return [self.lemma(w, p) for w, p in zip(tokens, upos)]
 
@@ -410,6 +451,31 @@ def _next_verbish(tokens: Sequence[str], ptb: Sequence[str], i: int, want: tuple
     return False
 
 
+def upos_needs_context(word: str, tag: str) -> bool:
+    """True if `_to_upos` reads a neighbour (or the position) for this word and Penn tag.
+
+    Mirrors the branch order of `_to_upos`: only the branches for 's, please, be/have/do
+    forms, TO, IN (that, clause prepositions), demonstratives, WDT and "what" look around."""
+    w = word.lower()
+    if tag == "ADD" or w in EMOTICONS or w == "/":
+        return False
+    if w in ("s", "'s") or w == "please":
+        return True
+    if w in INDEFINITE_PRONOUNS and tag in ("NN", "NNS", "PRP", "CD", "DT"):
+        return False
+    if PUNCT_RE.match(w) or tag == "MD" or w in ("ca", "wo") or (w in NEGATIONS and w != "never"):
+        return False
+    if tag.startswith("VB"):
+        return w in BE_FORMS or w in HAVE_FORMS or w in DO_FORMS
+    if tag == "TO" or tag == "WDT":
+        return True
+    if tag == "IN":
+        return w == "that" or (w not in SUBORDINATORS and w in CLAUSE_PREPS)
+    if tag == "DT":
+        return w in DEMONSTRATIVES
+    return tag == "WP" and w == "what"
+
+
 def _to_upos(tokens: Sequence[str], ptb: Sequence[str], i: int) -> str:
     w = tokens[i].lower()
     tag = ptb[i]
@@ -472,7 +538,7 @@ def _to_upos(tokens: Sequence[str], ptb: Sequence[str], i: int) -> str:
     return PTB_TO_UPOS.get(tag, "X")
 
 
-@functools.lru_cache(maxsize=2)
-def get_tagger(context_rules: bool = False) -> BuiltinTagger:
+@functools.lru_cache(maxsize=4)
+def get_tagger(context_rules: bool = False, cased_input: bool = False) -> BuiltinTagger:
     """One tagger per Python process and setting (a Spark worker loads it once, then reuses it)."""
-    return BuiltinTagger(context_rules=context_rules)
+    return BuiltinTagger(context_rules=context_rules, cased_input=cased_input)

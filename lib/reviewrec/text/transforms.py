@@ -4,15 +4,23 @@
               -> drop_short -> drop_repeats
 
 Every step except `pos_lemma` is a Spark built-in (JVM); `pos_lemma` runs the configured
-engine: `builtin` as an Arrow-batched pandas UDF whose tagger is loaded once per Python worker,
+engine: `builtin` in Python workers whose tagger is loaded once per worker, by default as one
+`mapInArrow` step that also applies the length and repeat filters per distinct lemma
+(`pos_lemma_fast`; the Spark `drop_short` / `drop_repeats` steps give the same result and
+run in the chain without POS + lemma), or as a per-row pandas UDF (`pos_lemma_builtin`);
 `sparknlp` through Spark NLP annotators (text/sparknlp_engine.py). Transforms take plain
 values (column names, limits, word lists), never the Config.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.ml.feature import StopWordsRemover
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -20,7 +28,13 @@ from pyspark.sql import types as T
 
 from reviewrec import schema as S
 
+if TYPE_CHECKING:
+    from reviewrec.text.tagger import BuiltinTagger
+
 TEXT = "text"
+# Every tag the builtin tagger emits (UD's 17 UPOS tags).
+UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+             "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
 TOKENS = "tokens"
 POS_LEMMA_TYPE = T.StructType([
     T.StructField(S.LEMMAS, T.ArrayType(T.StringType()), True),
@@ -54,9 +68,9 @@ def tokenize(df: DataFrame, col_in: str = TEXT, col_out: str = TOKENS) -> DataFr
     split off, typographic apostrophes normalised, quotes at token edges stripped, empties dropped.
     `col_in` is dropped."""
     s = F.regexp_replace(F.col(col_in), "[\u2018\u2019\u02bc]", "'")
-    s = F.regexp_replace(s, r"(?<=\p{L})'s\b", " 's")
+    s = F.regexp_replace(s, r"(?<=\p{L})'([sS])\b", " '$1")
     raw = F.split(s, TOKEN_SPLIT_RE)
-    trimmed = F.transform(raw, lambda t: F.regexp_replace(t, r"^'+(?!s$)|(?<=.)'+$", ""))
+    trimmed = F.transform(raw, lambda t: F.regexp_replace(t, r"^'+(?![sS]$)|(?<=.)'+$", ""))
     toks = F.filter(trimmed, lambda t: (F.length(t) > 0) & (t != F.lit("'")))
     return df.withColumn(col_out, toks).drop(col_in)
 
@@ -71,10 +85,11 @@ def remove_stop_words(df: DataFrame, stop_words: Sequence[str], col: str = TOKEN
     return remover.transform(df).drop(col).withColumnRenamed(tmp, col)
 
 
-def _pos_lemma_batches(tokens: pd.Series, context_rules: bool) -> pd.DataFrame:
+def _pos_lemma_batches(tokens: pd.Series, context_rules: bool, cased: bool = False,
+                       stop_words: frozenset[str] | None = None) -> pd.DataFrame:
     from reviewrec.text.tagger import get_tagger
 
-    tagger = get_tagger(context_rules)
+    tagger = get_tagger(context_rules, cased)
     lemmas: list[list[str] | None] = []
     pos: list[list[str] | None] = []
     analyze = tagger.analyze
@@ -83,17 +98,26 @@ def _pos_lemma_batches(tokens: pd.Series, context_rules: bool) -> pd.DataFrame:
             lemmas.append(None)
             pos.append(None)
             continue
-        lem, tags = analyze(arr.tolist() if hasattr(arr, "tolist") else list(arr))
+        toks = arr.tolist() if hasattr(arr, "tolist") else list(arr)
+        lem, tags = analyze(toks)
+        if stop_words is not None:  # tagged in full sentences, stop words dropped afterwards
+            keep = [i for i, w in enumerate(toks) if w.lower() not in stop_words]
+            lem, tags = [lem[i] for i in keep], [tags[i] for i in keep]
         lemmas.append(lem)
         pos.append(tags)
     return pd.DataFrame({S.LEMMAS: lemmas, S.POS: pos})
 
 
-def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bool = False) -> DataFrame:
+def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bool = False,
+                      cased: bool = False, stop_words: Sequence[str] | None = None) -> DataFrame:
     """`col_tokens` -> `lemmas` (lowercase lemmas) and `pos` (UPOS tags), same length and order,
-    by the builtin tagger in an Arrow-batched pandas UDF; `col_tokens` is dropped."""
+    by the builtin tagger in an Arrow-batched pandas UDF, one token sequence at a time;
+    `col_tokens` is dropped. `cased`: the tokens keep their case (the tagger is told so).
+    `stop_words`: tag the full token sequence, then drop these words (case-insensitive)."""
+    stop = frozenset(w.lower() for w in stop_words) if stop_words is not None else None
+
     def fn(tokens: pd.Series) -> pd.DataFrame:
-        return _pos_lemma_batches(tokens, context_rules)
+        return _pos_lemma_batches(tokens, context_rules, cased, stop)
 
     udf = F.pandas_udf(fn, POS_LEMMA_TYPE)  # type: ignore[call-overload]
     tmp = "__pos_lemma"
@@ -102,6 +126,118 @@ def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bo
             .withColumn(S.LEMMAS, F.col(f"{tmp}.{S.LEMMAS}"))
             .withColumn(S.POS, F.col(f"{tmp}.{S.POS}"))
             .drop(tmp, col_tokens))
+
+
+def analyze_arrow(tokens: pa.Array, tagger: BuiltinTagger, min_length: int, max_repeat: int,
+                  stop_words: frozenset[str] | None = None) -> tuple[pa.Array, pa.Array]:
+    """One Arrow batch of token lists -> (lemmas, pos) list arrays, with stop words (if given:
+    tag first, then drop them), the length filter and the repeat filter applied.
+
+    Work is done per distinct token of the batch, not per token: each distinct word is
+    looked up once (`tagger.word_info`, cached across batches), and per-token results are
+    numpy gathers. Only rows holding a word whose tag depends on its neighbours (or an
+    unknown word next to which a Brill goodleft/goodright rule could fire) go through
+    `tagger.analyze` on the whole row, so the output equals `analyze` row by row followed by
+    the length and repeat filters (tested against that path)."""
+    n = len(tokens)
+    flat = tokens.flatten()
+    row = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False)
+    if flat.null_count:
+        first = int(row[np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]])
+        raise ValueError(f"token lists must not hold nulls (batch row {first})")
+    lengths = np.bincount(row, minlength=n)
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    enc = pc.dictionary_encode(flat)
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    words: list[str] = enc.dictionary.to_pylist()
+    infos = [tagger.word_info(w) for w in words]
+    from reviewrec.text.tagger import _to_upos as to_upos
+    lem_ids: dict[str, int] = {}
+    lem_list: list[str] = []
+
+    def lid(lemma: str) -> int:
+        i = lem_ids.get(lemma)
+        if i is None:
+            i = lem_ids[lemma] = len(lem_list)
+            lem_list.append(lemma)
+        return i
+
+    pos_ids = {u: i for i, u in enumerate(UPOS_TAGS)}
+    lemma_of = np.fromiter((lid(i[0]) for i in infos), np.int64, len(infos))
+    upos_of = np.fromiter((pos_ids[i[1]] for i in infos), np.int64, len(infos))
+    ptb_of = [i[2] for i in infos]
+    free_of = np.fromiter((i[3] for i in infos), bool, len(infos))
+    unk_of = np.fromiter((i[4] for i in infos), bool, len(infos))
+    mx = tagger.morph_context_words
+    mx_of = np.fromiter((w in mx for w in words), bool, len(words))
+    lemma_id = lemma_of[idx]
+    upos_id = upos_of[idx]
+    # Rows where an unknown word sits next to a word of Brill's goodleft/goodright rules: the
+    # whole row goes through analyze (rare once stop words are gone).
+    whole = np.zeros(n, bool)
+    if len(idx) > 1 and unk_of.any() and mx_of.any():
+        mx_t = mx_of[idx]
+        same = row[1:] == row[:-1]
+        beside = np.zeros(len(idx), bool)
+        beside[1:] |= mx_t[:-1] & same
+        beside[:-1] |= mx_t[1:] & same
+        hit = unk_of[idx] & beside
+        if hit.any():
+            whole[row[hit]] = True
+        for r in np.flatnonzero(whole):
+            a, b = starts[r], starts[r + 1]
+            lem, ups = tagger.analyze([words[i] for i in idx[a:b]])
+            lemma_id[a:b] = [lid(x) for x in lem]
+            upos_id[a:b] = [pos_ids[x] for x in ups]
+    # Words whose UPOS depends on the neighbours: `_to_upos` on a window of the row (it reads
+    # one token back and up to three ahead).
+    ctx = np.flatnonzero(~free_of[idx] & ~whole[row])
+    if len(ctx):
+        lo = np.maximum(starts[row[ctx]], ctx - 1).tolist()
+        hi = np.minimum(starts[row[ctx] + 1], ctx + 4).tolist()
+        idx_l = idx.tolist()
+        for k, a, b in zip(ctx.tolist(), lo, hi):
+            win = idx_l[a:b]
+            ptb = [ptb_of[j] for j in win]
+            u = to_upos([words[j] for j in win], ptb, k - a)
+            lemma_id[k] = lid(tagger.lemma(words[idx_l[k]], u, ptb[k - a]))
+            upos_id[k] = pos_ids[u]
+    rx = re.compile(repeat_regex(max_repeat))
+    ok_lemma = np.fromiter((len(x) >= min_length and not rx.search(x) for x in lem_list), bool, len(lem_list))
+    keep = ok_lemma[lemma_id]
+    if stop_words is not None:
+        keep &= ~np.fromiter((w.lower() in stop_words for w in words), bool, len(words))[idx]
+    offsets = pa.array(np.concatenate(([0], np.cumsum(np.bincount(row[keep], minlength=n)))).astype(np.int32))
+    mask = tokens.is_null() if tokens.null_count else None
+    lem_vals = pa.array(lem_list, pa.string()).take(pa.array(lemma_id[keep]))
+    pos_vals = pa.array(UPOS_TAGS, pa.string()).take(pa.array(upos_id[keep]))
+    return (pa.ListArray.from_arrays(offsets, lem_vals, mask=mask),
+            pa.ListArray.from_arrays(offsets, pos_vals, mask=mask))
+
+
+def pos_lemma_fast(df: DataFrame, min_length: int, max_repeat: int, col_tokens: str = TOKENS,
+                   context_rules: bool = False, cased: bool = False,
+                   stop_words: Sequence[str] | None = None) -> DataFrame:
+    """POS tag + lemmatize + length filter + repeat filter in one `mapInArrow` step
+    (`analyze_arrow` per Arrow batch; the tagger is loaded once per Python worker):
+    `col_tokens` -> `lemmas`, `pos`. Same output as `pos_lemma_builtin` followed by
+    `drop_short` and `drop_repeats`, with one Arrow round trip and per-distinct-word work."""
+    stop = frozenset(w.lower() for w in stop_words) if stop_words is not None else None
+    others = [c for c in df.columns if c != col_tokens]
+    out_schema = T.StructType([*[df.schema[c] for c in others],
+                               T.StructField(S.LEMMAS, T.ArrayType(T.StringType()), True),
+                               T.StructField(S.POS, T.ArrayType(T.StringType()), True)])
+
+    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from reviewrec.text.tagger import get_tagger
+
+        tagger = get_tagger(context_rules, cased)
+        for b in batches:
+            lem, pos = analyze_arrow(b.column(col_tokens), tagger, min_length, max_repeat, stop)
+            yield pa.RecordBatch.from_arrays([*[b.column(c) for c in others], lem, pos],
+                                             names=[*others, S.LEMMAS, S.POS])
+
+    return df.mapInArrow(fn, out_schema)
 
 
 def no_pos_lemma(df: DataFrame, col_tokens: str = TOKENS) -> DataFrame:
@@ -150,29 +286,46 @@ def drop_repeats(df: DataFrame, max_repeat: int) -> DataFrame:
 
 def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 3, max_repeat: int = 3,
                engine: str = "builtin", pos_lemma: bool = True, context_rules: bool = False,
-               sparknlp_models: dict[str, str | None] | None = None) -> DataFrame:
+               sparknlp_models: dict[str, str | None] | None = None, tag_cased: bool = False,
+               tag_before_stopwords: bool = False, fast_path: bool = True) -> DataFrame:
     """reviews (review_id, review_headline, review_body) -> review_id, lemmas, pos.
 
     One row per input review (a review whose tokens are all filtered keeps empty arrays).
     With `pos_lemma=False` the tagging step is skipped (lemmas = tokens, pos = []): the
-    baseline the benchmark compares against.
+    baseline the benchmark compares against. Builtin engine options: `tag_cased` tokenizes
+    the original-case text and lets the tagger see the case (lemmas are lowercase all the
+    same; the lowercase step moves after tagging); `tag_before_stopwords` tags the full token
+    sequence and drops stop words afterwards; `fast_path` runs tagging, lemmas and both
+    filters in one Arrow step per distinct word (`pos_lemma_fast`), else the per-row pandas
+    UDF followed by the Spark filter steps (same output).
     """
-    df = (review_text(reviews)
-          .transform(lowercase)
-          .transform(strip_html)
-          .transform(tokenize))
+    builtin = engine == "builtin" and pos_lemma
+    if (tag_cased or tag_before_stopwords) and not builtin:
+        raise ValueError("text.tag_cased / text.tag_before_stopwords apply to text.engine=builtin "
+                         "with text.pos_lemma=true only")
+    df = review_text(reviews)
+    if not tag_cased:
+        df = df.transform(lowercase)
+    df = df.transform(strip_html).transform(tokenize)
     if engine == "sparknlp" and pos_lemma:
         from reviewrec.text.sparknlp_engine import pos_lemma_sparknlp
 
         df = pos_lemma_sparknlp(df, stop_words, **(sparknlp_models or {}))
+    elif engine not in ("builtin", "sparknlp"):
+        raise ValueError(f"unknown text engine {engine!r}; choose builtin or sparknlp")
     else:
-        df = df.transform(remove_stop_words, stop_words)
+        late_stop = list(stop_words) if tag_before_stopwords and stop_words else None
+        if late_stop is None:
+            df = df.transform(remove_stop_words, stop_words)
         if not pos_lemma:
             df = df.transform(no_pos_lemma)
-        elif engine == "builtin":
-            df = df.transform(pos_lemma_builtin, context_rules=context_rules)
+        elif fast_path:
+            return (df.transform(pos_lemma_fast, min_length, max_repeat, context_rules=context_rules,
+                                 cased=tag_cased, stop_words=late_stop)
+                    .select(S.REVIEW_ID, S.LEMMAS, S.POS))
         else:
-            raise ValueError(f"unknown text engine {engine!r}; choose builtin or sparknlp")
+            df = df.transform(pos_lemma_builtin, context_rules=context_rules, cased=tag_cased,
+                              stop_words=late_stop)
     return (df
             .transform(drop_short, min_length)
             .transform(drop_repeats, max_repeat)
