@@ -101,3 +101,97 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
             .withColumn(C.EXPECTED_RATING, _expected(F.col(C.PROBS)))
             .withColumn(C.PREDICTED_STAR,
                         F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))
+
+
+# -- scoring unrated (user, item) cells for the recommend job (issue 5) ------------------------
+PREDICTED_RATING = "predicted_rating"
+USER_INDEXER = "user_indexer"
+ITEM_INDEXER = "item_indexer"
+_MODEL_COLS = (C.SEQ, C.USER_IDX, C.ITEM_IDX, C.PROBS, C.EXPECTED_RATING, C.PREDICTED_STAR)
+
+
+def _indexer_dir(model_dir: str, name: str) -> str | None:
+    """The saved StringIndexerModel `name`: in model_dir itself, else in the sibling
+    <root>/features_meta/ the features job writes (where the train job's features came from)."""
+    local = C._local(model_dir).rstrip("/")
+    for d in (os.path.join(local, name), os.path.join(os.path.dirname(local), C.FEATURES_META, name)):
+        if os.path.isdir(os.path.join(d, "metadata")):
+            return d
+    return None
+
+
+def _index_column(spark: SparkSession, df: DataFrame, model_dir: str, name: str, col_id: str, col_idx: str,
+                  size: int) -> tuple[DataFrame, str]:
+    """df + col_idx (int) for col_id, exactly as the features job indexed it; unseen or null ids get
+    the reserved index `size`. Returns (df, where the mapping came from)."""
+    path = _indexer_dir(model_dir, name)
+    if path is not None:
+        from pyspark.ml.feature import StringIndexerModel
+
+        ix = StringIndexerModel.load("file://" + os.path.abspath(path))
+        n = len(ix.labelsArray[0])
+        if n != size:
+            raise ValueError(f"{path}: indexer has {n} labels but the model at {model_dir} was built for "
+                             f"{size} (features_meta in metadata.json): model and features come from different runs")
+        ix = ix.setInputCol(col_id).setOutputCol(col_idx).setHandleInvalid("keep")
+        return ix.transform(df).withColumn(col_idx, F.col(col_idx).cast("int")), path
+    # No saved indexer (features built by model.standin): the features dataset itself holds the
+    # mapping every training row used; ids it does not contain are unseen.
+    local = C._local(model_dir).rstrip("/")
+    feats = os.path.join(os.path.dirname(local), C.FEATURES)
+    if not os.path.isdir(feats):
+        raise FileNotFoundError(
+            f"no id mapping for {col_id}: neither {os.path.join(local, name)} nor "
+            f"{os.path.join(os.path.dirname(local), C.FEATURES_META, name)} (StringIndexerModel written by the "
+            f"features job) nor the features dataset {feats} exists")
+    mapping = (spark.read.parquet(feats).select(col_id, col_idx)
+               .where(F.col(col_idx) < F.lit(size)).distinct()
+               .withColumnRenamed(col_idx, "_ix"))
+    bad = mapping.groupBy(col_id).count().where("count > 1").limit(1).collect()
+    if bad:
+        raise ValueError(f"{feats}: {col_id} {bad[0][col_id]!r} has more than one {col_idx}")
+    out = (df.join(F.broadcast(mapping) if size <= 2_000_000 else mapping, on=col_id, how="left")
+           .withColumn(col_idx, F.coalesce(F.col("_ix"), F.lit(size)).cast("int")).drop("_ix"))
+    return out, feats
+
+
+def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str, batch_size: int = 1024,
+                     threads: int = 1) -> DataFrame:
+    """candidates (customer_id, product_id, any other columns) -> candidates + predicted_rating.
+
+    predicted_rating is the model's expected rating sum_s p(s) * s for a review the user has not
+    written: the ids go through the indexers the model's features were built with (unseen ->
+    the reserved index, as in training), and the token sequence is empty (all padding), because
+    an unrated cell has no review text; the model then predicts from the user and item
+    embeddings alone (training with model.text_dropout teaches it that case). Scoring runs in
+    the executors through `score` (pandas UDF, one model load per Python worker). Every other
+    column of `candidates` passes through unchanged, and no row is dropped.
+    """
+    from reviewrec.schema import CUSTOMER_ID, PRODUCT_ID, require_columns
+
+    require_columns(candidates.columns, [CUSTOMER_ID, PRODUCT_ID], "score_candidates input")
+    local = C._local(model_dir)
+    for f in ("metadata.json", "model.keras"):
+        if not os.path.isfile(os.path.join(local, f)):
+            raise FileNotFoundError(f"{os.path.join(local, f)} not found: {model_dir} is not a model "
+                                    "written by the train job (run it first)")
+    fm = load_metadata(model_dir)["features_meta"]
+    # Columns the scoring adds must not collide with the caller's: park clashing ones under a
+    # private name and put them back afterwards.
+    clash = [c for c in candidates.columns if c in _MODEL_COLS or c == PREDICTED_RATING]
+    parked = {c: f"__cand_{c}" for c in clash}
+    df = candidates
+    for c, tmp in parked.items():
+        df = df.withColumnRenamed(c, tmp)
+    df, _ = _index_column(spark, df, model_dir, USER_INDEXER, CUSTOMER_ID, C.USER_IDX, int(fm["num_users"]))
+    df, _ = _index_column(spark, df, model_dir, ITEM_INDEXER, PRODUCT_ID, C.ITEM_IDX, int(fm["num_items"]))
+    # null seq = all padding (the UDF builds the zero row), cheaper than shipping seq_len zeros.
+    df = df.withColumn(C.SEQ, F.lit(None).cast("array<int>"))
+    scored = score(spark, df, model_dir, batch_size=batch_size, threads=threads)
+    out = scored.withColumn(PREDICTED_RATING, F.col(C.EXPECTED_RATING)).drop(*_MODEL_COLS)
+    for c, tmp in parked.items():
+        if c != PREDICTED_RATING:
+            out = out.withColumnRenamed(tmp, c)
+        else:
+            out = out.drop(tmp)
+    return out.select(*[c for c in candidates.columns if c != PREDICTED_RATING], PREDICTED_RATING)

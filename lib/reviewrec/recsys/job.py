@@ -34,7 +34,7 @@ from reviewrec.recsys import cf
 from reviewrec.recsys.als import als_predict
 from reviewrec.recsys.metrics import rating_errors
 from reviewrec.recsys.popularity import BAYES, RANK as POP_RANK, SCOPE, SCOPE_OVERALL, popularity_table
-from reviewrec.recsys.scoring import CF_PRED, FALLBACK, PREDICTED_RATING, resolve_scorer
+from reviewrec.recsys.scoring import CF_PRED, FALLBACK, PREDICTED_RATING, CFScorer, resolve_scorer
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 
@@ -61,11 +61,18 @@ def similarity_params(rc: dict[str, Any], exact: bool = False) -> B.SimilarityPa
         threshold=None if exact else nb["min_similarity"])
 
 
+def with_ids(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """df (u, i, ...) + customer_id, product_id: what the model scorer indexes with its own indexers."""
+    return df.join(users, on=cf.U, how="inner").join(items, on=cf.I, how="inner")
+
+
 def fill(spark: SparkSession, ratings: DataFrame, item_prior: DataFrame, rc: dict[str, Any], model_dir: str,
-         n_users: int, n_items: int) -> tuple[DataFrame, DataFrame, DataFrame, str]:
+         n_users: int, n_items: int, users: DataFrame | None = None,
+         items: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame, str]:
     """Neighbours, CF predictions and the filled candidate cells.
 
     ratings: u, i, value (stars). item_prior: i, fallback_rating, score (popularity).
+    users / items: the id tables (customer_id, u) / (product_id, i), needed by the model scorer.
     Returns (neighbors row/neighbor/sim, filled u/i/predicted_rating/cf_support/source/cf_score,
     CF predictions u/i/pred/support over all neighbour-rated items, scorer name).
     """
@@ -84,14 +91,18 @@ def fill(spark: SparkSession, ratings: DataFrame, item_prior: DataFrame, rc: dic
                .where(F.col("_r") <= rc["fill"]["neighbor_items"])
                .select(cf.U, cf.I, F.col(cf.PRED).alias(CF_PRED), F.col(cf.SUPPORT)))
     top_pop = item_prior.orderBy(F.col(cf.SCORE).desc(), F.col(cf.I)).limit(rc["fill"]["top_popular"]).select(cf.I)
-    users = ratings.select(cf.U).distinct()
-    from_pop = (users.crossJoin(F.broadcast(top_pop))
+    raters = ratings.select(cf.U).distinct()
+    from_pop = (raters.crossJoin(F.broadcast(top_pop))
                 .join(ratings.select(cf.U, cf.I), on=[cf.U, cf.I], how="left_anti"))
     cands = (from_nb.unionByName(from_pop, allowMissingColumns=True)
              .groupBy(cf.U, cf.I)
              .agg(F.max(CF_PRED).alias(CF_PRED), F.max(cf.SUPPORT).alias(cf.SUPPORT))
              .join(item_prior.select(cf.I, FALLBACK), on=cf.I, how="left"))
     scorer = resolve_scorer(spark, model_dir, rc["fill"]["use_model"])
+    if scorer.name == "model":
+        if users is None or items is None:
+            raise ValueError("fill: the model scorer needs the users and items id tables")
+        cands = with_ids(cands, users, items)
     scored = scorer.score(spark, cands)
     source = (F.when(F.lit(scorer.name == "model"), F.lit(cf.SRC_MODEL))
               .when(F.col(CF_PRED).isNotNull(), F.lit(cf.SRC_USER_CF))
@@ -120,8 +131,8 @@ def _item_prior(popularity: DataFrame, items: DataFrame) -> DataFrame:
 def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any], model_dir: str) -> dict[str, Any]:
     """RMSE/MAE on reviews after a cut date, everything fitted on the reviews before it.
 
-    Methods: filled (CF, model where it scores, with the item Bayesian average where CF has no
-    neighbour), cf_only (pairs CF can predict), als (explicit), global_mean, item_bayes.
+    Methods: filled (the model when it is used, else CF with the item Bayesian average where CF
+    has no neighbour), cf_filled (that CF fill, only listed when the model fills), cf_only (pairs CF can predict), als (explicit), global_mean, item_bayes.
     Figures are given on all test pairs (unpredictable pairs take the global mean) and on
     the pairs each method could predict (coverage says how many).
     """
@@ -147,7 +158,12 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
              .join(preds.select(cf.U, cf.I, F.col(cf.PRED).alias(CF_PRED)), on=[cf.U, cf.I], how="left")
              .join(prior.select(cf.I, FALLBACK), on=cf.I, how="left"))
     scorer = resolve_scorer(spark, model_dir, rc["fill"]["use_model"])
+    if scorer.name == "model":
+        cands = with_ids(cands, users, items)
     filled = scorer.score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
+    # With the model filling, the CF fill of the same cells is scored beside it.
+    cf_filled = (CFScorer().score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
+                 if scorer.name == "model" else None)
     als = als_predict(r_train, truth.select(cf.U, cf.I), rc["als"]["rank"], rc["als"]["reg"], rc["als"]["iters"], rc["als"]["seed"])
     als_all = truth.select(cf.U, cf.I).join(als, on=[cf.U, cf.I], how="left").select(
         cf.U, cf.I, F.coalesce(F.col(cf.PRED), F.lit(mu)).alias(cf.PRED))
@@ -161,6 +177,7 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
         "global_mean": mu, "scorer": scorer.name,
         "methods": {
             "filled": rating_errors(filled, truth, cf.PRED, RATING),
+            **({"cf_filled": rating_errors(cf_filled, truth, cf.PRED, RATING)} if cf_filled is not None else {}),
             "cf_only": rating_errors(cf_only, truth, cf.PRED, RATING),
             "als_explicit": rating_errors(als, truth, cf.PRED, RATING),
             "als_explicit_filled": rating_errors(als_all, truth, cf.PRED, RATING),
@@ -246,7 +263,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                      pop.where((F.col(SCOPE) == SCOPE_OVERALL) & (F.col(POP_RANK) <= 10)).orderBy(POP_RANK).collect()]
     prior = _item_prior(pop, items).cache()
     with timer.stage("neighbours + fill"):
-        nb, filled, _, scorer = fill(spark, ratings, prior, rc, model_dir, n_users, n_items)
+        nb, filled, _, scorer = fill(spark, ratings, prior, rc, model_dir, n_users, n_items, users, items)
         nbr_out = (nb
                    .join(users.select(F.col(cf.U).alias(B.ROW), F.col(S.CUSTOMER_ID).alias("_uid")), on=B.ROW, how="inner")
                    .join(users.select(F.col(cf.U).alias(B.NEIGHBOR), F.col(S.CUSTOMER_ID).alias("_nid")),

@@ -1,0 +1,161 @@
+"""Filling the user-item matrix with the trained rating model: `model.score.score_candidates`
+on a tiny model trained by the train job (Horovod, num_proc=1), and the recommend job end to
+end with `recsys.fill.use_model=require`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_model_fixtures import literal_reviews, make_features
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "model.embedding_dim": 8, "model.lstm_units": 8, "model.bidirectional": "false",
+    "model.user_buckets": 64, "model.item_buckets": 32, "model.user_embedding_dim": 4,
+    "model.item_embedding_dim": 4, "model.batch_size": 32, "model.learning_rate": 0.01,
+    "model.epochs": 2, "model.num_proc": 1,
+}
+N_REVIEWS = 800
+
+pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def trained_root(spark, tmp_path_factory):
+    """<root>/reviews, features, features_meta (stand-in builder: no saved indexers) and model."""
+    from reviewrec.config import load_config
+    from reviewrec.model import train
+
+    root = str(tmp_path_factory.mktemp("modelfill") / "run")
+    literal_reviews(spark, N_REVIEWS).write.parquet(f"{root}/reviews")
+    make_features(spark, root, n=N_REVIEWS, seq_len=12)
+    sets = {**TINY, "run.root": root, "model.checkpoint_dir": str(Path(root).parent / "ckpt")}
+    cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
+    train.run(spark, cfg)
+    assert os.path.isfile(f"{root}/model/model.keras")
+    return root
+
+
+def _id_maps(spark, root: str) -> tuple[dict, dict]:
+    rows = spark.read.parquet(f"{root}/features").select("customer_id", "user_idx", "product_id", "item_idx").collect()
+    return {r.customer_id: r.user_idx for r in rows}, {r.product_id: r.item_idx for r in rows}
+
+
+def _candidates(spark):
+    # C3/P2 are in the data; CNEW / PNEW are not (-> the reserved index); "seq" and "user_idx"
+    # are caller columns that must come back untouched.
+    rows = [("C3", "P2", 1, "keep-a", 7), ("C3", "P5", 2, "keep-b", 8), ("C10", "P2", 3, "keep-c", 9),
+            ("CNEW", "P2", 4, "keep-d", 10), ("C10", "PNEW", 5, "keep-e", 11), ("CNEW", "PNEW", 6, "keep-f", 12)]
+    return spark.createDataFrame(rows, "customer_id string, product_id string, n int, seq string, user_idx int")
+
+
+def _reference(root: str, users: list[str], items: list[str], umap: dict, imap: dict) -> np.ndarray:
+    """Expected rating predicted in this process: zero (all-padding) sequence, ids as in training."""
+    from reviewrec.model.score import load_metadata, load_model, predict_arrays
+
+    md = load_metadata(f"{root}/model")
+    fm, net = md["features_meta"], md["net"]
+    u = np.array([umap.get(x, fm["num_users"]) for x in users])
+    i = np.array([imap.get(x, fm["num_items"]) for x in items])
+    # unseen ids must take the reserved index: the features' own mapping never contains it
+    assert max(umap.values()) < fm["num_users"] and max(imap.values()) < fm["num_items"]
+    seq = np.zeros((len(users), int(net["seq_len"])), np.int32)
+    probs = predict_arrays(load_model(f"{root}/model"), seq, u, i, fm["num_users"], fm["num_items"],
+                           net["user_buckets"], net["item_buckets"])
+    return probs @ np.arange(1, 6)
+
+
+def test_score_candidates_matches_local_prediction(spark, trained_root):
+    from reviewrec.model.score import score_candidates
+
+    umap, imap = _id_maps(spark, trained_root)
+    cands = _candidates(spark)
+    out = score_candidates(spark, cands, f"{trained_root}/model").orderBy("n").collect()
+    assert [r.n for r in out] == [1, 2, 3, 4, 5, 6]  # nothing dropped, order restorable
+    assert list(out[0].asDict()) == ["customer_id", "product_id", "n", "seq", "user_idx", "predicted_rating"]
+    assert [r.seq for r in out] == [f"keep-{c}" for c in "abcdef"] and [r.user_idx for r in out] == list(range(7, 13))
+    got = np.array([r.predicted_rating for r in out])
+    want = _reference(trained_root, [r.customer_id for r in out], [r.product_id for r in out], umap, imap)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.all((got >= 1) & (got <= 5))
+    # the ids matter: the reserved index gives another prediction than a known id
+    assert abs(got[0] - got[3]) > 1e-6 or abs(got[2] - got[4]) > 1e-6
+
+
+def test_saved_indexers_are_used_and_agree_with_the_features(spark, trained_root, tmp_path):
+    """With user_indexer/ and item_indexer/ in features_meta (as the features job writes them)
+    the ids come from the indexers; a size mismatch with the model is an error."""
+    from pyspark.ml.feature import StringIndexer
+
+    from reviewrec.model.score import score_candidates
+
+    root = str(tmp_path / "run")
+    shutil.copytree(f"{trained_root}/model", f"{root}/model")
+    shutil.copytree(f"{trained_root}/features_meta", f"{root}/features_meta")
+    train = spark.read.parquet(f"{trained_root}/features").where("split = 'train'")
+    for col, name in (("customer_id", "user_indexer"), ("product_id", "item_indexer")):
+        StringIndexer(inputCol=col, outputCol="x", handleInvalid="keep").fit(train).save(f"{root}/features_meta/{name}")
+    # no features dataset under root: the indexers alone must do
+    got = {(r.customer_id, r.product_id): r.predicted_rating
+           for r in score_candidates(spark, _candidates(spark), f"{root}/model").collect()}
+    ref = {(r.customer_id, r.product_id): r.predicted_rating
+           for r in score_candidates(spark, _candidates(spark), f"{trained_root}/model").collect()}
+    assert got.keys() == ref.keys()
+    for k in got:
+        assert got[k] == pytest.approx(ref[k], abs=1e-6), k
+    # an indexer fitted on other data (fewer users) does not belong to this model
+    shutil.rmtree(f"{root}/features_meta/user_indexer")
+    StringIndexer(inputCol="customer_id", outputCol="x").fit(train.where("customer_id < 'C2'")).save(
+        f"{root}/features_meta/user_indexer")
+    with pytest.raises(ValueError, match="user_indexer: indexer has .* labels but the model"):
+        score_candidates(spark, _candidates(spark), f"{root}/model")
+
+
+def test_score_candidates_errors_name_what_is_missing(spark, trained_root, tmp_path):
+    from reviewrec.model.score import score_candidates
+
+    with pytest.raises(ValueError, match="product_id"):
+        score_candidates(spark, _candidates(spark).drop("product_id"), f"{trained_root}/model")
+    empty = tmp_path / "run" / "model"
+    empty.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=f"{empty}/metadata.json"):
+        score_candidates(spark, _candidates(spark), str(empty))
+    shutil.rmtree(empty)
+    shutil.copytree(f"{trained_root}/model", empty)  # a model with neither indexers nor features
+    with pytest.raises(FileNotFoundError, match="user_indexer.*features dataset"):
+        score_candidates(spark, _candidates(spark), str(empty)).collect()
+
+
+def test_recommend_job_fills_from_the_model(spark, trained_root):
+    from reviewrec.config import load_config
+    from reviewrec.model.score import score_candidates
+    from reviewrec.recsys.job import run
+
+    cfg = load_config([str(REPO / "conf" / "local.yaml")],
+                      [f"run.root={trained_root}", "recsys.fill.use_model=require", "recsys.neighbors.k=5",
+                       "recsys.fill.neighbor_items=5", "recsys.fill.top_popular=3", "recsys.top_n=3",
+                       "recsys.block_size=32", "recsys.als.iters=2"])
+    summary = run(spark, cfg)
+    assert summary["scorer"] == "model"
+    pred = spark.read.parquet(f"{trained_root}/predictions")
+    rows = pred.collect()
+    assert rows and {r.source for r in rows} == {"model"}
+    recs = spark.read.parquet(f"{trained_root}/recommendations")
+    assert {r.source for r in recs.collect()} == {"model"}
+    # the filled cells carry exactly the model's expected rating for (user, item)
+    sample = spark.createDataFrame([(r.user, r.item) for r in rows[:20]], "customer_id string, product_id string")
+    want = {(r.customer_id, r.product_id): r.predicted_rating
+            for r in score_candidates(spark, sample, f"{trained_root}/model").collect()}
+    for r in rows[:20]:
+        assert r.predicted_rating == pytest.approx(want[(r.user, r.item)], abs=1e-6)
+    ev = json.load(open(f"{trained_root}/report/recs/summary.json"))["evaluation"]
+    assert ev["scorer"] == "model"
+    # the model fill and the CF fill of the same cells are both scored
+    assert ev["methods"]["filled"]["n"] == ev["methods"]["cf_filled"]["n"] == ev["test_pairs_warm_item"] > 0
+    assert ev["methods"]["filled"]["rmse"] != ev["methods"]["cf_filled"]["rmse"]
