@@ -1,6 +1,6 @@
 """Blockwise top-k cosine vs Spark's BlockMatrix.multiply vs single-machine scipy, one run.
 
-    .venv/bin/python benchmarks/bench_recsys_blocks.py [--users 8000,20000] [--k 50] [--out r.json]
+    .venv/bin/python benchmarks/bench_recsys_blocks.py [--users 8000,20000] [--k 50] [--driver-memory 6g] [--out r.json]
 
 Data: the first --users users of Amazon Beauty 5-core (binary user x item matrix, ~9 items a
 user). Every method produces the top-k neighbours of every user (cosine, ties by neighbour
@@ -153,11 +153,13 @@ def main() -> int:
     ap.add_argument("--block-size", type=int, default=4096)
     ap.add_argument("--bm-block", type=int, default=1024)
     ap.add_argument("--skip-blockmatrix", action="store_true")
+    ap.add_argument("--driver-memory", default="4g", help="local mode: the one JVM's heap (<= 6g on the shared box)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     setup_logging()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    cfg = load_config([str(REPO / "conf" / "local.yaml")], ["spark.app_name=bench-recsys-blocks"])
+    cfg = load_config([str(REPO / "conf" / "local.yaml")], ["spark.app_name=bench-recsys-blocks",
+                                                               f"spark.conf.spark.driver.memory={args.driver_memory}"])
     spark = build_session(cfg)
     tmp = tempfile.mkdtemp(prefix="bench-recsys-")
     results: list[dict] = []
