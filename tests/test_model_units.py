@@ -11,7 +11,9 @@ import pytest
 from reviewrec.model import contract as C
 from reviewrec.model.data import epoch_order, rank_shard, read_files
 from reviewrec.model.evaluate import metrics_from_confusion
-from reviewrec.model.net import bucket_ids, class_weights, drop_ids, expected_rating
+from reviewrec.model.net import (
+    NetParams, bucket_ids, build_model, class_weights, drop_ids, drop_text, expected_rating,
+)
 
 
 def test_bucket_ids_unseen_go_to_zero_and_known_are_hashed():
@@ -119,3 +121,149 @@ def test_load_meta_accepts_sizes_in_a_sibling_file(tmp_path):
                                               "num_items": 2, "seq_len": 5, "vocab_size": 9}))
     m = C.load_meta(str(d))
     assert (m.num_users, m.seq_len, m.vocab_size, m.vocab["x"]) == (3, 5, 9, 2)
+
+
+# --------------------------------------------------------------------------- issue 4 additions
+def test_drop_text_replaces_a_fraction_of_rows_by_the_empty_sequence():
+    rng = np.random.RandomState(1)
+    seq = np.arange(2, 2 + 20000 * 3, dtype=np.int32).reshape(20000, 3)
+    out = drop_text(seq, 0.3, rng)
+    empty = (out == 0).all(axis=1)
+    assert abs(empty.mean() - 0.3) < 0.015
+    # rows not dropped are untouched, dropped rows are all padding (not partly)
+    assert np.array_equal(out[~empty], seq[~empty])
+    assert ((out == 0).any(axis=1) == empty).all()
+    assert drop_text(seq, 0.0, rng) is seq
+
+
+def _tiny_net(pooling: str, seq_len: int = 6) -> NetParams:
+    return NetParams(vocab_size=30, seq_len=seq_len, embedding_dim=4, lstm_units=3, pooling=pooling,
+                     user_buckets=4, item_buckets=4, user_embedding_dim=2, item_embedding_dim=2)
+
+
+def _pool_model(tf, p: NetParams):
+    """The tiny network up to the pooled text vector (before dropout)."""
+    m = build_model(p)
+    return m, tf.keras.Model(m.inputs, m.get_layer("dropout").input)
+
+
+def _x(seq):
+    seq = np.asarray(seq, np.int32)
+    n = seq.shape[0]
+    return {"seq": seq, "user": np.ones((n, 1), np.int32), "item": np.ones((n, 1), np.int32)}
+
+
+def _run(model, x):
+    """An eager call (no predict(): tracing a tf.function per tiny model costs seconds)."""
+    return model(x, training=False).numpy()
+
+
+@pytest.mark.parametrize("pooling,width", [("last", 6), ("mean", 6), ("last_max_mean", 18)])
+def test_pooling_shapes_ignore_padding_and_empty_sequence_gives_zeros(pooling, width):
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    _, pooled = _pool_model(tf, _tiny_net(pooling))
+    x = _x([[5, 7, 9, 0, 0, 0], [0] * 6])
+    v = _run(pooled, x)
+    assert v.shape == (2, width)  # BiLSTM(3): 6 per pooled vector
+    assert np.abs(v[1]).max() == 0.0  # the empty sequence -> zeros from every pooling
+    # Padding is masked: the same tokens padded to a longer sequence pool to the same vector.
+    _, pooled9 = _pool_model(tf, _tiny_net(pooling, seq_len=9))
+    pooled9.set_weights(pooled.get_weights())
+    v9 = _run(pooled9, _x([[5, 7, 9] + [0] * 6]))
+    np.testing.assert_allclose(v9[0], v[0], atol=1e-6)
+
+
+def test_masked_max_and_mean_pool_against_numpy():
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(1)
+    m, pooled = _pool_model(tf, _tiny_net("last_max_mean"))
+    seq = np.array([[4, 6, 8, 10, 0, 0]], np.int32)
+    # the per-step BiLSTM outputs of the 4 real steps
+    steps = _run(tf.keras.Model(m.inputs, m.get_layer("bilstm").output[0]), _x(seq))[0, :4]
+    v = _run(pooled, _x(seq))[0]
+    # all-negative outputs must still give their max, not the padding's 0
+    assert v[6:12] == pytest.approx(steps.max(axis=0), abs=1e-6)
+    assert v[12:18] == pytest.approx(steps.mean(axis=0), abs=1e-6)
+
+
+def test_pooled_model_saves_and_loads_without_custom_objects(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    m = build_model(_tiny_net("last_max_mean"))
+    x = _x([[3, 4, 0, 0, 0, 0], [0] * 6])
+    m.save(tmp_path / "m.keras")
+    m2 = tf.keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(_run(m2, x), _run(m, x), atol=1e-7)
+
+
+def test_unknown_pooling_is_an_error():
+    pytest.importorskip("tensorflow")
+    with pytest.raises(ValueError, match="model.pooling = 'median'"):
+        build_model(_tiny_net("median"))
+
+
+def test_word2vec_init_rows_follow_the_vocabulary_ids(spark, tmp_path):
+    """Ids that share contexts get close vectors, row i is id i, padding is zero, unseen ids keep
+    a small random row; the network takes the matrix only with the right shape."""
+    from reviewrec.model.train import init_embedding, word2vec_matrix
+
+    rng = np.random.RandomState(0)
+    rows = []
+    for _ in range(400):  # ids 2/3 are interchangeable (context 4 5), 6/7 too (context 8 9)
+        a = [int(rng.choice([2, 3])), 4, 5] if rng.rand() < 0.5 else [int(rng.choice([6, 7])), 8, 9]
+        rows.append((a + [0, 0],))
+    df = spark.createDataFrame(rows, f"{C.SEQ} array<int>")
+    m, info = word2vec_matrix(spark, df, vocab_size=12, dim=8, window=2, iterations=5, seed=3)
+    assert m.shape == (12, 8) and info["words"] == 8  # ids 2..9 (0 = padding is not a word)
+    assert np.abs(m[0]).max() == 0.0
+    assert 0 < np.abs(m[10:]).max() <= 0.05  # never-seen ids: the uniform init
+
+    def cos(i, j):
+        return float(m[i] @ m[j] / np.linalg.norm(m[i]) / np.linalg.norm(m[j]))
+
+    assert cos(2, 3) > cos(2, 7) + 0.2 and cos(6, 7) > cos(6, 3) + 0.2
+
+    pytest.importorskip("tensorflow")
+    model = build_model(NetParams(vocab_size=12, seq_len=5, embedding_dim=8, lstm_units=2,
+                                  user_buckets=3, item_buckets=3, user_embedding_dim=2, item_embedding_dim=2))
+    p = tmp_path / "init.npy"
+    np.save(p, m)
+    init_embedding(model, str(p))
+    np.testing.assert_array_equal(model.get_layer("tok_emb").get_weights()[0], m)
+    np.save(p, m[:, :4])
+    with pytest.raises(ValueError, match=r"shape \(12, 4\).*\(12, 8\)"):
+        init_embedding(model, str(p))
+
+
+def test_class_weights_and_label_smoothing_change_what_the_network_learns():
+    """Balanced class weights raise the predicted share of a rare class; label smoothing makes
+    the targets one-hot with mass moved off the true class, so predictions get less confident."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.data import Arrays
+    from reviewrec.model.train import _dataset, _loss
+
+    rng = np.random.RandomState(0)
+    n = 600
+    label = np.where(rng.rand(n) < 0.1, 0, 4).astype(np.int32)  # star 1 is rare
+    # a weak, noisy text signal: token 2 leans to star 1, token 3 to star 5
+    tok = np.where(rng.rand(n) < 0.6, np.where(label == 0, 2, 3), np.where(label == 0, 3, 2))
+    seq = np.zeros((n, 3), np.int32)
+    seq[:, 0] = tok
+    a = Arrays(seq, np.zeros(n, np.int64), np.zeros(n, np.int64), label)
+    ids = np.ones(n, np.int32)
+    cw = class_weights(np.bincount(label, minlength=5))
+    p = NetParams(vocab_size=5, seq_len=3, embedding_dim=4, lstm_units=2, bidirectional=False, dropout=0.0,
+                  user_buckets=2, item_buckets=2, user_embedding_dim=1, item_embedding_dim=1)
+
+    def fit(weights, smoothing):
+        tf.keras.utils.set_random_seed(5)
+        m = build_model(p)
+        m.compile(optimizer=tf.keras.optimizers.legacy.Adam(0.05), loss=_loss(tf, smoothing))
+        m.fit(_dataset(tf, a, ids, ids, 100, onehot=smoothing > 0), epochs=6, class_weight=weights, verbose=0)
+        return _run(m, {"seq": seq, "user": ids.reshape(-1, 1), "item": ids.reshape(-1, 1)})
+
+    plain, weighted, smoothed = fit(None, 0.0), fit(cw, 0.0), fit(None, 0.2)
+    assert (weighted.argmax(1) == 0).mean() > (plain.argmax(1) == 0).mean() + 0.2
+    assert smoothed.max(1).mean() < plain.max(1).mean() - 0.02
+    y = next(iter(_dataset(tf, a, ids, ids, 4, onehot=True)))[1].numpy()
+    assert y.tolist() == np.eye(5)[label[:4]].tolist()

@@ -124,10 +124,16 @@ def lr_predict(model: Any, df: DataFrame) -> DataFrame:
 
 def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, reg_params: list[float],
                       elastic_net: float, max_iter: int) -> dict[str, Any]:
-    """Pick regParam on val by accuracy, then report on test (the model is refit on train only)."""
+    """Pick regParam on val by accuracy, then report on test (the model is refit on train only).
+
+    Only the TF-IDF vectors and labels are cached for the fits (every L-BFGS iteration is a pass
+    over the training rows), and val once for the grid."""
     tried: list[dict[str, Any]] = []
     best: tuple[float, Any] | None = None
     best_acc = -1.0
+    train = train.select(C.TFIDF, C.LABEL).persist(StorageLevel.MEMORY_AND_DISK)
+    if val is not None and len(reg_params) > 1:
+        val = val.select(C.TFIDF, C.LABEL).persist(StorageLevel.MEMORY_AND_DISK)
     for reg in reg_params:
         m = fit_lr(train, float(reg), elastic_net, max_iter)
         if val is None or len(reg_params) == 1:
@@ -139,6 +145,9 @@ def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, 
         if acc > best_acc:
             best, best_acc = (float(reg), m), acc
     assert best is not None
+    train.unpersist()
+    if val is not None:
+        val.unpersist()
     pred = lr_predict(best[1], test)
     out = evaluate_predictions(pred, expected_from_probs(F.col("lr_probs")))
     out["params"] = {"reg_param": best[0], "elastic_net": elastic_net, "max_iter": max_iter,
@@ -261,7 +270,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     train, val, test = part(C.TRAIN), part(C.VAL), part(C.TEST)
     if train is None or test is None:
         raise FileNotFoundError(f"{features}: needs train and test splits")
-    train = train.persist(StorageLevel.MEMORY_AND_DISK)
     models: dict[str, dict[str, Any]] = {}
     with timer.stage("lstm"):
         models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"])
@@ -270,7 +278,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     with timer.stage("tfidf_lr"):
         models["tfidf_lr"] = tfidf_lr_baseline(train, val, test, list(m["baseline_reg_params"]),
                                                float(m["baseline_elastic_net"]), m["baseline_max_iter"])
-    train.unpersist()
     md = load_metadata(model_dir)
     lstm, lr = models["lstm"], models["tfidf_lr"]
     result = {

@@ -3,9 +3,17 @@
 Inputs (the paper's feature set): the token-id sequence of the lemmatized review and the
 label-encoded customer and product ids. Architecture:
 
-    seq  -> Embedding(vocab, E, mask_zero) -> (Bi)LSTM(U) -> Dropout ─┐
-    user -> bucket -> Embedding(user_buckets, Du) -> Flatten ─────────┼─ concat -> Dense(5, softmax)
-    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ─────────┘
+    seq  -> Embedding(vocab, E, mask_zero) -> (Bi)LSTM(U) -> pooling -> Dropout ─┐
+    user -> bucket -> Embedding(user_buckets, Du) -> Flatten ────────────────────┼─ concat -> Dense(5, softmax)
+    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ────────────────────┘
+
+`pooling` picks what the text branch hands on: "last" = the LSTM's final state (per direction,
+padding skipped), "max"/"mean" = max/mean of the LSTM outputs over the non-padding steps, or
+"last_max"/"last_mean"/"last_max_mean" = those concatenated. The masked pooling is made of
+plain TensorFlow ops in the functional graph (no custom layer), so model.keras loads without
+custom objects. A sequence that is all padding (the "empty" sequence the recommender scores
+unrated cells with) gives zeros from every pooling, so its prediction rests on the ids alone;
+`text_dropout` trains that case.
 
 Customer/product ids are bucketed: bucket 0 is "unseen" (an index outside the indexer the
 features job fitted on the training split, or a negative one), known ids are hashed into
@@ -35,6 +43,7 @@ class NetParams:
     item_buckets: int = 4096
     user_embedding_dim: int = 16
     item_embedding_dim: int = 16
+    pooling: str = "last"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +63,34 @@ def drop_ids(b: np.ndarray, rate: float, rng: np.random.RandomState) -> np.ndarr
     return np.where(rng.random_sample(b.shape[0]) < rate, 0, b).astype(np.int32)
 
 
+def drop_text(seq: np.ndarray, rate: float, rng: np.random.RandomState) -> np.ndarray:
+    """Replace a fraction `rate` of rows by the empty sequence (all padding; training only)."""
+    if rate <= 0:
+        return seq
+    keep = rng.random_sample(seq.shape[0]) >= rate
+    return np.where(keep[:, None], seq, 0).astype(seq.dtype)
+
+
+POOLINGS = ("last", "max", "mean", "last_max", "last_mean", "last_max_mean")
+
+
+def _pool(tf: Any, seq: Any, outputs: Any, last: Any, how: str) -> Any:
+    """Masked pooling over the LSTM outputs (batch, T, H); padding steps (seq == 0) excluded.
+    All-padding rows give 0 for max and mean (as `last` gives the zero initial state)."""
+    if how not in POOLINGS:
+        raise ValueError(f"model.pooling = {how!r}: choose one of {POOLINGS}")
+    parts = [last] if how.startswith("last") else []
+    mask = tf.expand_dims(tf.cast(tf.not_equal(seq, 0), tf.float32), -1)  # (batch, T, 1)
+    if "max" in how:
+        # LSTM outputs lie in (-1, 1): padding steps are pushed to -2 so they never win; rows
+        # with no real step are zeroed.
+        shifted = outputs * mask + (mask - 1.0) * 2.0
+        parts.append(tf.reduce_max(shifted, axis=1) * tf.reduce_max(mask, axis=1))
+    if "mean" in how:
+        parts.append(tf.reduce_sum(outputs * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0))
+    return parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(name="pool_concat")(parts)
+
+
 def build_model(p: NetParams) -> Any:
     """The uncompiled Keras (tf.keras 2.x) model with inputs `seq`, `user`, `item`."""
     import tensorflow as tf
@@ -63,8 +100,17 @@ def build_model(p: NetParams) -> Any:
     user = L.Input(shape=(1,), dtype="int32", name="user")
     item = L.Input(shape=(1,), dtype="int32", name="item")
     x = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
-    rnn = L.LSTM(p.lstm_units, name="lstm")
-    x = L.Bidirectional(rnn, name="bilstm")(x) if p.bidirectional else rnn(x)
+    if p.pooling == "last":
+        rnn = L.LSTM(p.lstm_units, name="lstm")
+        x = L.Bidirectional(rnn, name="bilstm")(x) if p.bidirectional else rnn(x)
+    else:
+        rnn = L.LSTM(p.lstm_units, return_sequences=True, return_state=True, name="lstm")
+        if p.bidirectional:
+            outs, fh, _, bh, _ = L.Bidirectional(rnn, name="bilstm")(x)
+            last = L.Concatenate(name="last_state")([fh, bh])
+        else:
+            outs, last, _ = rnn(x)
+        x = _pool(tf, seq, outs, last, p.pooling)
     x = L.Dropout(p.dropout, name="dropout")(x)
     u = L.Flatten(name="user_flat")(L.Embedding(p.user_buckets, p.user_embedding_dim, name="user_emb")(user))
     i = L.Flatten(name="item_flat")(L.Embedding(p.item_buckets, p.item_embedding_dim, name="item_emb")(item))

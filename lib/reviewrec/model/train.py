@@ -33,7 +33,9 @@ from reviewrec import io
 from reviewrec.config import Config
 from reviewrec.model import contract as C
 from reviewrec.model.data import Arrays, epoch_order, rank_shard
-from reviewrec.model.net import NetParams, bucket_ids, build_model, class_weights, drop_ids, make_optimizer
+from reviewrec.model.net import (
+    NetParams, bucket_ids, build_model, class_weights, drop_ids, drop_text, make_optimizer,
+)
 from reviewrec.runtime import StageTimer, setup_logging
 from reviewrec.schema import require_columns
 
@@ -61,6 +63,11 @@ class TrainSpec:
     patience: int = 2
     use_class_weights: bool = False
     id_dropout: float = 0.2
+    text_dropout: float = 0.0
+    label_smoothing: float = 0.0
+    # A (vocab_size, embedding_dim) .npy that initialises the token embedding (word2vec); its
+    # file name carries a digest of its content, so the train hash changes with it.
+    embedding_init: str | None = None
     seed: int = 42
     intra_op_threads: int = 1
     inter_op_threads: int = 1
@@ -115,9 +122,18 @@ def _write_checkpoint(ckpt: Any, ckpt_root: str, epoch: int, state: dict[str, An
 
 
 # --------------------------------------------------------------------------- the rank function
-def _dataset(tf: Any, a: Arrays, users: np.ndarray, items: np.ndarray, batch: int) -> Any:
-    x = {"seq": a.seq, "user": users.reshape(-1, 1), "item": items.reshape(-1, 1)}
-    return tf.data.Dataset.from_tensor_slices((x, a.label)).batch(batch)
+def _dataset(tf: Any, a: Arrays, users: np.ndarray, items: np.ndarray, batch: int, onehot: bool = False,
+             seq: np.ndarray | None = None) -> Any:
+    x = {"seq": a.seq if seq is None else seq, "user": users.reshape(-1, 1), "item": items.reshape(-1, 1)}
+    y = np.eye(C.NUM_CLASSES, dtype=np.float32)[a.label] if onehot else a.label
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def _loss(tf: Any, label_smoothing: float) -> Any:
+    """Sparse cross-entropy, or (label smoothing needs one-hot targets) categorical with smoothing."""
+    if label_smoothing > 0:
+        return tf.keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    return "sparse_categorical_crossentropy"
 
 
 def weights_digest(weights: list[np.ndarray]) -> str:
@@ -167,9 +183,12 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     cw = class_weights(global_counts) if spec.use_class_weights else None
 
     model = build_model(spec.net)
+    if spec.embedding_init and rank == 0:  # the broadcast below hands it to the other ranks
+        init_embedding(model, C._local(spec.embedding_init))
     # Horovod: scale the learning rate by the number of workers (the effective batch grows).
     opt = hvd.DistributedOptimizer(make_optimizer(spec.optimizer, spec.learning_rate * size))
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    onehot = spec.label_smoothing > 0
+    model.compile(optimizer=opt, loss=_loss(tf, spec.label_smoothing), metrics=["accuracy"])
     # Create the optimizer's slots now so that a checkpoint restores them immediately and the
     # broadcast below covers them.
     opt._create_all_weights(model.trainable_variables)
@@ -207,7 +226,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         rng = np.random.RandomState((spec.seed + 7919 * (epoch + 1) + 104729 * rank) % (2**32 - 1))
         users = drop_ids(bucket_ids(part.user, spec.num_users, spec.net.user_buckets), spec.id_dropout, rng)
         items = drop_ids(bucket_ids(part.item, spec.num_items, spec.net.item_buckets), spec.id_dropout, rng)
-        ds = _dataset(tf, part, users, items, spec.batch_size)
+        seqs = drop_text(part.seq, spec.text_dropout, rng)
+        ds = _dataset(tf, part, users, items, spec.batch_size, onehot, seqs)
         t0 = time.perf_counter()
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, class_weight=cw, verbose=0,
                          callbacks=callbacks, shuffle=False)
@@ -220,7 +240,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         if val is not None:
             vu = bucket_ids(val.user, spec.num_users, spec.net.user_buckets)
             vi = bucket_ids(val.item, spec.num_items, spec.net.item_buckets)
-            vl, va = model.evaluate(_dataset(tf, val, vu, vi, 1024), verbose=0) if len(val) else (0.0, 0.0)
+            vl, va = model.evaluate(_dataset(tf, val, vu, vi, 1024, onehot), verbose=0) if len(val) else (0.0, 0.0)
             # Horovod: exact global validation metrics (row-weighted sums over ranks).
             tot = hvd_tf.allreduce(tf.constant([vl * len(val), va * len(val), float(len(val))], tf.float64),
                                    op=hvd_tf.Sum).numpy()
@@ -278,6 +298,77 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     return out
 
 
+def init_embedding(model: Any, path: str) -> None:
+    """Set the token embedding from a (vocab_size, embedding_dim) .npy; the shape must match."""
+    w = np.load(path)
+    layer = model.get_layer("tok_emb")
+    want = tuple(layer.get_weights()[0].shape)
+    if tuple(w.shape) != want:
+        raise ValueError(f"{path}: embedding init has shape {tuple(w.shape)}, the network's token "
+                         f"embedding is {want} (vocab_size, model.embedding_dim)")
+    layer.set_weights([w.astype(np.float32)])
+
+
+# --------------------------------------------------------------------------- word2vec init
+def word2vec_matrix(spark: SparkSession, train_df: Any, vocab_size: int, dim: int, window: int = 5,
+                    iterations: int = 1, seed: int = 42, partitions: int = 1) -> tuple[np.ndarray, dict[str, Any]]:
+    """Spark ML Word2Vec on the training split's token-id sequences -> (vocab_size, dim) matrix.
+
+    The words are the sequence ids (as strings), so the rows line up with the features
+    vocabulary without a lookup; padding is left out, OOV (id 1) is a word like any other.
+    Ids Word2Vec never saw (absent from train after the features job's minDF) keep a small
+    random row; row 0 (padding) is zero. The driver collects only the vectors (vocab x dim)."""
+    from pyspark.ml.feature import Word2Vec
+    from pyspark.sql import functions as F
+
+    words = train_df.select(
+        F.transform(F.filter(F.col(C.SEQ), lambda t: t != C.PAD_ID), lambda t: t.cast("string")).alias("w"))
+    w2v = Word2Vec(vectorSize=dim, windowSize=window, minCount=1, maxIter=iterations, seed=seed,
+                   numPartitions=partitions, inputCol="w", outputCol="v")
+    vecs = w2v.fit(words).getVectors().collect()
+    rng = np.random.RandomState(seed)
+    m = rng.uniform(-0.05, 0.05, (vocab_size, dim)).astype(np.float32)
+    m[C.PAD_ID] = 0.0
+    found = 0
+    for r in vecs:
+        i = int(r["word"])
+        if 0 <= i < vocab_size:
+            m[i] = np.asarray(r["vector"].toArray(), dtype=np.float32)
+            found += 1
+    # Word2Vec vectors are larger than the uniform init; scale them to the same spread so the
+    # LSTM starts in its usual range.
+    seen = np.array([int(r["word"]) for r in vecs if 0 <= int(r["word"]) < vocab_size], dtype=np.int64)
+    if len(seen):
+        m[seen] *= (0.05 / np.sqrt(3.0)) / max(float(m[seen].std()), 1e-8)
+    return m, {"words": found, "vocab_size": vocab_size, "dim": dim, "window": window,
+               "iterations": iterations}
+
+
+def embedding_init_path(spark: SparkSession, features_dir: str, directory: str, vocab_size: int, dim: int,
+                        window: int, iterations: int, seed: int) -> tuple[str, dict[str, Any]]:
+    """The word2vec init for these training files and settings: computed once, then reused from
+    <directory>/w2v-<key>.npy (the key hashes the train files' names, sizes and mtimes and the
+    settings), so a rerun resumes with the same init and the same train hash."""
+    files = C.split_files(features_dir, C.TRAIN)
+    src = [(os.path.basename(f), os.path.getsize(f), int(os.path.getmtime(f))) for f in files]
+    key = hashlib.sha256(json.dumps([src, vocab_size, dim, window, iterations, seed]).encode()).hexdigest()[:12]
+    d = C._local(directory)
+    path = os.path.join(d, f"w2v-{key}.npy")
+    info_path = path[:-4] + ".json"
+    if os.path.isfile(path) and os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as fh:
+            return path, {**json.load(fh), "reused": True}
+    m, info = word2vec_matrix(spark, spark.read.parquet(C.split_path(features_dir, C.TRAIN)), vocab_size, dim,
+                              window, iterations, seed)
+    os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:6]}.npy"
+    np.save(tmp, m)
+    with open(info_path, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, path)
+    return path, {**info, "reused": False}
+
+
 # --------------------------------------------------------------------------- driver side
 def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: bool = True,
                 start_timeout: int = 600, verbose: int = 1) -> list[dict[str, Any]]:
@@ -301,6 +392,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         lstm_units=m["lstm_units"], bidirectional=m["bidirectional"], dropout=m["dropout"],
         user_buckets=m["user_buckets"], item_buckets=m["item_buckets"],
         user_embedding_dim=m["user_embedding_dim"], item_embedding_dim=m["item_embedding_dim"],
+        pooling=m["pooling"],
     )
     spec = TrainSpec(
         features_dir=io.dataset_path(root, C.FEATURES), net=net, num_users=meta.num_users,
@@ -308,7 +400,8 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         checkpoint_dir=m["checkpoint_dir"] or io.dataset_path(root, "model_checkpoints"),
         optimizer=m["optimizer"], learning_rate=float(m["learning_rate"]), batch_size=m["batch_size"],
         epochs=m["epochs"], patience=m["early_stopping_patience"], use_class_weights=m["class_weights"],
-        id_dropout=float(m["id_dropout"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
+        id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]),
+        label_smoothing=float(m["label_smoothing"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
         max_steps_per_epoch=m["max_steps_per_epoch"],
     )
@@ -351,6 +444,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     require_columns(cols, list(C.REQUIRED_COLUMNS), f"features at {features_dir}")
     meta = C.load_meta(meta_dir)
     spec = spec_from_config(cfg, meta)
+    init_info = None
+    if m["embedding_init"] == "word2vec":
+        with timer.stage("word2vec"):
+            path, init_info = embedding_init_path(
+                spark, features_dir, spec.checkpoint_dir or io.dataset_path(root, "model_checkpoints"),
+                meta.vocab_size, spec.net.embedding_dim, m["word2vec_window"], m["word2vec_iterations"], m["seed"])
+        spec = replace(spec, embedding_init=path)
+        log.info("train: token embedding initialised from word2vec %s (%s)", path, init_info)
     with timer.stage("counts"):
         counts = split_counts(spark, features_dir)
     if not C.split_files(features_dir, C.TRAIN):
@@ -366,6 +467,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "net": spec.net.to_dict(), "features_meta": meta.to_dict(),
         "training": {k: v for k, v in asdict(spec).items() if k not in ("net",)},
         "data_counts": counts, "rows_per_rank": r0["rows_per_rank"], "steps_per_epoch": r0["steps_per_epoch"],
+        "embedding_init": init_info,
         "class_weights": r0["class_weights"], "history": r0["history"], "best_epoch": r0["best_epoch"],
         "best_val_loss": r0["best_val_loss"], "stopped_early": r0["stopped_early"],
         "resumed_from": r0["resumed_from"], "weights_sha256": digests[0], "versions": _versions(),
