@@ -8,7 +8,8 @@ Input: amazon-reviews-pds Parquet (default ../shared/data/amazon_reviews_pds/Dig
 time the chain itself. Each variant runs the whole chain (lowercase, strip HTML, tokenize, stop
 words, [POS + lemma], length and repeat filters) into Spark's no-op sink. Variants alternate
 for `--rounds` rounds after a warm-up on 5,000 reviews each; the best round is reported, with
-all rounds.
+all rounds and the per-round ratios. `--per-row` adds the per-row pandas UDF path
+(text.fast_path=false) as a third variant.
 
 Two throughputs per variant:
   * wall: reviews / wall seconds / cores of the local master (what an idle machine shows);
@@ -41,6 +42,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--per-row", action="store_true",
+                    help="also time the per-row pandas UDF path (text.fast_path=false)")
     args = ap.parse_args()
 
     from pyspark.sql import functions as F
@@ -64,8 +67,10 @@ def main() -> int:
     n = reviews.count()
     variants = {
         "without_pos_lemma": dict(pos_lemma=False),
-        "with_pos_lemma": dict(pos_lemma=True, context_rules=False),
+        "with_pos_lemma": dict(pos_lemma=True, context_rules=False, fast_path=t["fast_path"]),
     }
+    if args.per_row:  # the per-row pandas UDF + Spark filters, for comparison
+        variants["with_pos_lemma_per_row_udf"] = dict(pos_lemma=True, context_rules=False, fast_path=False)
 
     import psutil
 
@@ -109,6 +114,9 @@ def main() -> int:
         "reviews_per_cpu_s": {k: round(n / s) for k, s in best_cpu.items()},
         "ratio_with_vs_without_wall": round(best["without_pos_lemma"] / best["with_pos_lemma"], 3),
         "ratio_with_vs_without_cpu": round(best_cpu["without_pos_lemma"] / best_cpu["with_pos_lemma"], 3),
+        "ratio_per_round_cpu": [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu["with_pos_lemma"])],
+        "ratio_per_round_wall": [round(a / b, 3) for a, b in zip(rounds["without_pos_lemma"],
+                                                                 rounds["with_pos_lemma"])],
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": cfg.hash(),

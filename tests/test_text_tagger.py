@@ -85,3 +85,50 @@ def test_accuracy_on_ud_english_ewt_dev(tagger):
     assert overall.tokens == 25147 and reviews.tokens > 5000
     assert overall.lemma >= 0.97 and reviews.lemma >= 0.97
     assert overall.upos >= 0.87 and reviews.upos >= 0.90
+
+
+def test_unknown_lowercase_word_is_a_name_unless_input_is_cased():
+    lower, cased = BuiltinTagger(), BuiltinTagger(cased_input=True)
+    # "perlingiere": in neither the lexicon nor lemminflect, no lexical rule fires.
+    assert lower.analyze(["installed", "perlingiere"]) == (["install", "perlingiere"], ["VERB", "PROPN"])
+    assert cased.analyze(["installed", "perlingiere"])[1] == ["VERB", "NOUN"]
+    assert cased.analyze(["installed", "Perlingiere"]) == (["install", "perlingiere"], ["VERB", "PROPN"])
+    # A suffix rule decides ("-ly" -> adverb), and known words keep their lexicon tag.
+    assert lower.analyze(["blorpily"])[1] == ["ADV"]
+    assert lower.analyze(["windows"]) == (["window"], ["NOUN"])
+    assert cased.analyze(["Windows"]) == (["windows"], ["PROPN"])
+
+
+def test_word_info_context_flags(tagger):
+    lemma, upos, ptb, free, unknown = tagger.word_info("puzzles")
+    assert (lemma, upos, ptb, free, unknown) == ("puzzle", "NOUN", "NNS", True, False)
+    assert tagger.word_info("like")[3] is False  # ADP or SCONJ depending on what follows
+    assert tagger.word_info("without")[3] is True  # always ADP
+    assert tagger.word_info("zorblax")[4] is True
+    assert "people" in tagger.morph_context_words
+
+
+def test_upos_needs_context_is_exact():
+    """A (word, Penn tag) that `upos_needs_context` calls context-free gets one UPOS in every
+    context; the ones it flags really vary (so the flag is not simply always True)."""
+    from reviewrec.text.tagger import PTB_TO_UPOS, _to_upos, upos_needs_context
+
+    words = ["like", "since", "that", "please", "'s", "s", "is", "has", "did", "do", "to", "this", "every",
+             "what", "which", "works", "without", "although", "there", "one", "not", "so", "app", ":)"]
+    tags = sorted(set(PTB_TO_UPOS) | {"ADD"})
+    near = [("it", "PRP"), ("the", "DT"), ("run", "VB"), ("ran", "VBN"), ("good", "JJ"), ("not", "RB"),
+            ("there", "EX"), ("app", "NN"), ("will", "MD")]
+    nexts = [[]] + [[a] for a in near] + [[a, b] for a in near for b in near]
+    varied = 0
+    for w in words:
+        for tag in tags:
+            outs = set()
+            for prev in [[]] + [[a] for a in near]:
+                for nxt in nexts:
+                    seq = prev + [(w, tag)] + nxt
+                    outs.add(_to_upos([x for x, _ in seq], [t for _, t in seq], len(prev)))
+            if not upos_needs_context(w, tag):
+                assert len(outs) == 1, (w, tag, outs)
+            else:
+                varied += len(outs) > 1
+    assert varied >= 10

@@ -113,3 +113,95 @@ def test_preprocess_without_pos_lemma(spark):
 def test_unknown_engine_is_an_error(spark):
     with pytest.raises(ValueError, match="unknown text engine 'nltk'"):
         X.preprocess(_reviews(spark), [], engine="nltk")
+
+
+ROWS = [
+    ["works", "like", "it", "should"],                    # "like" before a pronoun: SCONJ
+    ["kids", "loved", "puzzles", "since", "we", "moved"],
+    [],
+    None,
+    ["people", "blorfing", "$", "zzzzzz", "aaaamazing", "ok"],  # unknown word beside a goodleft word
+    ["please", "send", "it", "'s", "great", "Windows"],
+    ["2", "people", "4", "u", "that", "app", "that", "crashes"],
+]
+
+
+def _expected(tagger, rows, min_length, max_repeat, stop=None):
+    import re
+
+    rx = re.compile(X.repeat_regex(max_repeat))
+    out = []
+    for toks in rows:
+        if toks is None:
+            out.append((None, None))
+            continue
+        lem, pos = tagger.analyze(toks)
+        keep = [i for i, (w, l) in enumerate(zip(toks, lem))
+                if len(l) >= min_length and not rx.search(l) and (stop is None or w.lower() not in stop)]
+        out.append(([lem[i] for i in keep], [pos[i] for i in keep]))
+    return out
+
+
+@pytest.mark.parametrize("stop", [None, frozenset({"it", "should", "we", "that"})])
+def test_analyze_arrow_equals_tagging_row_by_row(stop):
+    """The per-distinct-word Arrow path gives what `analyze` + the two filters give row by row,
+    including the rows that need context (like / since / that / please) and the row where an
+    unknown word sits next to a word of Brill's goodleft rules."""
+    import pyarrow as pa
+
+    from reviewrec.text.tagger import BuiltinTagger
+
+    tagger = BuiltinTagger()
+    assert not tagger.word_info("like")[3] and tagger.word_info("blorfing")[4]  # the slow paths are hit
+    lem, pos = X.analyze_arrow(pa.array(ROWS, pa.list_(pa.string())), tagger, 3, 3, stop)
+    assert list(zip(lem.to_pylist(), pos.to_pylist())) == _expected(tagger, ROWS, 3, 3, stop)
+    # A sliced batch (Arrow offsets not starting at 0) gives the same rows.
+    lem2, pos2 = X.analyze_arrow(pa.array(ROWS, pa.list_(pa.string())).slice(4), tagger, 2, 2, stop)
+    assert list(zip(lem2.to_pylist(), pos2.to_pylist())) == _expected(tagger, ROWS[4:], 2, 2, stop)
+
+
+def test_analyze_arrow_rejects_null_tokens():
+    import pyarrow as pa
+
+    from reviewrec.text.tagger import BuiltinTagger
+
+    with pytest.raises(ValueError, match="batch row 1"):
+        X.analyze_arrow(pa.array([["ok"], ["fine", None]]), BuiltinTagger(), 3, 3)
+
+
+def test_fast_path_equals_per_row_udf_and_spark_filters(spark):
+    df = spark.createDataFrame([(i, r) for i, r in enumerate(ROWS)], "id int, tokens array<string>")
+    fast = X.pos_lemma_fast(df, 3, 3)
+    assert fast.columns == ["id", S.LEMMAS, S.POS]
+    slow = X.pos_lemma_builtin(df).transform(X.drop_short, 3).transform(X.drop_repeats, 3)
+    got = _rows(fast, S.LEMMAS, S.POS)
+    assert got == _rows(slow, S.LEMMAS, S.POS)
+    assert got[0] == (["work", "like", "should"], ["NOUN", "SCONJ", "AUX"])
+
+
+def test_tag_cased_keeps_output_lowercase(spark):
+    revs = spark.createDataFrame([("R1", "Installed Windows", "works like it SHOULD, Perlingiere's APP")],
+                                 "review_id string, review_headline string, review_body string")
+    stop = ["it", "should"]
+    for fast in (True, False):
+        cased = X.preprocess(revs, stop, tag_cased=True, fast_path=fast).first()
+        lower = X.preprocess(revs, stop, fast_path=fast).first()
+        assert cased[S.LEMMAS] == ["install", "windows", "work", "like", "perlingiere", "app"]
+        assert cased[S.POS] == ["VERB", "PROPN", "NOUN", "SCONJ", "PROPN", "NOUN"]
+        assert lower[S.LEMMAS] == ["install", "window", "work", "like", "perlingiere", "app"]
+        assert lower[S.POS][1] == "NOUN"
+
+
+def test_tag_before_stopwords_uses_the_stop_words_as_context(spark):
+    revs = spark.createDataFrame([("R1", None, "works like it should")],
+                                 "review_id string, review_headline string, review_body string")
+    for fast in (True, False):
+        before = X.preprocess(revs, ["it", "should"], tag_before_stopwords=True, fast_path=fast).first()
+        after = X.preprocess(revs, ["it", "should"], fast_path=fast).first()
+        assert before[S.LEMMAS] == after[S.LEMMAS] == ["work", "like"]
+        assert before[S.POS] == ["NOUN", "SCONJ"] and after[S.POS] == ["NOUN", "ADP"]
+
+
+def test_tagging_options_need_the_builtin_engine(spark):
+    with pytest.raises(ValueError, match="text.tag_cased / text.tag_before_stopwords"):
+        X.preprocess(_reviews(spark), ["the"], pos_lemma=False, tag_cased=True)

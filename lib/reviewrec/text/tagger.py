@@ -204,8 +204,9 @@ class BuiltinTagger:
             return "ADD"
         if w[:1].isupper() and w[1:2].islower():
             return "NNP"
-        tag = self._brill_lexical(w)
-        if tag == "NN" and not self.cased_input and w.isalpha() and w.islower() and not self._known_word(w):
+        tag, fired = self._brill_lexical(w)
+        if (not fired and not self.cased_input and w.isalpha() and w.islower()
+                and not self._known_word(w)):
             return "NNP"
         return tag
 
@@ -213,8 +214,10 @@ class BuiltinTagger:
         """True if `w` is an inflected form in lemminflect's tables (a common English word)."""
         return bool(self._all_lemmas(w))
 
-    def _brill_lexical(self, w: str) -> str:
+    def _brill_lexical(self, w: str) -> tuple[str, bool]:
+        """Brill's lexical rules from the start tag NN: (tag, whether any rule fired)."""
         tag = "NN"
+        fired = False
         lex = self.lexicon_lower
         for from_tag, cmd, x, new in self._morph_free:
             if from_tag is not None and tag != from_tag:
@@ -224,8 +227,8 @@ class BuiltinTagger:
                     or (cmd == "addsuf" and w + x in lex)
                     or (cmd == "deletepref" and w.startswith(x) and w[len(x):] in lex)
                     or (cmd == "deletesuf" and w.endswith(x) and w[:-len(x)] in lex)):
-                tag = new
-        return tag
+                tag, fired = new, True
+        return tag, fired
 
     def ptb_tags(self, tokens: Sequence[str]) -> list[str]:
         """Penn Treebank tags: lexicon, then lexical rules for unknown words, then context rules."""
