@@ -74,8 +74,9 @@ def test_evaluate_counts_and_lowercases():
 
 @pytest.mark.integration
 def test_accuracy_on_ud_english_ewt_dev(tagger):
-    """Measured (default settings, lowercased input as in the pipeline): all genres UPOS 0.879 /
-    lemma 0.977, reviews genre 0.901 / 0.978. The issue's targets are UPOS >= 0.93 (NOT reached
+    """Measured (default settings, lowercased input as in the pipeline): all genres UPOS 0.889 /
+    lemma 0.977, reviews genre 0.903 / 0.978 (0.879 / 0.901 before unknown lowercase non-words
+    became PROPN). The issue's targets are UPOS >= 0.93 (NOT reached
     by this lexicon tagger) and lemma >= 0.97 (reached). The floors guard against regressions."""
     path = shared_data("ud_english_ewt", "en_ewt-ud-dev.conllu")
     sents = list(read_conllu(str(path)))
@@ -84,7 +85,7 @@ def test_accuracy_on_ud_english_ewt_dev(tagger):
     reviews = evaluate(sents, tagger.analyze, lowercase_input=True, genre="reviews")
     assert overall.tokens == 25147 and reviews.tokens > 5000
     assert overall.lemma >= 0.97 and reviews.lemma >= 0.97
-    assert overall.upos >= 0.87 and reviews.upos >= 0.90
+    assert overall.upos >= 0.885 and reviews.upos >= 0.90
 
 
 def test_unknown_lowercase_word_is_a_name_unless_input_is_cased():
