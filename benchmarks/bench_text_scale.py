@@ -128,7 +128,10 @@ def main() -> int:
     results: dict[str, dict] = {}
     for rows in args.rows:
         root = os.path.join(args.root, f"rows{rows}")
+        # Customers and products grow with the rows (pds categories have nearly one customer
+        # per review and tens of reviews per product), so the indexers see realistic sizes.
         over = [f"run.root={root}", f"synthetic.rows={rows}", f"synthetic.files={args.files}",
+                f"synthetic.customers={max(1000, rows // 2)}", f"synthetic.products={max(100, rows // 50)}",
                 "input.categories=all", *args.overrides]
         res: dict[str, dict] = {}
         for stage in args.stages:
