@@ -12,14 +12,19 @@ weighted power sums of (x - c) computed by one Spark aggregation per step. The N
 are computed in Spark too: ties are collapsed to one row per distinct x, neighbours come from
 window lags/leads, and the expansion rule runs vectorised in mapInPandas.
 
-Not implemented: covariates, clustered variance, derivatives (deriv > 0), and the other
-bandwidth selectors of rdrobust (msetwo, msesum, cer*, except cerrd).
+Also: the Imbens-Kalyanaraman (2012) MSE-optimal bandwidth (bwselect="ik", see ik_bandwidth)
+and covariate adjustment in the manner of Calonico, Cattaneo, Farrell and Titiunik (2019)
+(`covs`, see rdd()).
+
+Not implemented: clustered variance, derivatives (deriv > 0), covariate-adjusted bandwidth
+selection (with `covs` the bandwidth is selected on the unadjusted outcome, or given), and the
+other bandwidth selectors of rdrobust (msetwo, msesum, cer*, except cerrd).
 """
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +41,12 @@ log = logging.getLogger(__name__)
 
 KERNELS = ("triangular", "uniform", "epanechnikov")
 VCES = ("nn", "hc0", "hc1")
+BWSELECTS = ("mserd", "cerrd", "ik")
 # Pilot-bandwidth constants of rdrobust per kernel.
 _C_K = {"triangular": 2.576, "uniform": 1.843, "epanechnikov": 2.34}
+# Imbens-Kalyanaraman (2012) kernel constants C_K for a kernel supported on |u| <= 1 (the paper's
+# 5.40 for the triangular kernel is for support |u| <= 1/2); values as in R's rddtools.
+_IK_C_K = {"triangular": 3.4375, "uniform": 2.70192}
 _EPS = math.sqrt(np.finfo(float).eps)
 U, Y, TT, SIDE = "_u", "_y", "_t", "_side"
 
@@ -292,13 +301,21 @@ def _rd_bw(ctx: _Ctx, side: int, o: int, nu: int, o_b: int, h_v: float, h_b: flo
     return var, bias, reg, 1 / (2 * o + 3)
 
 
-def _prepare(df: DataFrame, y: str, x: str, c: float, fuzzy: str | None) -> DataFrame:
-    cols = [y, x] + ([fuzzy] if fuzzy else [])
+def _zcol(i: int) -> str:
+    return f"_z{i}"
+
+
+def _prepare(df: DataFrame, y: str, x: str, c: float, fuzzy: str | None,
+             covs: Sequence[str] = ()) -> DataFrame:
+    """Rows with y, x (and the treatment and covariates) all present; as rdrobust, a row with a
+    missing covariate is left out of the whole estimation (the count is logged)."""
+    cols = [y, x] + ([fuzzy] if fuzzy else []) + list(covs)
     require(df, cols, "rdd")
     d = df.dropna(subset=cols).select(
         (F.col(x).cast("double") - F.lit(float(c))).alias(U),
         F.col(y).cast("double").alias(Y),
         *([F.col(fuzzy).cast("double").alias(TT)] if fuzzy else []),
+        *[F.col(z).cast("double").alias(_zcol(i)) for i, z in enumerate(covs)],
         F.when(F.col(x).cast("double") < F.lit(float(c)), 0).otherwise(1).alias(SIDE))
     return d
 
@@ -392,37 +409,201 @@ def select_bandwidth(d: DataFrame, *, p: int = 1, q: int = 2, kernel: str = "tri
             "n_left": n_l, "n_right": n_r, "distinct_left": m_l, "distinct_right": m_r}
 
 
+def ik_bandwidth(d: DataFrame, *, kernel: str = "triangular") -> dict[str, Any]:
+    """Imbens-Kalyanaraman (2012, Review of Economic Studies 79(3), section 4.2) MSE-optimal
+    bandwidth for the sharp local-linear RD estimator, on prepared data (columns _side, _u, _y).
+
+    Step 1: pilot h1 = 1.84·sd(x)·N^(-1/5); density f(c) = (N_h1,- + N_h1,+)/(2·N·h1) and the
+    conditional variances sigma^2_-, sigma^2_+ = sample variances of y within h1 on each side.
+    Step 2: m3 = 6 x the cubic coefficient of a global regression of y on (1, 1{x >= c}, u, u^2,
+    u^3); h2,± = 7200^(1/7)·(sigma^2_± / (f(c)·m3^2))^(1/7)·N_±^(-1/7); m2,± = 2 x the quadratic
+    coefficient of a quadratic fit within h2,± on each side.
+    Step 3: regularisation r_± = 2160·sigma^2_± / (N_h2,±·h2,±^4) and
+    h_IK = C_K·((sigma^2_- + sigma^2_+) / (f(c)·((m2,+ - m2,-)^2 + r_+ + r_-)))^(1/5)·N^(-1/5),
+    C_K = 3.4375 (triangular) or 2.70192 (uniform) for kernels on |u| <= 1.
+    Windows: [c - h, c) on the left and [c, c + h] on the right, as R's rddtools (RDDbw_IK).
+    Each step is one Spark aggregation; the driver solves 5x5 and 3x3 systems.
+    """
+    if kernel not in _IK_C_K:
+        raise ValueError(f"ik bandwidth: kernel={kernel!r} has no IK constant; choose one of {tuple(_IK_C_K)}")
+    u, y = F.col(U), F.col(Y)
+    left, right = F.col(SIDE) == 0, F.col(SIDE) == 1
+    desc = d.agg(F.count(F.lit(1)).alias("n"), F.stddev_samp(U).alias("sx"),
+                 F.sum(F.when(left, 1).otherwise(0)).alias("nl")).first()
+    n, sx = int(desc["n"]), float(desc["sx"])
+    n_l, n_r = int(desc["nl"]), n - int(desc["nl"])
+    if min(n_l, n_r) < 5:
+        raise ValueError(f"ik bandwidth: too few observations on one side of the cutoff (left {n_l}, right {n_r})")
+    h1 = 1.84 * sx * n ** -0.2
+    in1 = [left & (u >= -h1), right & (u <= h1)]
+    # Step 1 and the global cubic of step 2 in one pass.
+    one = F.lit(1.0)
+    exprs: list[Column] = []
+    for w in in1:
+        exprs += [F.when(w, one), F.when(w, y), F.when(w, y * y)]
+    pw = _powers(u, 6)
+    exprs += [pw[m] for m in range(7)] + [F.when(right, pw[m]) for m in range(4)]
+    exprs += [pw[m] * y for m in range(4)] + [F.when(right, y)]
+    v = agg_sums(d, exprs)
+    var = []
+    for i in range(2):
+        cnt, sy, syy = v[3 * i: 3 * i + 3]
+        if cnt < 2:
+            raise ValueError(f"ik bandwidth: fewer than 2 observations within the pilot bandwidth {h1:.4g} "
+                             f"on the {'left' if i == 0 else 'right'} side")
+        var.append((syy - sy * sy / cnt) / (cnt - 1))
+    n1 = v[0] + v[3]
+    f_c = n1 / (2 * n * h1)
+    S, SR = v[6:13], v[13:17]
+    XY, YR = v[17:21], v[21]
+    # Design (1, D, u, u^2, u^3): X'X from the all-row power sums and the right-side ones.
+    XtX = np.zeros((5, 5))
+    idx = [None, "D", 1, 2, 3]
+    for a in range(5):
+        for b in range(5):
+            ia, ib = idx[a], idx[b]
+            if ia == "D" and ib == "D":
+                XtX[a, b] = SR[0]
+            elif ia == "D" or ib == "D":
+                other = ib if ia == "D" else ia
+                XtX[a, b] = SR[0 if other is None else other]
+            else:
+                XtX[a, b] = S[(ia or 0) + (ib or 0)]
+    Xty = np.array([XY[0], YR, XY[1], XY[2], XY[3]])
+    beta = safe_inv(XtX, "IK global cubic") @ Xty
+    m3 = 6 * float(beta[4])
+    if m3 == 0:
+        raise ValueError("ik bandwidth: the third derivative estimate is exactly zero")
+    c_h2 = 7200 ** (1 / 7)
+    h2 = [c_h2 * (var[0] / (f_c * m3 ** 2)) ** (1 / 7) * n_l ** (-1 / 7),
+          c_h2 * (var[1] / (f_c * m3 ** 2)) ** (1 / 7) * n_r ** (-1 / 7)]
+    in2 = [left & (u >= -h2[0]), right & (u <= h2[1])]
+    exprs = []
+    for w in in2:
+        exprs += [F.when(w, pw[m]) for m in range(5)] + [F.when(w, pw[m] * y) for m in range(3)]
+    v2 = agg_sums(d, exprs)
+    m2, n2 = [], []
+    for i in range(2):
+        s4, sy2 = v2[8 * i: 8 * i + 5], v2[8 * i + 5: 8 * i + 8]
+        if s4[0] < 3:
+            raise ValueError(f"ik bandwidth: fewer than 3 observations within h2 = {h2[i]:.4g} on the "
+                             f"{'left' if i == 0 else 'right'} side")
+        b2 = safe_inv(_gram(s4, 2), "IK local quadratic") @ sy2
+        m2.append(2 * float(b2[2]))
+        n2.append(float(s4[0]))
+    r = [2160 * var[i] / (n2[i] * h2[i] ** 4) for i in range(2)]
+    h = _IK_C_K[kernel] * ((var[0] + var[1]) / (f_c * ((m2[1] - m2[0]) ** 2 + r[0] + r[1]))) ** 0.2 * n ** -0.2
+    return {"h": float(h), "b": float(h), "pilot": h1, "f_c": f_c, "sigma2_left": var[0], "sigma2_right": var[1],
+            "m3": m3, "h2_left": h2[0], "h2_right": h2[1], "m2_left": m2[0], "m2_right": m2[1],
+            "reg_left": r[0], "reg_right": r[1], "n_left": n_l, "n_right": n_r}
+
+
+def covariate_gamma(d: DataFrame, h: float, p: int, kernel: str, n_covs: int, fuzzy: bool) -> np.ndarray:
+    """Calonico-Cattaneo-Farrell-Titiunik (2019) covariate coefficients: gamma = (sum over sides
+    of Z'W(I - R(R'WR)^-1 R'W)Z)^-1 (the same with Y [and the treatment]), W the kernel weights
+    at h and R the side's polynomial of order p, i.e. one Z coefficient common to both sides
+    while the polynomials in x stay side-specific (as rdrobust's gamma_p). One Spark pass.
+    Returns an (n_covs x (1 + fuzzy)) array."""
+    u = F.col(U)
+    w = _kw(u, h, kernel)
+    pw = _powers(u, 2 * p)
+    dc = [F.col(Y)] + ([F.col(TT)] if fuzzy else [])
+    zc = [F.col(_zcol(i)) for i in range(n_covs)]
+    k, nd = n_covs, len(dc)
+    exprs: list[Column] = []
+    for side in (0, 1):
+        on = F.col(SIDE) == side
+
+        def c(e: Column) -> Column:
+            return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
+
+        exprs += [c(w * pw[m]) for m in range(2 * p + 1)]
+        exprs += [c(w * pw[j] * x) for j in range(p + 1) for x in dc + zc]
+        exprs += [c(w * zc[a] * zc[b]) for a in range(k) for b in range(a, k)]
+        exprs += [c(w * zc[a] * x) for a in range(k) for x in dc]
+    v = agg_sums(d.where(w > 0), exprs)
+    zwz, zwy = np.zeros((k, k)), np.zeros((k, nd))
+    i = 0
+    for side in (0, 1):
+        S = v[i: i + 2 * p + 1]; i += 2 * p + 1
+        Ud = v[i: i + (p + 1) * (nd + k)].reshape(p + 1, nd + k); i += (p + 1) * (nd + k)
+        zz = np.zeros((k, k))
+        for a in range(k):
+            for b in range(a, k):
+                zz[a, b] = zz[b, a] = v[i]; i += 1
+        zy = v[i: i + k * nd].reshape(k, nd); i += k * nd
+        invG = safe_inv(_gram(S, p), "RD Gram (covariates)")
+        Uy, Uz = Ud[:, :nd], Ud[:, nd:]
+        zwz += zz - Uz.T @ invG @ Uz
+        zwy += zy - Uz.T @ invG @ Uy
+    if np.linalg.matrix_rank(zwz) < k:
+        raise ValueError(f"rdd: the covariates are collinear within the bandwidth h={h:.4g} "
+                         "(rank of the partialled Z'WZ below the number of covariates); drop one")
+    return np.linalg.solve(zwz, zwy)
+
+
 def rdd(df: DataFrame, y: str, x: str, c: float = 0.0, *, fuzzy: str | None = None, p: int = 1, q: int = 2,
         kernel: str = "triangular", h: float | None = None, b: float | None = None, bwselect: str = "mserd",
         vce: str = "nn", nnmatch: int = 3, level: float = 95.0, scaleregul: float = 1.0,
-        masspoints: str = "adjust", bwrestrict: bool = True) -> dict[str, Any]:
+        masspoints: str = "adjust", bwrestrict: bool = True, covs: Sequence[str] | None = None) -> dict[str, Any]:
     """Local-polynomial RD estimate of the jump in `y` at x = c (sharp, or fuzzy with treatment
     column `fuzzy`: the ratio of the jumps in y and in the treatment).
 
-    h: main bandwidth (None: CCT "mserd" or "cerrd" via `bwselect`); b: bias bandwidth (default
-    the selected b, or h when h is given). Output dict: estimates (conventional,
-    bias-corrected, robust) with SE, z, p and CI; h, b, N and effective N per side.
+    h: main bandwidth (None: selected by `bwselect`: CCT "mserd" / "cerrd", or "ik" =
+    Imbens-Kalyanaraman 2012, sharp p=1 only); b: bias bandwidth (default the selected b; with
+    "ik" or a given h, b = h).
+    covs: pre-treatment covariates for the covariate-adjusted estimator of Calonico, Cattaneo,
+    Farrell and Titiunik (2019): tau = (jump in y) - gamma'(jump in Z), gamma from
+    covariate_gamma() at h. Because every estimate and every residual of rdrobust's covariate
+    branch is linear in (y, Z) with that one gamma, this equals the plain estimator on
+    y - Z·gamma (and treatment - Z·gamma_t when fuzzy), which is how it is computed. Rows with
+    a missing covariate are left out of everything. Bandwidths are selected on the unadjusted
+    outcome (rdrobust also adjusts the selection for covariates; pass h and b to reproduce it).
+    Output dict: estimates (conventional, bias-corrected, robust) with SE, z, p and CI; h, b,
+    N and effective N per side; covariates and gamma when given.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
     if vce not in VCES:
         raise ValueError(f"vce={vce!r}; choose one of {VCES}")
-    if bwselect not in ("mserd", "cerrd"):
-        raise ValueError(f"bwselect={bwselect!r}; implemented: 'mserd', 'cerrd'")
+    if bwselect not in BWSELECTS:
+        raise ValueError(f"bwselect={bwselect!r}; implemented: {BWSELECTS}")
     if q <= p:
         raise ValueError(f"q={q} must exceed p={p}")
-    d = _prepare(df, y, x, c, fuzzy).localCheckpoint(eager=True)
+    if bwselect == "ik" and h is None and (p != 1 or fuzzy):
+        raise ValueError(f"bwselect='ik' is the sharp local-linear selector (p=1, no fuzzy); got p={p}, "
+                         f"fuzzy={fuzzy!r}")
+    covs = list(covs or [])
+    if len(set(covs)) != len(covs) or set(covs) & {y, x, fuzzy}:
+        raise ValueError(f"rdd: covs {covs} must be distinct and differ from y, x and the treatment")
+    d = _prepare(df, y, x, c, fuzzy, covs).localCheckpoint(eager=True)
     bw: dict[str, Any] = {}
     if h is None:
-        bw = select_bandwidth(d, p=p, q=q, kernel=kernel, vce=vce, nnmatch=nnmatch, fuzzy=fuzzy is not None,
-                              scaleregul=scaleregul, masspoints=masspoints, bwrestrict=bwrestrict)
-        h = bw["h_cerrd"] if bwselect == "cerrd" else bw["h"]
-        b = bw["b"] if b is None else b
+        if bwselect == "ik":
+            bw = ik_bandwidth(d, kernel=kernel)
+            h = bw["h"]
+            b = h if b is None else b
+        else:
+            bw = select_bandwidth(d, p=p, q=q, kernel=kernel, vce=vce, nnmatch=nnmatch, fuzzy=fuzzy is not None,
+                                  scaleregul=scaleregul, masspoints=masspoints, bwrestrict=bwrestrict)
+            h = bw["h_cerrd"] if bwselect == "cerrd" else bw["h"]
+            b = bw["b"] if b is None else b
     elif b is None:
         b = h
+    cov_out = None
+    if covs:
+        gamma = covariate_gamma(d, float(h), p, kernel, len(covs), fuzzy is not None)
+        adj = [F.col(Y) - sum((F.lit(float(gamma[i, 0])) * F.col(_zcol(i)) for i in range(len(covs))), F.lit(0.0))]
+        if fuzzy:
+            adj.append(F.col(TT) - sum((F.lit(float(gamma[i, 1])) * F.col(_zcol(i)) for i in range(len(covs))),
+                                       F.lit(0.0)))
+        d = d.select(F.col(SIDE), F.col(U), adj[0].alias(Y), *([adj[1].alias(TT)] if fuzzy else [])) \
+             .localCheckpoint(eager=True)
+        cov_out = {"names": covs, "gamma": gamma[:, 0].tolist(),
+                   "gamma_treatment": gamma[:, 1].tolist() if fuzzy else None}
     res = _estimate(d, float(h), float(b), p, q, kernel, vce, nnmatch, fuzzy is not None, level)
     res.update({"bandwidth_selection": bw or "given", "bwselect": bwselect if bw else "manual",
-                "kernel": kernel, "vce": vce, "p": p, "q": q, "cutoff": c})
+                "kernel": kernel, "vce": vce, "p": p, "q": q, "cutoff": c, "covariates": cov_out})
     return res
 
 
