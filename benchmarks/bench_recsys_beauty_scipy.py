@@ -7,7 +7,8 @@ Same protocol as bench_recsys_beauty.py (history excluded, full ranking over all
 broken by popularity) but in one process, so a grid of CF variants runs in seconds: used to
 tune on the validation item and to reproduce the "plain scipy user-kNN" anchor ("user:k=50").
 Parameters: k / ki neighbours (user / item), sh / shi shrinkage, tau recency (item-CF history
-weight exp(-(steps from the end)/tau), 0 = off), bl user weight of the blend.
+weight exp(-(steps from the end)/tau), 0 = off), bl user weight of the blend, tb weight of the
+"next item" transition probability added to the item similarity (shrunk by tsh).
 """
 from __future__ import annotations
 
@@ -54,6 +55,17 @@ def topk_sim(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
     return sp.csr_matrix((s, (r, c)), shape=(x.shape[0], x.shape[0]))
 
 
+def transitions(hist: list[list[int]], n_items: int, shrink: float) -> sp.csr_matrix:
+    """T[i, j] = c(i -> j) / (c(i) + shrink): j directly after i in a user's history (j != i)."""
+    rows = [s[p] for s in hist for p in range(len(s) - 1)]
+    cols = [s[p + 1] for s in hist for p in range(len(s) - 1)]
+    t = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_items, n_items))
+    t.setdiag(0)
+    t.eliminate_zeros()
+    out = np.asarray(t.sum(1)).ravel()
+    return sp.diags(1.0 / np.maximum(out + shrink, 1e-12)) @ t
+
+
 def evaluate(scores: np.ndarray, hist: list[list[int]], target: list[int], pop: np.ndarray) -> dict[str, float]:
     tie = pop / pop.max() * 1e-9  # ties (e.g. zero scores) broken by popularity
     hr10 = nd10 = hr20 = 0.0
@@ -92,7 +104,10 @@ def main() -> int:
             if kind in ("item", "blend"):
                 k_item = int(kv.get("ki", kv.get("k", 200))) if kind == "blend" else int(kv.get("k", 200))
                 sh_item = kv.get("shi", 0.0) if kind == "blend" else kv.get("sh", 0.0)
-                is_ = (w @ topk_sim(x.T.tocsr(), k_item, sh_item).T).toarray()
+                sim = topk_sim(x.T.tocsr(), k_item, sh_item).T
+                if kv.get("tb", 0.0):
+                    sim = sim + kv["tb"] * transitions(hist, n_items, kv.get("tsh", 0.0))
+                is_ = (w @ sim).toarray()
             if kind == "user":
                 sc = us
             elif kind == "item":

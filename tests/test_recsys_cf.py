@@ -116,3 +116,16 @@ def test_index_ids_contiguous(spark) -> None:
     got = sorted((r.customer_id, r.u) for r in cf.index_ids(df, "customer_id", "u").collect())
     assert got == [("a", 0), ("b", 1), ("c", 2)]
     assert np.array_equal(sorted(r.u for r in cf.index_ids(df, "customer_id", "u").collect()), [0, 1, 2])
+
+
+def test_transition_neighbors_and_add_neighbors(spark) -> None:
+    # user 1: 10 -> 11 -> 12 -> 11; user 2: 10 -> 11 -> 10; user 3: 12 (no step); 10 -> 10 is not a step
+    ev = spark.createDataFrame([(1, 10, 0), (1, 11, 1), (1, 12, 2), (1, 11, 3), (2, 10, 0), (2, 11, 1),
+                                (2, 10, 2), (3, 12, 0), (4, 10, 0), (4, 10, 1)], "u long, i long, pos int")
+    got = {(r.row, r.neighbor): r.sim for r in cf.transition_neighbors(ev, shrink=1.0).collect()}
+    # c(10,11)=2 (out 2); c(11,12)=1, c(11,10)=1 (out 2); c(12,11)=1 (out 1)
+    assert got == pytest.approx({(10, 11): 2 / 3, (11, 12): 1 / 3, (11, 10): 1 / 3, (12, 11): 1 / 2})
+    cos = spark.createDataFrame([(10, 11, 0.5), (10, 12, 0.25)], "row long, neighbor long, sim double")
+    tr = spark.createDataFrame([(10, 11, 1.0), (11, 10, 0.5)], "row long, neighbor long, sim double")
+    both = {(r.row, r.neighbor): r.sim for r in cf.add_neighbors(cos, tr, 0.5).collect()}
+    assert both == pytest.approx({(10, 11): 1.0, (10, 12): 0.25, (11, 10): 0.25})

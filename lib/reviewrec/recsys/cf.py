@@ -115,6 +115,30 @@ def item_cf_scores(item_nb: DataFrame, weights: DataFrame, seen: DataFrame | Non
     return scores.select(U, I, SCORE, WSUM, SUPPORT)
 
 
+def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = "pos") -> DataFrame:
+    """Sequential "next item" similarity: row=i, neighbor=j, sim = c(i, j) / (c(i) + shrink).
+
+    c(i, j) counts how often a user's item j directly follows item i (positions p, p + 1 of
+    the same user's time-ordered events, j != i) and c(i) = sum_j c(i, j). Input: u, i, pos.
+    The rows are directional (i -> j) and not truncated (at most one row per observed step).
+    """
+    a = events.select(F.col(U), F.col(I).alias(B.ROW), F.col(col_pos).alias("_p"))
+    b = events.select(F.col(U), F.col(I).alias(B.NEIGHBOR), (F.col(col_pos) - F.lit(1)).alias("_p"))
+    counts = (a.join(b, on=[U, "_p"], how="inner")
+              .where(F.col(B.ROW) != F.col(B.NEIGHBOR))
+              .groupBy(B.ROW, B.NEIGHBOR).agg(F.count(F.lit(1)).cast("double").alias("_c")))
+    out_deg = counts.groupBy(B.ROW).agg(F.sum("_c").alias("_n"))
+    return (counts.join(out_deg, on=B.ROW, how="inner")
+            .select(B.ROW, B.NEIGHBOR, (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(B.SIM)))
+
+
+def add_neighbors(a: DataFrame, b: DataFrame, b_weight: float) -> DataFrame:
+    """row, neighbor, sim = sim_a + b_weight * sim_b over the union of both neighbour lists."""
+    return (a.select(B.ROW, B.NEIGHBOR, B.SIM)
+            .unionByName(b.select(B.ROW, B.NEIGHBOR, (F.col(B.SIM) * F.lit(float(b_weight))).alias(B.SIM)))
+            .groupBy(B.ROW, B.NEIGHBOR).agg(F.sum(B.SIM).alias(B.SIM)))
+
+
 def blend(user_scores: DataFrame, item_scores: DataFrame, user_weight: float) -> DataFrame:
     """user_weight * user score + (1 - user_weight) * item score, each divided by the user's
     maximum so the two scales are comparable. Output: u, i, score."""

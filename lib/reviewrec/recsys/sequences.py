@@ -39,6 +39,10 @@ class SeqSettings:
     item_k: int = 200
     item_shrink: float = 50.0
     recency_tau: float = 2.0
+    # item-CF adds transition_weight * P(next item = j | item i) (cf.transition_neighbors,
+    # shrunk by transition_shrink) to the cosine of i and j; 0 = cosine only.
+    transition_weight: float = 1.0
+    transition_shrink: float = 10.0
     blend_user_weight: float = 0.3
     block_size: int = 4096
     top_n: int = 20
@@ -120,7 +124,10 @@ def evaluate(spark: SparkSession, events: DataFrame, phase: str, s: SeqSettings,
             metrics("user_cf", cf.top_n(user_scores, s.top_n, cf.SRC_USER_CF, seen, popular))
     if "item_cf" in methods or "blend" in methods:
         params = B.SimilarityParams(k=s.item_k, block_size=s.block_size, shrink=s.item_shrink)
-        inb = cf.item_neighbors(binary, params, n_items, n_users).cache()
+        inb = cf.item_neighbors(binary, params, n_items, n_users)
+        if s.transition_weight:
+            inb = cf.add_neighbors(inb, cf.transition_neighbors(hist, s.transition_shrink), s.transition_weight)
+        inb = inb.cache()
         weights = cf.recency_weights(hist, s.recency_tau)
         item_scores = cf.item_cf_scores(inb, weights, seen).cache()
         if "item_cf" in methods:
