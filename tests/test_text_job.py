@@ -46,4 +46,5 @@ def test_preprocess_job_writes_tokens(spark, run_root):
                    "R2": (["meh"], ["NOUN"])}
     assert (summary["reviews"], summary["total_words"], summary["reviews_without_words"]) == (2, 6, 0)
     with open(f"{run_root}/report/preprocess.json", encoding="utf-8") as fh:
-        assert json.load(fh)["engine"] == "builtin"
+        report = json.load(fh)
+    assert report["engine"] == "builtin" and report["fast_path"] is True and report["tag_cased"] is False

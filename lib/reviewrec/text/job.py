@@ -69,7 +69,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     summary = {
         "reviews": int(agg["reviews"]), "total_words": int(agg["words"] or 0),
         "reviews_without_words": int(agg["empty"] or 0), "engine": t["engine"],
-        "pos_lemma": t["pos_lemma"], "stop_words": len(stop_words), "config_hash": cfg.hash(),
+        "pos_lemma": t["pos_lemma"], "tag_cased": t["tag_cased"], "tag_before_stopwords": t["tag_before_stopwords"],
+        "fast_path": t["fast_path"], "stop_words": len(stop_words), "config_hash": cfg.hash(),
         "timings_s": timer.timings, "driver_peak_rss_mb": round(peak_rss_mb(), 1),
     }
     io.write_json_atomic(spark, io.dataset_path(root, "report/preprocess.json"), summary)
