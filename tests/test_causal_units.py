@@ -210,6 +210,34 @@ def test_psm_matching_on_literal_scores(spark):
     assert {r["t_id"]: r["c_id"] for r in pr.collect()} == {1: 2, 0: 3}
 
 
+def test_psm_exact_matching_on_literal_scores(spark):
+    """exact=[g]: the nearest control with the same g, even when a control of another g is
+    closer; a treated row with no same-g control inside the caliper stays unmatched; nulls in
+    an exact column are an error naming it."""
+    from reviewrec.causal import psm
+
+    p = pd.DataFrame({
+        "_rid": list(range(7)),
+        "t": [1, 1, 1, 0, 0, 0, 0],
+        "g": [0, 1, 1, 1, 0, 0, 1],
+        "_logit": [0.0, 0.0, 2.0, 0.01, 0.1, 2.01, 0.2],
+        "y": [1.0, 2, 3, 4, 5, 6, 7],
+    })
+    df = spark.createDataFrame(p)
+    plain, _ = psm.match(df, "t", caliper_sd=0.3, replace=True)  # SD about 0.95: width about 0.29
+    assert {r["t_id"]: r["c_id"] for r in plain.collect()} == {0: 3, 1: 3, 2: 5}
+    pairs, s = psm.match(df, "t", caliper_sd=0.3, replace=True, exact=["g"])
+    assert {r["t_id"]: r["c_id"] for r in pairs.collect()} == {0: 4, 1: 3}
+    assert s["unmatched"] == 1 and s["exact"] == ["g"]
+    pnr, _ = psm.match(df, "t", caliper_sd=0.3, replace=False, exact=["g"])
+    assert {r["t_id"]: r["c_id"] for r in pnr.collect()} == {0: 4, 1: 3}
+    rows = [(int(i), int(t), None if i == 1 else int(g), float(lg), float(y))
+            for i, t, g, lg, y in zip(p["_rid"], p["t"], p["g"], p["_logit"], p["y"])]
+    bad = spark.createDataFrame(rows, "_rid long, t int, g int, _logit double, y double")
+    with pytest.raises(ValueError, match="exact-matching columns have nulls.*'g': 1"):
+        psm.match(bad, "t", exact=["g"])
+
+
 def test_balance_smd_by_hand(spark):
     from reviewrec.causal import psm
 

@@ -28,7 +28,7 @@ from reviewrec.runtime import StageTimer
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = {"name", "description", "treatment", "outcomes", "features", "psm", "uplift", "subgroups", "quasi"}
-PSM_KEYS = {"enabled", "model", "caliper_sd", "replace"}
+PSM_KEYS = {"enabled", "model", "caliper_sd", "replace", "exact"}
 UPLIFT_KEYS = {"enabled", "propensity", "propensity_clip", "max_iter", "max_depth", "top_k", "bins", "convention",
                "test_fraction", "scatter_sample", "seed"}
 SUBGROUP_KEYS = {"enabled", "features", "bins"}
@@ -90,6 +90,9 @@ def load_study(name: str) -> dict[str, Any]:
         bad = set(st.get(sec) or {}) - keys
         if bad:
             raise ConfigError(f"{p}: unknown key(s) {sorted(bad)} in {sec}; known: {sorted(keys)}")
+    exact = (st.get("psm") or {}).get("exact", [])
+    if not isinstance(exact, list) or not all(isinstance(e, str) for e in exact):
+        raise ConfigError(f"{p}: psm.exact must be a list of column names, got {exact!r}")
     conv = (st.get("uplift") or {}).get("convention", "reviewrec")
     if conv not in uplift.CONVENTIONS:
         raise ConfigError(f"{p}: uplift.convention = {conv!r}; choose one of {list(uplift.CONVENTIONS)}")
@@ -110,7 +113,8 @@ def run_study(spark: SparkSession, reviews: DataFrame, st: dict[str, Any], timer
     if pcfg.get("enabled", True):
         with timer.stage("psm"):
             out["psm"] = psm.psm(d, treat, outcomes, feats, model=pcfg.get("model", "logistic"),
-                                 caliper_sd=float(pcfg.get("caliper_sd", 0.2)), replace=bool(pcfg.get("replace", True)))
+                                 caliper_sd=float(pcfg.get("caliper_sd", 0.2)), replace=bool(pcfg.get("replace", True)),
+                                 exact=list(pcfg.get("exact") or []))
     ucfg = st.get("uplift") or {}
     if ucfg.get("enabled", True):
         with timer.stage("uplift"):
@@ -195,6 +199,7 @@ def write_report(res: dict[str, Any], d: str) -> None:
         sections.append(("Propensity-score matching",
                          f"<p>{m['matched']:,} of {m['treated']:,} treated matched (caliper {m['caliper_sd']} SD of "
                          f"the logit = {m['caliper_width']:.4g}; replacement: {m['replace']}; "
+                         f"exact on: {', '.join(m.get('exact') or []) or 'nothing'}; "
                          f"{m['distinct_controls']:,} distinct controls). Balanced (all |SMD| &lt; 0.1): "
                          f"{p['balanced']}.</p>"
                          + H.table(["outcome", "ATT", "SE", "CI low", "CI high", "p"], rows)

@@ -7,6 +7,9 @@
    control is either its neighbour in sorted order inside its own bin (window last/first over
    the bin) or the closest control of the two neighbouring bins (a per-bin max/min joined
    back), so no pairwise join can blow up and nothing is collected.
+   Exact matching (`exact`): the bins are further split by the values of the given
+   (discrete) columns, so a treated row is only matched to controls with the same values;
+   the propensity model itself is unchanged.
    With replacement: every treated row takes its nearest control. Without replacement: rounds
    of proposals (each unmatched treated row proposes its nearest still-free control; each
    control accepts its closest proposer) until no new pair forms; this parallel greedy gives
@@ -67,25 +70,27 @@ def propensity(df: DataFrame, treatment: str, covariates: Sequence[str], *, mode
     return out
 
 
-def _nearest(treated: DataFrame, controls: DataFrame, width: float) -> DataFrame:
-    """For each treated row (_rid, _logit) the nearest control (_rid, _logit) within `width`:
-    columns t_id, c_id, dist."""
+def _nearest(treated: DataFrame, controls: DataFrame, width: float, exact: Sequence[str] = ()) -> DataFrame:
+    """For each treated row (_rid, _logit[, exact columns]) the nearest control (_rid, _logit)
+    within `width` and with the same values of the `exact` columns: columns t_id, c_id, dist."""
     b = F.floor(F.col(LOGIT) / width).cast("long")
-    pool = (treated.select(F.col(ROW_ID), F.col(LOGIT), F.lit(1).alias("_t"))
-            .unionByName(controls.select(F.col(ROW_ID), F.col(LOGIT), F.lit(0).alias("_t")))
+    keep = [F.col(ROW_ID), F.col(LOGIT), *[F.col(e) for e in exact]]
+    pool = (treated.select(*keep, F.lit(1).alias("_t"))
+            .unionByName(controls.select(*keep, F.lit(0).alias("_t")))
             .withColumn("_bin", b))
+    key = ["_bin", *exact]
     cand = F.when(F.col("_t") == 0, F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id")))
-    w = Window.partitionBy("_bin").orderBy(LOGIT, "_t", ROW_ID)
+    w = Window.partitionBy(*key).orderBy(LOGIT, "_t", ROW_ID)
     own = (pool.select("*",
                        F.last(cand, ignorenulls=True).over(w.rowsBetween(Window.unboundedPreceding, -1)).alias("_prev"),
                        F.first(cand, ignorenulls=True).over(w.rowsBetween(1, Window.unboundedFollowing)).alias("_next"))
                .where(F.col("_t") == 1))
-    stats = (pool.where(F.col("_t") == 0).groupBy("_bin")
+    stats = (pool.where(F.col("_t") == 0).groupBy(*key)
                  .agg(F.max(F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id"))).alias("_hi"),
                       F.min(F.struct(F.col(LOGIT).alias("l"), F.col(ROW_ID).alias("id"))).alias("_lo")))
-    below = stats.select((F.col("_bin") + 1).alias("_bin"), F.col("_hi").alias("_below"))
-    above = stats.select((F.col("_bin") - 1).alias("_bin"), F.col("_lo").alias("_above"))
-    j = own.join(below, on="_bin", how="left").join(above, on="_bin", how="left")
+    below = stats.select((F.col("_bin") + 1).alias("_bin"), *exact, F.col("_hi").alias("_below"))
+    above = stats.select((F.col("_bin") - 1).alias("_bin"), *exact, F.col("_lo").alias("_above"))
+    j = own.join(below, on=key, how="left").join(above, on=key, how="left")
     cands = F.array(*[F.struct(F.abs(F.col(f"{c}.l") - F.col(LOGIT)).alias("d"), F.col(f"{c}.id").alias("id"))
                       for c in ("_prev", "_next", "_below", "_above")])
     best = F.array_min(F.filter(cands, lambda s: s["d"].isNotNull() & (s["d"] <= F.lit(width))))
@@ -95,28 +100,36 @@ def _nearest(treated: DataFrame, controls: DataFrame, width: float) -> DataFrame
 
 
 def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace: bool = True,
-          max_rounds: int = 50) -> tuple[DataFrame, dict[str, Any]]:
-    """1:1 nearest-neighbour matching on `_logit` (from propensity()) within caliper_sd·SD(logit).
+          exact: Sequence[str] = (), max_rounds: int = 50) -> tuple[DataFrame, dict[str, Any]]:
+    """1:1 nearest-neighbour matching on `_logit` (from propensity()) within caliper_sd·SD(logit),
+    and, with `exact`, only between rows with equal values of those (discrete) columns.
 
     `scored` must carry a unique `_rid` (add_row_id()). Output: pairs DataFrame (t_id, c_id,
     dist) and a summary (caliper width, treated matched / unmatched, distinct controls, rounds).
     """
-    require(scored, [treatment, LOGIT, ROW_ID], "match")
+    exact = list(exact)
+    require(scored, [treatment, LOGIT, ROW_ID, *exact], "match")
+    if exact:
+        nulls = scored.agg(*[F.sum(F.col(e).isNull().cast("long")).alias(e) for e in exact]).first()
+        bad = {e: int(nulls[e]) for e in exact if nulls[e]}
+        if bad:
+            raise ValueError(f"match: exact-matching columns have nulls (rows per column: {bad}); "
+                             "fill or drop them first")
     sd = float(scored.agg(F.stddev_samp(LOGIT)).first()[0])
     width = caliper_sd * sd
     if not width > 0:
         raise ValueError(f"match: SD of the logit is {sd}; caliper width must be positive")
-    t = scored.where(F.col(treatment).cast("int") == 1).select(ROW_ID, LOGIT)
-    c = scored.where(F.col(treatment).cast("int") == 0).select(ROW_ID, LOGIT)
+    t = scored.where(F.col(treatment).cast("int") == 1).select(ROW_ID, LOGIT, *exact)
+    c = scored.where(F.col(treatment).cast("int") == 0).select(ROW_ID, LOGIT, *exact)
     rounds = 1
     if replace:
-        pairs = _nearest(t, c, width).localCheckpoint(eager=True)
+        pairs = _nearest(t, c, width, exact).localCheckpoint(eager=True)
     else:
         spark = scored.sparkSession
         pairs = spark.createDataFrame([], "t_id long, c_id long, dist double")
         t_free, c_free = t, c
         for rounds in range(1, max_rounds + 1):
-            prop = _nearest(t_free, c_free, width)
+            prop = _nearest(t_free, c_free, width, exact)
             w = Window.partitionBy("c_id").orderBy("dist", "t_id")
             acc = (prop.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
                        .localCheckpoint(eager=True))
@@ -129,7 +142,7 @@ def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace
             t_free, c_free = t_free.localCheckpoint(eager=True), c_free.localCheckpoint(eager=True)
     n_t = t.count()
     agg = pairs.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("c_id").alias("uc"), F.avg("dist").alias("d")).first()
-    summary = {"caliper_sd": caliper_sd, "caliper_width": width, "logit_sd": sd, "replace": replace,
+    summary = {"caliper_sd": caliper_sd, "caliper_width": width, "logit_sd": sd, "replace": replace, "exact": exact,
                "treated": int(n_t), "matched": int(agg["m"]), "unmatched": int(n_t - agg["m"]),
                "distinct_controls": int(agg["uc"]), "mean_distance": float(agg["d"] or 0.0), "rounds": rounds}
     log.info("PSM: %s", summary)
@@ -227,10 +240,12 @@ def overlap_histogram(scored: DataFrame, treatment: str, bins: int = 30, col: st
 
 
 def psm(df: DataFrame, treatment: str, outcomes: Sequence[str], covariates: Sequence[str], *,
-        model: str = "logistic", caliper_sd: float = 0.2, replace: bool = True) -> dict[str, Any]:
-    """Propensity, matching, ATT per outcome, balance before/after and the overlap histogram."""
+        model: str = "logistic", caliper_sd: float = 0.2, replace: bool = True,
+        exact: Sequence[str] = ()) -> dict[str, Any]:
+    """Propensity, matching (optionally exact on some discrete columns), ATT per outcome,
+    balance before/after and the overlap histogram."""
     scored = add_row_id(propensity(df, treatment, covariates, model=model))
-    pairs, summary = match(scored, treatment, caliper_sd=caliper_sd, replace=replace)
+    pairs, summary = match(scored, treatment, caliper_sd=caliper_sd, replace=replace, exact=exact)
     effects = {o: att(scored, pairs, treatment, o) for o in outcomes}
     bal = balance(scored, treatment, covariates, pairs)
     return {"matching": summary, "att": effects, "balance": bal,
