@@ -24,16 +24,17 @@ def test_beauty_item_cf_and_popularity(spark) -> None:
     # popularity: published protocol 0.0141 / 0.0063; Spark measured 0.0135 / 0.0061 (ties by item index)
     assert pop["HR@10"] == pytest.approx(0.0141, abs=0.0015)
     assert pop["NDCG@10"] == pytest.approx(0.0063, abs=0.001)
-    # tuned item-CF (shrunk cosine, recency-weighted history) clears SASRec's published level
+    # tuned item-CF (shrunk cosine + next-item transitions, recency-weighted history) reaches
+    # the target (HR@10 >= 0.085, NDCG@10 >= 0.045), above published SASRec
     assert item["HR@10"] >= ITEM_HR10 - 0.002
     assert item["NDCG@10"] >= ITEM_NDCG10 - 0.0015
-    assert item["HR@10"] > 0.074 and item["NDCG@10"] > 0.039  # above published SASRec
+    assert item["HR@10"] >= 0.085 and item["NDCG@10"] >= 0.045
     assert item["coverage@10"] > 0.9  # popularity: 0.0013
     events.unpersist()
 
 
 # Measured on the test item with this Spark pipeline and the default SeqSettings
-# (bench_recsys_beauty.py --phase test): HR@10 0.0823, NDCG@10 0.0481, coverage@10 0.952; the
-# single-machine reference of the same model gives 0.0834 / 0.0490 (ties counted optimistically).
-ITEM_HR10 = 0.0823
-ITEM_NDCG10 = 0.0481
+# (bench_recsys_beauty.py --phase test): HR@10 0.0902, NDCG@10 0.0575, coverage@10 0.980; the
+# single-machine reference of the same model gives 0.0918 / 0.0584 (ties counted optimistically).
+ITEM_HR10 = 0.0902
+ITEM_NDCG10 = 0.0575
