@@ -138,6 +138,10 @@ def main() -> int:
             print(f"rows {rows:,}: {stage} ...", flush=True)
             res[stage] = run_stage(stage, confs, over, args.interval, os.path.join(args.root, f"{rows}-{stage}.log"))
             print(f"  {json.dumps(res[stage]['peak_rss_mib'])} {res[stage]['wall_s']} s", flush=True)
+            results[str(rows)] = {"stages": res}
+            if args.out:  # after every stage, so a run cut short still leaves its numbers
+                with open(args.out, "w", encoding="utf-8") as fh:
+                    json.dump({"driver_memory": args.driver_memory, "results": results}, fh, indent=2)
         reports = {}
         for name in ("generate", "ingest", "preprocess", "features"):
             path = os.path.join(root, "report", f"{name}.json")
