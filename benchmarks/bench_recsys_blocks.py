@@ -51,13 +51,14 @@ def load_entries(n_users: int) -> tuple[np.ndarray, np.ndarray, int]:
     return np.asarray(rows, np.int64), np.asarray(cols, np.int64), max(cols) + 1
 
 
-def blockmatrix_topk(spark, rows: np.ndarray, cols: np.ndarray, n_cols: int, k: int, bs: int):  # noqa: ANN001, ANN201
+def blockmatrix_topk(spark, rows: np.ndarray, cols: np.ndarray, n_cols: int, k: int, bs: int,  # noqa: ANN001, ANN201
+                     partitions: int = 8):
     from pyspark.mllib.linalg.distributed import CoordinateMatrix, MatrixEntry
 
     n_rows = int(rows.max()) + 1
     norms = np.sqrt(np.bincount(rows, minlength=n_rows)).astype(float)
     entries = [MatrixEntry(int(r), int(c), float(1.0 / norms[r])) for r, c in zip(rows, cols)]
-    bm = CoordinateMatrix(spark.sparkContext.parallelize(entries, 8), n_rows, n_cols).toBlockMatrix(bs, bs).cache()
+    bm = CoordinateMatrix(spark.sparkContext.parallelize(entries, partitions), n_rows, n_cols).toBlockMatrix(bs, bs).cache()
     prod = bm.multiply(bm.transpose())
 
     def block_topk(kv):  # noqa: ANN001, ANN202
@@ -115,7 +116,8 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
 
     rows, cols, n_cols = load_entries(n_users)
     res: dict = {"data": f"Beauty 5-core, first {n_users} users", "users": int(rows.max()) + 1,
-                 "items": n_cols, "nnz": int(rows.size), "k": args.k}
+                 "items": n_cols, "nnz": int(rows.size), "k": args.k, "bm_block": args.bm_block,
+                 "bm_partitions": args.bm_partitions, "driver_memory": args.driver_memory}
     t0 = time.perf_counter()
     ref = as_dict(*scipy_topk(rows, cols, n_cols, args.k))
     res["scipy_s"] = round(time.perf_counter() - t0, 2)
@@ -133,7 +135,7 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
     if not args.skip_blockmatrix:
         t0 = time.perf_counter()
         try:
-            blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block).write.parquet(f"{tmp}/bm_{n_users}")
+            blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block, args.bm_partitions).write.parquet(f"{tmp}/bm_{n_users}")
         except Exception as e:  # noqa: BLE001 - the failure (e.g. Java heap space) is the result
             res["blockmatrix_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
             res["blockmatrix_failed_after_s"] = round(time.perf_counter() - t0, 2)
@@ -152,6 +154,9 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--block-size", type=int, default=4096)
     ap.add_argument("--bm-block", type=int, default=1024)
+    ap.add_argument("--bm-partitions", type=int, default=8,
+                    help="partitions of the BlockMatrix input (its GridPartitioner, and so of multiply's map-side "
+                         "combine of dense product blocks: more partitions, less heap per task)")
     ap.add_argument("--skip-blockmatrix", action="store_true")
     ap.add_argument("--driver-memory", default="4g", help="local mode: the one JVM's heap (<= 6g on the shared box)")
     ap.add_argument("--out", default=None)
