@@ -238,6 +238,29 @@ def test_psm_exact_matching_on_literal_scores(spark):
         psm.match(bad, "t", exact=["g"])
 
 
+def test_psm_ties_share_the_match(spark):
+    """ties=True: controls with the same logit as the nearest one share the match (1/M each);
+    ATT and sum K_j^2 by hand, against the single smallest-id match without ties."""
+    from reviewrec.causal import psm
+
+    p = pd.DataFrame({"_rid": [0, 1, 2, 3, 4], "t": [1, 0, 0, 0, 1], "_logit": [0.0, 0.05, 0.05, 1.0, 0.98],
+                      "y": [10.0, 4.0, 8.0, 0.0, 3.0]})
+    df = spark.createDataFrame(p)
+    one, s1 = psm.match(df, "t", caliper_sd=0.2, replace=True)
+    assert sorted((r["t_id"], r["c_id"]) for r in one.collect()) == [(0, 1), (4, 3)]
+    a1 = psm.att(df, one, "t", "y")
+    assert a1["att"] == pytest.approx(((10 - 4) + (3 - 0)) / 2) and a1["sum_k2"] == pytest.approx(2.0)
+    tied, s2 = psm.match(df, "t", caliper_sd=0.2, replace=True, ties=True)
+    got = sorted((r["t_id"], r["c_id"], r["w"]) for r in tied.collect())
+    assert got == [(0, 1, 0.5), (0, 2, 0.5), (4, 3, 1.0)]
+    assert s2["matched"] == 2 and s2["distinct_controls"] == 3 and s2["ties"]
+    a2 = psm.att(df, tied, "t", "y")
+    assert a2["att"] == pytest.approx(((10 - (4 + 8) / 2) + (3 - 0)) / 2)
+    assert a2["sum_k2"] == pytest.approx(0.25 + 0.25 + 1.0)
+    with pytest.raises(ValueError, match="ties=True needs replace=True"):
+        psm.match(df, "t", replace=False, ties=True)
+
+
 def test_balance_smd_by_hand(spark):
     from reviewrec.causal import psm
 

@@ -28,7 +28,7 @@ from reviewrec.runtime import StageTimer
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = {"name", "description", "treatment", "outcomes", "features", "psm", "uplift", "subgroups", "quasi"}
-PSM_KEYS = {"enabled", "model", "caliper_sd", "replace", "exact"}
+PSM_KEYS = {"enabled", "model", "caliper_sd", "replace", "exact", "ties"}
 UPLIFT_KEYS = {"enabled", "propensity", "propensity_clip", "max_iter", "max_depth", "top_k", "bins", "convention",
                "test_fraction", "scatter_sample", "seed"}
 SUBGROUP_KEYS = {"enabled", "features", "bins"}
@@ -114,7 +114,7 @@ def run_study(spark: SparkSession, reviews: DataFrame, st: dict[str, Any], timer
         with timer.stage("psm"):
             out["psm"] = psm.psm(d, treat, outcomes, feats, model=pcfg.get("model", "logistic"),
                                  caliper_sd=float(pcfg.get("caliper_sd", 0.2)), replace=bool(pcfg.get("replace", True)),
-                                 exact=list(pcfg.get("exact") or []))
+                                 exact=list(pcfg.get("exact") or []), ties=bool(pcfg.get("ties", False)))
     ucfg = st.get("uplift") or {}
     if ucfg.get("enabled", True):
         with timer.stage("uplift"):

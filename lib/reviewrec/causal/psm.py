@@ -14,8 +14,9 @@
    of proposals (each unmatched treated row proposes its nearest still-free control; each
    control accepts its closest proposer) until no new pair forms; this parallel greedy gives
    the same pairs as sequential greedy matching whenever proposals do not conflict.
-3. ATT = mean over matched treated of (Y_t - Y_c(t)), SE = sqrt(s2_T/N1 + s2_C·sum K_j^2/N1^2)
-   with K_j the times control j is used (the two-sample SE for 1:1 without replacement; it
+3. ATT = mean over matched treated of (Y_t - Y_c(t)) (with ties: minus the mean of its tied
+   controls), SE = sqrt(s2_T/N1 + s2_C·sum K_j^2/N1^2) with K_j the times control j is used
+   (with ties: the sum of its 1/M shares) (the two-sample SE for 1:1 without replacement; it
    ignores the estimation of the propensity score).
 4. Balance: standardized mean differences (mean_T - mean_C)/sqrt((var_T + var_C)/2) with the
    pre-matching variances as the denominator both before and after; |SMD| >= 0.1 is flagged.
@@ -91,22 +92,40 @@ def _nearest(treated: DataFrame, controls: DataFrame, width: float, exact: Seque
     below = stats.select((F.col("_bin") + 1).alias("_bin"), *exact, F.col("_hi").alias("_below"))
     above = stats.select((F.col("_bin") - 1).alias("_bin"), *exact, F.col("_lo").alias("_above"))
     j = own.join(below, on=key, how="left").join(above, on=key, how="left")
-    cands = F.array(*[F.struct(F.abs(F.col(f"{c}.l") - F.col(LOGIT)).alias("d"), F.col(f"{c}.id").alias("id"))
+    cands = F.array(*[F.struct(F.abs(F.col(f"{c}.l") - F.col(LOGIT)).alias("d"), F.col(f"{c}.id").alias("id"),
+                               F.col(f"{c}.l").alias("l"))
                       for c in ("_prev", "_next", "_below", "_above")])
     best = F.array_min(F.filter(cands, lambda s: s["d"].isNotNull() & (s["d"] <= F.lit(width))))
-    return (j.select(F.col(ROW_ID).alias("t_id"), best.alias("_best"))
+    return (j.select(F.col(ROW_ID).alias("t_id"), best.alias("_best"), *exact)
              .where(F.col("_best").isNotNull())
-             .select("t_id", F.col("_best.id").alias("c_id"), F.col("_best.d").alias("dist")))
+             .select("t_id", F.col("_best.id").alias("c_id"), F.col("_best.d").alias("dist"),
+                     F.col("_best.l").alias("c_logit"), *exact))
+
+
+def _with_ties(best: DataFrame, controls: DataFrame, exact: Sequence[str]) -> DataFrame:
+    """Every control with the same logit (and exact values) as the chosen nearest one, each
+    with weight 1/M (M = the number of such tied controls): columns t_id, c_id, dist, w."""
+    tied = (best.select("t_id", "dist", F.col("c_logit").alias(LOGIT), *exact)
+                .join(controls.select(F.col(ROW_ID).alias("c_id"), LOGIT, *exact), on=[LOGIT, *exact], how="inner"))
+    m = F.count(F.lit(1)).over(Window.partitionBy("t_id"))
+    return tied.select("t_id", "c_id", "dist", (F.lit(1.0) / m).alias("w"))
 
 
 def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace: bool = True,
-          exact: Sequence[str] = (), max_rounds: int = 50) -> tuple[DataFrame, dict[str, Any]]:
+          exact: Sequence[str] = (), ties: bool = False, max_rounds: int = 50) -> tuple[DataFrame, dict[str, Any]]:
     """1:1 nearest-neighbour matching on `_logit` (from propensity()) within caliper_sd·SD(logit),
     and, with `exact`, only between rows with equal values of those (discrete) columns.
 
+    ties (with replacement only): a treated row is matched to every control whose logit equals
+    that of its nearest control (in practice: controls with identical covariates), each with
+    weight 1/M, instead of the one with the smallest row id; this makes the result independent
+    of the row ids (hence of the input partitioning), as tie handling in Stata's teffects.
     `scored` must carry a unique `_rid` (add_row_id()). Output: pairs DataFrame (t_id, c_id,
-    dist) and a summary (caliper width, treated matched / unmatched, distinct controls, rounds).
+    dist, w: the pair's weight, 1 without ties) and a summary (caliper width, treated matched /
+    unmatched, distinct controls, rounds).
     """
+    if ties and not replace:
+        raise ValueError("match: ties=True needs replace=True (tied controls are shared)")
     exact = list(exact)
     require(scored, [treatment, LOGIT, ROW_ID, *exact], "match")
     if exact:
@@ -123,13 +142,15 @@ def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace
     c = scored.where(F.col(treatment).cast("int") == 0).select(ROW_ID, LOGIT, *exact)
     rounds = 1
     if replace:
-        pairs = _nearest(t, c, width, exact).localCheckpoint(eager=True)
+        best = _nearest(t, c, width, exact)
+        pairs = (_with_ties(best, c, exact) if ties else
+                 best.select("t_id", "c_id", "dist", F.lit(1.0).alias("w"))).localCheckpoint(eager=True)
     else:
         spark = scored.sparkSession
-        pairs = spark.createDataFrame([], "t_id long, c_id long, dist double")
+        pairs = spark.createDataFrame([], "t_id long, c_id long, dist double, w double")
         t_free, c_free = t, c
         for rounds in range(1, max_rounds + 1):
-            prop = _nearest(t_free, c_free, width, exact)
+            prop = _nearest(t_free, c_free, width, exact).select("t_id", "c_id", "dist", F.lit(1.0).alias("w"))
             w = Window.partitionBy("c_id").orderBy("dist", "t_id")
             acc = (prop.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
                        .localCheckpoint(eager=True))
@@ -141,8 +162,10 @@ def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace
             c_free = c_free.join(acc.select(F.col("c_id").alias(ROW_ID)), on=ROW_ID, how="left_anti")
             t_free, c_free = t_free.localCheckpoint(eager=True), c_free.localCheckpoint(eager=True)
     n_t = t.count()
-    agg = pairs.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("c_id").alias("uc"), F.avg("dist").alias("d")).first()
+    agg = pairs.agg(F.countDistinct("t_id").alias("m"), F.countDistinct("c_id").alias("uc"),
+                    (F.sum(F.col("w") * F.col("dist")) / F.countDistinct("t_id")).alias("d")).first()
     summary = {"caliper_sd": caliper_sd, "caliper_width": width, "logit_sd": sd, "replace": replace, "exact": exact,
+               "ties": ties,
                "treated": int(n_t), "matched": int(agg["m"]), "unmatched": int(n_t - agg["m"]),
                "distinct_controls": int(agg["uc"]), "mean_distance": float(agg["d"] or 0.0), "rounds": rounds}
     log.info("PSM: %s", summary)
@@ -155,9 +178,10 @@ def add_row_id(df: DataFrame) -> DataFrame:
 
 
 def _weights(scored: DataFrame, pairs: DataFrame) -> DataFrame:
-    """Matched sample: treated rows with weight 1, controls with weight K_j (times used)."""
-    tw = pairs.groupBy(F.col("t_id").alias(ROW_ID)).agg(F.count(F.lit(1)).cast("double").alias("_mw"))
-    cw = pairs.groupBy(F.col("c_id").alias(ROW_ID)).agg(F.count(F.lit(1)).cast("double").alias("_mw"))
+    """Matched sample: treated rows with weight 1, controls with weight K_j (the sum of their pair
+    weights: times used, or with ties the shares 1/M)."""
+    tw = pairs.select(F.col("t_id").alias(ROW_ID)).distinct().withColumn("_mw", F.lit(1.0))
+    cw = pairs.groupBy(F.col("c_id").alias(ROW_ID)).agg(F.sum("w").cast("double").alias("_mw"))
     return scored.join(tw.unionByName(cw), on=ROW_ID, how="inner")
 
 
@@ -241,11 +265,11 @@ def overlap_histogram(scored: DataFrame, treatment: str, bins: int = 30, col: st
 
 def psm(df: DataFrame, treatment: str, outcomes: Sequence[str], covariates: Sequence[str], *,
         model: str = "logistic", caliper_sd: float = 0.2, replace: bool = True,
-        exact: Sequence[str] = ()) -> dict[str, Any]:
+        exact: Sequence[str] = (), ties: bool = False) -> dict[str, Any]:
     """Propensity, matching (optionally exact on some discrete columns), ATT per outcome,
     balance before/after and the overlap histogram."""
     scored = add_row_id(propensity(df, treatment, covariates, model=model))
-    pairs, summary = match(scored, treatment, caliper_sd=caliper_sd, replace=replace, exact=exact)
+    pairs, summary = match(scored, treatment, caliper_sd=caliper_sd, replace=replace, exact=exact, ties=ties)
     effects = {o: att(scored, pairs, treatment, o) for o in outcomes}
     bal = balance(scored, treatment, covariates, pairs)
     return {"matching": summary, "att": effects, "balance": bal,
