@@ -132,7 +132,8 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
     """RMSE/MAE on reviews after a cut date, everything fitted on the reviews before it.
 
     Methods: filled (the model when it is used, else CF with the item Bayesian average where CF
-    has no neighbour), cf_filled (that CF fill, only listed when the model fills), cf_only (pairs CF can predict), als (explicit), global_mean, item_bayes.
+    has no neighbour), cf_filled (that CF fill, only listed when the model fills), cf_only
+    (pairs CF can predict), als (explicit), global_mean, item_bayes.
     Figures are given on all test pairs (unpredictable pairs take the global mean) and on
     the pairs each method could predict (coverage says how many).
     """
@@ -162,8 +163,10 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
         cands = with_ids(cands, users, items)
     filled = scorer.score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
     # With the model filling, the CF fill of the same cells is scored beside it.
-    cf_filled = (CFScorer().score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
-                 if scorer.name == "model" else None)
+    cf_filled = None
+    if scorer.name == "model":
+        cf_filled = CFScorer().score(spark, cands).select(
+            cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
     als = als_predict(r_train, truth.select(cf.U, cf.I), rc["als"]["rank"], rc["als"]["reg"], rc["als"]["iters"], rc["als"]["seed"])
     als_all = truth.select(cf.U, cf.I).join(als, on=[cf.U, cf.I], how="left").select(
         cf.U, cf.I, F.coalesce(F.col(cf.PRED), F.lit(mu)).alias(cf.PRED))
@@ -177,7 +180,7 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
         "global_mean": mu, "scorer": scorer.name,
         "methods": {
             "filled": rating_errors(filled, truth, cf.PRED, RATING),
-            **({"cf_filled": rating_errors(cf_filled, truth, cf.PRED, RATING)} if cf_filled is not None else {}),
+            **({} if cf_filled is None else {"cf_filled": rating_errors(cf_filled, truth, cf.PRED, RATING)}),
             "cf_only": rating_errors(cf_only, truth, cf.PRED, RATING),
             "als_explicit": rating_errors(als, truth, cf.PRED, RATING),
             "als_explicit_filled": rating_errors(als_all, truth, cf.PRED, RATING),
