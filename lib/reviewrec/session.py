@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -21,6 +22,9 @@ def build_session(cfg: Config, app_suffix: str = "") -> SparkSession:
     if master and master.startswith("local"):
         # Local runs bind to loopback: a laptop's or CI box's hostname may not resolve.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Local Python workers run the driver's interpreter (the project's venv, with pandas,
+        # pyarrow and TensorFlow), not whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     name = spark_cfg["app_name"] + (f"-{app_suffix}" if app_suffix else "")
     builder = SparkSession.builder.appName(name)
     if master:
