@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_recsys_blocks import load_entries, scipy_topk  # noqa: E402
 
+from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.recsys import blocks as B  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
@@ -60,10 +61,7 @@ def main() -> int:
         print(json.dumps(run), flush=True)
         out["runs"].append(run)
     spark.stop()
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(out, args.out)
     return 0
 
 

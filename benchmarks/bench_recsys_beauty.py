@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
+from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.recsys import sequences as Q  # noqa: E402
 from reviewrec.runtime import peak_rss_mb, setup_logging  # noqa: E402
@@ -56,10 +56,7 @@ def main() -> int:
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     out["driver_peak_rss_mb"] = round(peak_rss_mb())
     spark.stop()
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(out, args.out)
     return 0
 
 

@@ -10,7 +10,6 @@ features' indexers in `features_meta` (features job). recsys.fill.use_model defa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from reviewrec import io  # noqa: E402
+from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.recsys import job  # noqa: E402
 from reviewrec.runtime import peak_rss_mb, setup_logging  # noqa: E402
@@ -45,10 +45,7 @@ def main() -> int:
     out["driver_peak_rss_mb"] = round(peak_rss_mb())
     out["settings"] = {k: v for k, v in cfg.flat().items() if k.startswith("recsys.")}
     spark.stop()
-    text = json.dumps(out, indent=2, default=str)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(out, args.out)
     return 0
 
 

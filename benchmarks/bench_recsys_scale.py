@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "lib"))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.recsys import blocks as B  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
@@ -124,10 +125,7 @@ def main() -> int:
     if len(results) > 1:
         out["growth"] = [{"from": a["users"], "to": b["users"], "users_x": round(b["users"] / a["users"], 1),
                           "time_x": round(b["wall_s"] / a["wall_s"], 2)} for a, b in zip(results, results[1:])]
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(out, args.out)
     return 0
 
 

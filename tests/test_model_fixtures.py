@@ -12,6 +12,12 @@ import os
 import numpy as np
 import pytest
 
+# A network small enough to train in seconds on CPU (the Horovod and recommender tests).
+TINY_MODEL = {
+    "model.embedding_dim": 8, "model.lstm_units": 8, "model.bidirectional": "false",
+    "model.user_buckets": 64, "model.item_buckets": 32, "model.user_embedding_dim": 4,
+    "model.item_embedding_dim": 4, "model.batch_size": 32, "model.learning_rate": 0.01,
+}
 FILLER = ["the", "app", "it", "and", "a", "this", "software", "was", "i", "to", "for", "program"]
 STAR_WORDS = {
     1: ["awful", "refund", "crash", "useless", "worst", "scam"],

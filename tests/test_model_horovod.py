@@ -16,15 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_model_fixtures import make_features
+from test_model_fixtures import TINY_MODEL, make_features
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "model.embedding_dim": 8, "model.lstm_units": 8, "model.bidirectional": "false",
-    "model.user_buckets": 64, "model.item_buckets": 32, "model.user_embedding_dim": 4,
-    "model.item_embedding_dim": 4, "model.batch_size": 32, "model.learning_rate": 0.01,
-    "model.id_dropout": 0.2, "model.dropout": 0.1,
-}
+TINY = {**TINY_MODEL, "model.id_dropout": 0.2, "model.dropout": 0.1}
 
 pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
 

@@ -12,15 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_model_fixtures import literal_reviews, make_features
+from test_model_fixtures import TINY_MODEL, literal_reviews, make_features
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "model.embedding_dim": 8, "model.lstm_units": 8, "model.bidirectional": "false",
-    "model.user_buckets": 64, "model.item_buckets": 32, "model.user_embedding_dim": 4,
-    "model.item_embedding_dim": 4, "model.batch_size": 32, "model.learning_rate": 0.01,
-    "model.epochs": 1, "model.num_proc": 1,
-}
+TINY = {**TINY_MODEL, "model.epochs": 1, "model.num_proc": 1}
 N_REVIEWS = 800
 
 pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
