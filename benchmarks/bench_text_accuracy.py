@@ -68,19 +68,7 @@ def without_stop_words(sents: list[Sentence], stop: set[str]) -> list[Sentence]:
 def tagged_then_stopped(sents: list[Sentence], analyze: Analyzer, stop: set[str], lower: bool,
                         genre: str | None) -> Accuracy:
     """Tag full sentences, score only the tokens that are not stop words."""
-    acc = Accuracy()
-    for s in sents:
-        if genre is not None and s.genre != genre:
-            continue
-        forms = [f.lower() for f in s.forms] if lower else s.forms
-        lemmas, upos = analyze(forms)
-        for f, l, u, gl, gu in zip(s.forms, lemmas, upos, s.lemmas, s.upos):
-            if f.lower() in stop:
-                continue
-            acc.tokens += 1
-            acc.upos_ok += u == gu
-            acc.lemma_ok += l.lower() == gl.lower()
-    return acc
+    return evaluate(sents, analyze, lowercase_input=lower, genre=genre, skip_words=stop)
 
 
 def confusions(sents: list[Sentence], analyze: Analyzer, lower: bool, n: int) -> list[tuple[str, str, int]]:

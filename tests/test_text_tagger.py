@@ -72,6 +72,20 @@ def test_evaluate_counts_and_lowercases():
     assert (acc.tokens, acc.upos_ok, acc.lemma_ok) == (2, 1, 1)
 
 
+def test_evaluate_skip_words_tags_the_full_sentence_but_scores_only_kept_tokens():
+    gold = [Sentence("reviews-1-0002", ["The", "dogs", "barked"], ["the", "dog", "bark"],
+                     ["DET", "NOUN", "VERB"])]
+    seen = []
+
+    def fake(tokens):
+        seen.append(list(tokens))
+        return ["x", "dog", "bark"], ["NOUN", "NOUN", "NOUN"]  # wrong on "The", right on "dogs"
+
+    acc = evaluate(gold, fake, lowercase_input=True, skip_words={"the"})
+    assert seen == [["the", "dogs", "barked"]]  # the analyzer saw the stop word
+    assert (acc.tokens, acc.upos_ok, acc.lemma_ok) == (2, 1, 2)  # ... but it was not scored
+
+
 @pytest.mark.integration
 def test_accuracy_on_ud_english_ewt_dev(tagger):
     """Measured (default settings, lowercased input as in the pipeline): all genres UPOS 0.889 /

@@ -5,7 +5,7 @@ Used to measure the text engines on Universal Dependencies English Web Treebank 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -71,11 +71,13 @@ Analyzer = Callable[[Sequence[str]], tuple[list[str], list[str]]]
 
 
 def evaluate(sentences: Sequence[Sentence], analyze: Analyzer, lowercase_input: bool = False,
-             genre: str | None = None) -> Accuracy:
+             genre: str | None = None, skip_words: Collection[str] | None = None) -> Accuracy:
     """UPOS and lemma accuracy of `analyze(tokens) -> (lemmas, upos)` on gold-tokenized sentences.
 
     Lemmas are compared lowercased. With `lowercase_input` the analyzer sees lowercased forms,
-    as in the preprocessing chain (which lowercases before tagging).
+    as in the preprocessing chain (which lowercases before tagging). `skip_words`: the full
+    sentence is tagged, but tokens whose lowercased form is in it are not scored (tagging
+    before stop-word removal, scored on what the chain keeps).
     """
     acc = Accuracy()
     for s in sentences:
@@ -86,7 +88,10 @@ def evaluate(sentences: Sequence[Sentence], analyze: Analyzer, lowercase_input: 
         if len(lemmas) != len(forms) or len(upos) != len(forms):
             raise ValueError(f"sentence {s.sent_id}: analyzer returned {len(lemmas)} lemmas / "
                              f"{len(upos)} tags for {len(forms)} tokens")
-        acc.tokens += len(forms)
-        acc.upos_ok += sum(p == g for p, g in zip(upos, s.upos))
-        acc.lemma_ok += sum(p.lower() == g.lower() for p, g in zip(lemmas, s.lemmas))
+        for f, lem, u, gl, gu in zip(s.forms, lemmas, upos, s.lemmas, s.upos):
+            if skip_words is not None and f.lower() in skip_words:
+                continue
+            acc.tokens += 1
+            acc.upos_ok += u == gu
+            acc.lemma_ok += lem.lower() == gl.lower()
     return acc
