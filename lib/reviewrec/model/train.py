@@ -329,18 +329,18 @@ def word2vec_matrix(spark: SparkSession, train_df: Any, vocab_size: int, dim: in
     rng = np.random.RandomState(seed)
     m = rng.uniform(-0.05, 0.05, (vocab_size, dim)).astype(np.float32)
     m[C.PAD_ID] = 0.0
-    found = 0
+    seen_ids: list[int] = []
     for r in vecs:
         i = int(r["word"])
         if 0 <= i < vocab_size:
             m[i] = np.asarray(r["vector"].toArray(), dtype=np.float32)
-            found += 1
+            seen_ids.append(i)
     # Word2Vec vectors are larger than the uniform init; scale them to the same spread so the
     # LSTM starts in its usual range.
-    seen = np.array([int(r["word"]) for r in vecs if 0 <= int(r["word"]) < vocab_size], dtype=np.int64)
+    seen = np.array(seen_ids, dtype=np.int64)
     if len(seen):
         m[seen] *= (0.05 / np.sqrt(3.0)) / max(float(m[seen].std()), 1e-8)
-    return m, {"words": found, "vocab_size": vocab_size, "dim": dim, "window": window,
+    return m, {"words": len(seen_ids), "vocab_size": vocab_size, "dim": dim, "window": window,
                "iterations": iterations}
 
 

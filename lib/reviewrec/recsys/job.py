@@ -159,14 +159,16 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, rc: dict[str, Any],
              .join(preds.select(cf.U, cf.I, F.col(cf.PRED).alias(CF_PRED)), on=[cf.U, cf.I], how="left")
              .join(prior.select(cf.I, FALLBACK), on=cf.I, how="left"))
     scorer = resolve_scorer(spark, model_dir, rc["fill"]["use_model"])
-    if scorer.name == "model":
-        cands = with_ids(cands, users, items)
-    filled = scorer.score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
-    # With the model filling, the CF fill of the same cells is scored beside it.
+
+    def scored(sc: Any) -> DataFrame:
+        return sc.score(spark, cands).select(cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
+
     cf_filled = None
     if scorer.name == "model":
-        cf_filled = CFScorer().score(spark, cands).select(
-            cf.U, cf.I, F.coalesce(F.col(PREDICTED_RATING), F.lit(mu)).alias(cf.PRED))
+        cands = with_ids(cands, users, items)
+        # With the model filling, the CF fill of the same cells is scored beside it.
+        cf_filled = scored(CFScorer())
+    filled = scored(scorer)
     als = als_predict(r_train, truth.select(cf.U, cf.I), rc["als"]["rank"], rc["als"]["reg"], rc["als"]["iters"], rc["als"]["seed"])
     als_all = truth.select(cf.U, cf.I).join(als, on=[cf.U, cf.I], how="left").select(
         cf.U, cf.I, F.coalesce(F.col(cf.PRED), F.lit(mu)).alias(cf.PRED))
@@ -273,7 +275,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                          on=B.NEIGHBOR, how="inner")
                    .select(F.col("_uid").alias(S.USER), F.col("_nid").alias(S.NEIGHBOR), F.col(B.SIM).alias(S.COSINE)))
         io.write_parquet_atomic(nbr_out, io.dataset_path(root, "neighbors"))
-        ids = lambda df: (df.join(users, on=cf.U, how="inner").join(items, on=cf.I, how="inner")  # noqa: E731
+        ids = lambda df: (with_ids(df, users, items)  # noqa: E731
                           .withColumnRenamed(S.CUSTOMER_ID, S.USER).withColumnRenamed(S.PRODUCT_ID, S.ITEM))
         filled = filled.cache()
         io.write_parquet_atomic(ids(filled).select(S.USER, S.ITEM, F.col(PREDICTED_RATING).alias(S.PREDICTED_RATING),
