@@ -8,8 +8,13 @@ Input: amazon-reviews-pds Parquet (default ../shared/data/amazon_reviews_pds/Dig
 time the chain itself. Each variant runs the whole chain (lowercase, strip HTML, tokenize, stop
 words, [POS + lemma], length and repeat filters) into Spark's no-op sink. Variants alternate
 for `--rounds` rounds after a warm-up on 5,000 reviews each; the best round is reported, with
-all rounds and the per-round ratios. `--per-row` adds the per-row pandas UDF path
-(text.fast_path=false) as a third variant.
+all rounds and the per-round ratios. `with_pos_lemma` is the chain as configured (text.tagger,
+text.tag_cased, text.tag_before_stopwords, text.fast_path). `--per-row` adds the per-row pandas
+UDF path (text.fast_path=false) as a variant; `--variant NAME=key:value,...` adds any other
+(keys: tagger, tag_cased, tag_before_stopwords, fast_path), e.g. to time both taggers side by side:
+    --variant brill=tagger:brill,tag_cased:false,tag_before_stopwords:false
+    --variant perceptron=tagger:perceptron,tag_cased:true,tag_before_stopwords:true
+Every variant with POS + lemma gets its ratio to `without_pos_lemma` (`ratios_*`).
 
 Two throughputs per variant:
   * wall: reviews / wall seconds / cores of the local master (what an idle machine shows);
@@ -44,6 +49,9 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--per-row", action="store_true",
                     help="also time the per-row pandas UDF path (text.fast_path=false)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=key:value,... another chain with POS + lemma (keys: tagger, tag_cased, "
+                         "tag_before_stopwords, fast_path)")
     args = ap.parse_args()
 
     from pyspark.sql import functions as F
@@ -65,12 +73,22 @@ def main() -> int:
                .select(S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY)
                .cache())
     n = reviews.count()
-    variants = {
-        "without_pos_lemma": dict(pos_lemma=False),
-        "with_pos_lemma": dict(pos_lemma=True, context_rules=False, fast_path=t["fast_path"]),
-    }
+    configured = dict(pos_lemma=True, context_rules=t["context_rules"], fast_path=t["fast_path"],
+                      tagger=t["tagger"], tag_cased=t["tag_cased"], tag_before_stopwords=t["tag_before_stopwords"])
+    variants = {"without_pos_lemma": dict(pos_lemma=False), "with_pos_lemma": configured}
     if args.per_row:  # the per-row pandas UDF + Spark filters, for comparison
-        variants["with_pos_lemma_per_row_udf"] = dict(pos_lemma=True, context_rules=False, fast_path=False)
+        variants["with_pos_lemma_per_row_udf"] = {**configured, "fast_path": False}
+    for spec in args.variant:
+        name, _, kvs = spec.partition("=")
+        kw = dict(configured)
+        for kv in filter(None, kvs.split(",")):
+            k, _, v = kv.partition(":")
+            if k not in ("tagger", "tag_cased", "tag_before_stopwords", "fast_path"):
+                raise SystemExit(f"--variant {spec!r}: unknown key {k!r}")
+            kw[k] = v if k == "tagger" else {"true": True, "false": False}[v.lower()]
+        if kw.get("tagger") != "brill":
+            kw["context_rules"] = False
+        variants[name] = kw
 
     import psutil
 
@@ -106,7 +124,8 @@ def main() -> int:
             rounds[name].append(round(wall, 2))
             cpu[name].append(round(used, 2))
             print(f"round {r}: {name}: {wall:.1f}s wall, {used:.1f} CPU-s", flush=True)
-    words = preprocess(reviews, stop).agg(F.sum(F.size(S.LEMMAS))).first()[0]
+    words = preprocess(reviews, stop, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
+                       **configured).agg(F.sum(F.size(S.LEMMAS))).first()[0]
     best = {k: min(v) for k, v in rounds.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
     res = {
@@ -119,6 +138,12 @@ def main() -> int:
         "ratio_per_round_cpu": [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu["with_pos_lemma"])],
         "ratio_per_round_wall": [round(a / b, 3) for a, b in zip(rounds["without_pos_lemma"],
                                                                  rounds["with_pos_lemma"])],
+        "variants": {k: {kk: vv for kk, vv in v.items()} for k, v in variants.items()},
+        "ratios_wall": {k: round(best["without_pos_lemma"] / best[k], 3) for k in variants if k != "without_pos_lemma"},
+        "ratios_cpu": {k: round(best_cpu["without_pos_lemma"] / best_cpu[k], 3) for k in variants
+                       if k != "without_pos_lemma"},
+        "ratios_per_round_cpu": {k: [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu[k])]
+                                 for k in variants if k != "without_pos_lemma"},
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": cfg.hash(),

@@ -4,13 +4,18 @@
         [--confusions 15] [--aptagger PATH/trontagger-0.1.0.pickle] [--lingua DIR]
 
 Settings measured (all on gold tokenization, lemmas compared lowercased), each for all genres
-and for the `reviews` genre:
+and for the `reviews` genre, for text.tagger=brill (the rows named context_rules=...) and
+text.tagger=perceptron (rows named perceptron ...):
   * lowercased / cased input (the cased tagger is built with cased_input=True), with and
     without Brill's contextual rules: every token scored;
   * "as in the chain" (text.tag_before_stopwords=false): stop words (Spark's English list)
     removed from the sentence before tagging, the remaining tokens scored;
   * "tag before stop words" (text.tag_before_stopwords=true): the full sentence tagged, the
     same non-stop tokens scored.
+  * "words": only the tokens the chain's tokenizer keeps (a letter or digit in them), so
+    punctuation is neither tagged nor scored, per gold sentence; "docs": the same with each
+    document's sentences joined into one row, as the chain sees a review (no boundaries).
+The perceptron's batched decoder is also checked against its per-token reference on dev.
 `--confusions N` prints the N most frequent (gold, predicted) UPOS errors of the default
 setting. `--aptagger` also scores the averaged-perceptron Penn tagger of the PyPI package
 textblob-aptagger 0.2.0 (Honnibal's model trained on WSJ; pass the path of its pickle, e.g.
@@ -37,11 +42,12 @@ from collections.abc import Callable, Sequence
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from reviewrec.text.conllu import Accuracy, Sentence, evaluate, read_conllu  # noqa: E402
-from reviewrec.text.tagger import BuiltinTagger, _to_upos  # noqa: E402
+from reviewrec.text.tagger import BuiltinTagger, PerceptronAnalyzer, _to_upos  # noqa: E402
 
 DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                        "ud_english_ewt", "en_ewt-ud-dev.conllu")
 Analyzer = Callable[[Sequence[str]], tuple[list[str], list[str]]]
+WORD_RE = re.compile(r"[^\W_]")
 
 
 def spark_english_stop_words() -> set[str]:
@@ -63,6 +69,47 @@ def without_stop_words(sents: list[Sentence], stop: set[str]) -> list[Sentence]:
             out.append(Sentence(s.sent_id, [s.forms[i] for i in keep], [s.lemmas[i] for i in keep],
                                 [s.upos[i] for i in keep]))
     return out
+
+
+def words_only(sents: list[Sentence]) -> list[Sentence]:
+    """The tokens the chain's tokenizer keeps: those with a letter or digit."""
+    out = []
+    for s in sents:
+        keep = [i for i, f in enumerate(s.forms) if WORD_RE.search(f)]
+        if keep:
+            out.append(Sentence(s.sent_id, [s.forms[i] for i in keep], [s.lemmas[i] for i in keep],
+                                [s.upos[i] for i in keep]))
+    return out
+
+
+def documents(sents: list[Sentence]) -> list[Sentence]:
+    """Each document's sentences joined into one (sent_id = the document id + "-0000")."""
+    docs: dict[str, Sentence] = {}
+    for s in sents:
+        doc = s.sent_id.rsplit("-", 1)[0]
+        d = docs.setdefault(doc, Sentence(doc + "-0000"))
+        d.forms += s.forms
+        d.lemmas += s.lemmas
+        d.upos += s.upos
+    return list(docs.values())
+
+
+def check_perceptron(sents: list[Sentence]) -> list[int]:
+    """The batched decoder against the per-token reference on every dev sentence (punctuation
+    dropped), cased: [tokens, disagreements]."""
+    import numpy as np
+
+    from reviewrec.text.perceptron import ReferencePerceptron, get_model, read_weights
+
+    model, ref = get_model(), ReferencePerceptron(read_weights())
+    rows = [[f for f in s.forms if WORD_RE.search(f)] for s in sents]
+    words: dict[str, int] = {}
+    idx = np.array([words.setdefault(w, len(words)) for r in rows for w in r])
+    got = model.tag_flat(list(words), idx, np.array([len(r) for r in rows])).tolist()
+    want = [model.class_id[t] for r in rows for t in ref.tag(r)]
+    bad = sum(a != b for a, b in zip(got, want))
+    print(f"perceptron: batched decoder vs reference on {len(want)} dev tokens: {bad} disagreements", flush=True)
+    return [len(want), bad]
 
 
 def tagged_then_stopped(sents: list[Sentence], analyze: Analyzer, stop: set[str], lower: bool,
@@ -247,6 +294,38 @@ def main() -> int:
                 dt = time.perf_counter() - t0
                 results[f"context_rules={ctx} speed"] = {"tokens_per_s_1core": round(n / dt), "load_s": round(load_s, 2)}
                 print(f"context_rules={ctx}: {n / dt:,.0f} tokens/s on one core (warm), load {load_s:.1f}s", flush=True)
+    # Both builtin taggers (text.tagger) on two more token sets: "words" = the tokens the
+    # chain's tokenizer keeps (with a letter or digit; punctuation is not scored), per gold
+    # sentence; "docs" = the same, with every document's sentences joined into one row, as the
+    # chain sees a review (no sentence boundaries, no punctuation).
+    words_s, docs = words_only(sents), words_only(documents(sents))
+    words_ns, docs_ns = without_stop_words(words_s, stop), without_stop_words(docs, stop)
+    builtin: list[tuple[str, Callable[[bool], Analyzer]]] = [
+        ("brill", lambda lower: BuiltinTagger(cased_input=not lower).analyze),
+        ("perceptron", lambda lower: PerceptronAnalyzer(cased_input=not lower).analyze)]
+    for name, make in builtin:
+        for lower in (True, False):
+            an = make(lower)
+            case = "lowercased" if lower else "cased"
+            for genre in (None, "reviews"):
+                g = genre or "all"
+                if name == "perceptron":  # all tokens (the brill rows are the context_rules=False ones)
+                    report(f"{name} {case} {g}", evaluate(sents, an, lowercase_input=lower, genre=genre))
+                    report(f"{name} {case} chain:stop_words_first {g}",
+                           evaluate(nostop, an, lowercase_input=lower, genre=genre))
+                    report(f"{name} {case} chain:tag_before_stopwords {g}",
+                           tagged_then_stopped(sents, an, stop, lower, genre))
+                for unit, ss, ss_ns in (("words", words_s, words_ns), ("docs", docs, docs_ns)):
+                    report(f"{name} {case} {unit} {g}", evaluate(ss, an, lowercase_input=lower, genre=genre))
+                    report(f"{name} {case} {unit} chain:stop_words_first {g}",
+                           evaluate(ss_ns, an, lowercase_input=lower, genre=genre))
+                    report(f"{name} {case} {unit} chain:tag_before_stopwords {g}",
+                           tagged_then_stopped(ss, an, stop, lower, genre))
+            if name == "perceptron" and lower:
+                conf = confusions(sents, an, lower, args.confusions)
+                results["confusions perceptron lowercased"] = conf
+                print("perceptron, most frequent errors (gold, predicted, count):", conf, flush=True)
+    results["perceptron batched == reference (tokens, disagreements)"] = check_perceptron(sents)
     others: list[tuple[str, Callable[[bool], Analyzer]]] = []
     if args.aptagger:
         others.append(("aptagger", lambda lower: aptagger_analyzer(args.aptagger, BuiltinTagger())))

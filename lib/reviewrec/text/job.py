@@ -56,6 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         reviews, stop_words, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
         engine=t["engine"], pos_lemma=t["pos_lemma"], context_rules=t["context_rules"],
         tag_cased=t["tag_cased"], tag_before_stopwords=t["tag_before_stopwords"], fast_path=t["fast_path"],
+        tagger=t["tagger"],
         sparknlp_models={"pos_model": t.get("sparknlp_pos_model"), "lemma_model": t.get("sparknlp_lemma_model")},
     )
     out = io.dataset_path(root, TOKENS)
@@ -69,7 +70,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     summary = {
         "reviews": int(agg["reviews"]), "total_words": int(agg["words"] or 0),
         "reviews_without_words": int(agg["empty"] or 0), "engine": t["engine"],
-        "pos_lemma": t["pos_lemma"], "tag_cased": t["tag_cased"], "tag_before_stopwords": t["tag_before_stopwords"],
+        "pos_lemma": t["pos_lemma"], "tagger": t["tagger"], "tag_cased": t["tag_cased"], "tag_before_stopwords": t["tag_before_stopwords"],
         "fast_path": t["fast_path"], "stop_words": len(stop_words), "config_hash": cfg.hash(),
         "timings_s": timer.timings, "driver_peak_rss_mb": round(peak_rss_mb(), 1),
     }

@@ -541,7 +541,109 @@ def _to_upos(tokens: Sequence[str], ptb: Sequence[str], i: int) -> str:
     return PTB_TO_UPOS.get(tag, "X")
 
 
+# Perceptron label -> Penn tag hint for the lemmatizer (base form, gerund, participle).
+_VERBFORM_PTB = {"Inf": "VB", "Ger": "VBG", "Part": "VBN"}
+
+
+class PerceptronAnalyzer:
+    """text.tagger=perceptron: UPOS from the averaged perceptron of `text/perceptron.py`
+    (trained on UD English-EWT), lemmas from `BuiltinTagger.lemma` given that UPOS.
+
+    Tokens without a letter or digit (punctuation; the chain's tokenizer never yields them)
+    are left out of the perceptron's stream, as in its training data, and tagged by rule
+    (PUNCT, SYM, & = CCONJ). Lowercased input (`cased_input=False`) loses the capital that
+    marks a name, the perceptron's only case feature: a word whose lowercase form is not in
+    Brill's lexicon while a capitalised form is ("microsoft", "monday") is shown to the
+    perceptron capitalised (+2.4 UPOS points on UD EWT dev; chosen on dev, so optimistic).
+    The lemmatizer's Penn hint is VB / VBG / VBN from the VerbForm of a verb label, else the
+    lexicon's tag of the word when it maps to the same UPOS ("JJ" keeps "other" an adjective).
+    """
+
+    def __init__(self, cased_input: bool = False, weights_path: str | None = None):
+        from reviewrec.text.perceptron import get_model
+
+        self.cased_input = cased_input
+        self.model = get_model(weights_path)
+        self.lex = get_tagger(False, cased_input)
+        self.label_upos = list(self.model.upos)
+        self.label_verbform = [c.split("|", 1)[1] if "|" in c else "-" for c in self.model.classes]
+        self._form_cache: dict[str, str] = {}
+        self._lemma_cache: dict[tuple[str, int], str] = {}
+
+    def model_form(self, w: str) -> str:
+        """The form shown to the perceptron (lowercased input: names in the lexicon capitalised)."""
+        if self.cased_input:
+            return w
+        got = self._form_cache.get(w)
+        if got is None:
+            got = w
+            if w.islower() and w not in self.lex.lexicon and self.lex.lexicon_lower.get(w) is not None:
+                got = w[:1].upper() + w[1:]
+            if len(self._form_cache) < 1_000_000:
+                self._form_cache[w] = got
+        return got
+
+    def lemma(self, w: str, label: int) -> str:
+        """Lowercase lemma of token `w` with perceptron label id `label`."""
+        key = (w, label)
+        got = self._lemma_cache.get(key)
+        if got is None:
+            upos = self.label_upos[label]
+            hint = _VERBFORM_PTB.get(self.label_verbform[label], "")
+            if not hint:
+                p = self.lex._lookup(w)
+                if p is not None and PTB_TO_UPOS.get(p) == upos:
+                    hint = p
+            got = self.lex.lemma(w, upos, hint)
+            if len(self._lemma_cache) < 1_000_000:
+                self._lemma_cache[key] = got
+        return got
+
+    @staticmethod
+    def rule_upos(w: str) -> str:
+        """UPOS of a token without a letter or digit."""
+        return _to_upos([w], ["SYM"], 0)
+
+    def analyze(self, tokens: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(lemmas, upos) for one token sequence."""
+        keep = [i for i, w in enumerate(tokens) if not PUNCT_RE.match(w)]
+        labels = self.model.tag([self.model_form(tokens[i]) for i in keep]) if keep else []
+        lemmas = [w.lower() for w in tokens]
+        upos = [self.rule_upos(w) if PUNCT_RE.match(w) else "" for w in tokens]
+        cid = self.model.class_id
+        for i, lab in zip(keep, labels):
+            k = cid[lab]
+            upos[i] = self.label_upos[k]
+            lemmas[i] = self.lemma(tokens[i], k)
+        return lemmas, upos
+
+    def tag(self, tokens: Sequence[str]) -> list[str]:
+        return self.analyze(tokens)[1]
+
+
+TAGGERS = ("brill", "perceptron")
+
+
 @functools.lru_cache(maxsize=4)
 def get_tagger(context_rules: bool = False, cased_input: bool = False) -> BuiltinTagger:
-    """One tagger per Python process and setting (a Spark worker loads it once, then reuses it)."""
+    """One Brill tagger per Python process and setting (a Spark worker loads it once, then reuses it)."""
     return BuiltinTagger(context_rules=context_rules, cased_input=cased_input)
+
+
+@functools.lru_cache(maxsize=2)
+def get_perceptron(cased_input: bool = False) -> PerceptronAnalyzer:
+    """One perceptron analyzer per Python process and setting."""
+    return PerceptronAnalyzer(cased_input=cased_input)
+
+
+def get_analyzer(tagger: str = "brill", context_rules: bool = False,
+                 cased_input: bool = False) -> BuiltinTagger | PerceptronAnalyzer:
+    """The builtin engine's analyzer for text.tagger (`brill` or `perceptron`)."""
+    if tagger == "brill":
+        return get_tagger(context_rules, cased_input)
+    if tagger == "perceptron":
+        if context_rules:
+            raise ValueError("text.context_rules=true applies to text.tagger=brill only (Brill's "
+                             "contextual rules); the perceptron reads its context itself")
+        return get_perceptron(cased_input)
+    raise ValueError(f"unknown text.tagger {tagger!r}; choose one of {list(TAGGERS)}")

@@ -28,8 +28,10 @@ from pyspark.sql import types as T
 
 from reviewrec import schema as S
 
+from reviewrec.text.tagger import PUNCT_RE
+
 if TYPE_CHECKING:
-    from reviewrec.text.tagger import BuiltinTagger
+    from reviewrec.text.tagger import BuiltinTagger, PerceptronAnalyzer
 
 TEXT = "text"
 # Every tag the builtin tagger emits (UD's 17 UPOS tags).
@@ -86,10 +88,10 @@ def remove_stop_words(df: DataFrame, stop_words: Sequence[str], col: str = TOKEN
 
 
 def _pos_lemma_batches(tokens: pd.Series, context_rules: bool, cased: bool = False,
-                       stop_words: frozenset[str] | None = None) -> pd.DataFrame:
-    from reviewrec.text.tagger import get_tagger
+                       stop_words: frozenset[str] | None = None, tagger_name: str = "brill") -> pd.DataFrame:
+    from reviewrec.text.tagger import get_analyzer
 
-    tagger = get_tagger(context_rules, cased)
+    tagger = get_analyzer(tagger_name, context_rules, cased)
     lemmas: list[list[str] | None] = []
     pos: list[list[str] | None] = []
     analyze = tagger.analyze
@@ -109,15 +111,18 @@ def _pos_lemma_batches(tokens: pd.Series, context_rules: bool, cased: bool = Fal
 
 
 def pos_lemma_builtin(df: DataFrame, col_tokens: str = TOKENS, context_rules: bool = False,
-                      cased: bool = False, stop_words: Sequence[str] | None = None) -> DataFrame:
+                      cased: bool = False, stop_words: Sequence[str] | None = None,
+                      tagger: str = "brill") -> DataFrame:
     """`col_tokens` -> `lemmas` (lowercase lemmas) and `pos` (UPOS tags), same length and order,
-    by the builtin tagger in an Arrow-batched pandas UDF, one token sequence at a time;
-    `col_tokens` is dropped. `cased`: the tokens keep their case (the tagger is told so).
-    `stop_words`: tag the full token sequence, then drop these words (case-insensitive)."""
+    by the builtin engine's `tagger` (brill or perceptron) in an Arrow-batched pandas UDF, one
+    token sequence at a time; `col_tokens` is dropped. `cased`: the tokens keep their case (the
+    tagger is told so). `stop_words`: tag the full token sequence, then drop these words
+    (case-insensitive)."""
     stop = frozenset(w.lower() for w in stop_words) if stop_words is not None else None
+    _check_tagger(tagger, context_rules)
 
     def fn(tokens: pd.Series) -> pd.DataFrame:
-        return _pos_lemma_batches(tokens, context_rules, cased, stop)
+        return _pos_lemma_batches(tokens, context_rules, cased, stop, tagger)
 
     udf = F.pandas_udf(fn, POS_LEMMA_TYPE)  # type: ignore[call-overload]
     tmp = "__pos_lemma"
@@ -140,16 +145,8 @@ def analyze_arrow(tokens: pa.Array, tagger: BuiltinTagger, min_length: int, max_
     `tagger.analyze` on the whole row, so the output equals `analyze` row by row followed by
     the length and repeat filters (tested against that path)."""
     n = len(tokens)
-    flat = tokens.flatten()
-    row = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False)
-    if flat.null_count:
-        first = int(row[np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]])
-        raise ValueError(f"token lists must not hold nulls (batch row {first})")
-    lengths = np.bincount(row, minlength=n)
+    row, lengths, words, idx = _encode_batch(tokens)
     starts = np.concatenate(([0], np.cumsum(lengths)))
-    enc = pc.dictionary_encode(flat)
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    words: list[str] = enc.dictionary.to_pylist()
     infos = [tagger.word_info(w) for w in words]
     from reviewrec.text.tagger import _to_upos as to_upos
     lem_ids: dict[str, int] = {}
@@ -202,6 +199,17 @@ def analyze_arrow(tokens: pa.Array, tagger: BuiltinTagger, min_length: int, max_
             u = to_upos([words[j] for j in win], ptb, k - a)
             lemma_id[k] = lid(tagger.lemma(words[idx_l[k]], u, ptb[k - a]))
             upos_id[k] = pos_ids[u]
+    return _filtered_lists(tokens, row, words, idx, lem_list, lemma_id, upos_id, min_length, max_repeat,
+                           stop_words)
+
+
+def _filtered_lists(tokens: pa.Array, row: np.ndarray, words: list[str], idx: np.ndarray,
+                    lem_list: list[str], lemma_id: np.ndarray, upos_id: np.ndarray, min_length: int,
+                    max_repeat: int, stop_words: frozenset[str] | None) -> tuple[pa.Array, pa.Array]:
+    """(lemmas, pos) list arrays of a batch from per-token lemma ids (into `lem_list`) and UPOS
+    ids (into UPOS_TAGS), with the length and repeat filters (per distinct lemma) and, if
+    given, the stop words (per distinct word) applied."""
+    n = len(tokens)
     rx = re.compile(repeat_regex(max_repeat))
     ok_lemma = np.fromiter((len(x) >= min_length and not rx.search(x) for x in lem_list), bool, len(lem_list))
     keep = ok_lemma[lemma_id]
@@ -215,25 +223,92 @@ def analyze_arrow(tokens: pa.Array, tagger: BuiltinTagger, min_length: int, max_
             pa.ListArray.from_arrays(offsets, pos_vals, mask=mask))
 
 
+def _encode_batch(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """(row of each token, tokens per row, distinct tokens, token -> distinct index) of a batch
+    of token lists; a null inside a list is an error naming its batch row."""
+    n = len(tokens)
+    flat = tokens.flatten()
+    row = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False)
+    if flat.null_count:
+        first = int(row[np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]])
+        raise ValueError(f"token lists must not hold nulls (batch row {first})")
+    lengths = np.bincount(row, minlength=n)
+    enc = pc.dictionary_encode(flat)
+    return row, lengths, enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
+
+
+def analyze_arrow_perceptron(tokens: pa.Array, analyzer: PerceptronAnalyzer, min_length: int,
+                             max_repeat: int, stop_words: frozenset[str] | None = None
+                             ) -> tuple[pa.Array, pa.Array]:
+    """`analyze_arrow` for text.tagger=perceptron: the whole batch is decoded at once
+    (`PerceptronModel.tag_flat`, position lockstep over the rows), lemmas are computed once per
+    distinct (word, label) pair, then the same filters. Equals `analyzer.analyze` row by row
+    followed by the length and repeat filters (tested)."""
+    row, lengths, words, idx = _encode_batch(tokens)
+    model = analyzer.model
+    punct = np.fromiter((PUNCT_RE.match(w) is not None for w in words), bool, len(words))
+    pos_ids = {u: i for i, u in enumerate(UPOS_TAGS)}
+    label_upos = np.array([pos_ids[u] for u in analyzer.label_upos], np.int64)
+    labels = np.empty(len(idx), np.int64)
+    tagged = ~punct[idx] if punct.any() else np.ones(len(idx), bool)
+    forms = [analyzer.model_form(w) for w in words]
+    if tagged.all():
+        labels[:] = model.tag_flat(forms, idx, lengths)
+    else:
+        labels[tagged] = model.tag_flat(forms, idx[tagged], np.bincount(row[tagged], minlength=len(tokens)))
+    # One lemma per distinct (word, label) pair; punctuation (never from the chain's tokenizer)
+    # gets label n_cls: UPOS by rule, lemma = the token.
+    n_cls = model.n_classes
+    pair = idx * (n_cls + 1) + np.where(tagged, labels, n_cls)
+    seen = np.zeros(len(words) * (n_cls + 1), bool)
+    seen[pair] = True
+    uniq = np.flatnonzero(seen)
+    where = np.empty(len(seen), np.int64)
+    where[uniq] = np.arange(len(uniq))
+    inv = where[pair]
+    w_of, lab_of = np.divmod(uniq, n_cls + 1)
+    lemma = analyzer.lemma
+    lem_list = [lemma(words[w], lab) if lab < n_cls else words[w].lower()
+                for w, lab in zip(w_of.tolist(), lab_of.tolist())]
+    u_upos = np.append(label_upos, -1)[lab_of]
+    if (lab_of == n_cls).any():
+        for j in np.flatnonzero(lab_of == n_cls).tolist():
+            u_upos[j] = pos_ids[analyzer.rule_upos(words[w_of[j]])]
+    return _filtered_lists(tokens, row, words, idx, lem_list, inv, u_upos[inv], min_length,
+                           max_repeat, stop_words)
+
+
+def _check_tagger(tagger: str, context_rules: bool) -> None:
+    from reviewrec.text.tagger import TAGGERS
+
+    if tagger not in TAGGERS:
+        raise ValueError(f"unknown text.tagger {tagger!r}; choose one of {list(TAGGERS)}")
+    if context_rules and tagger != "brill":
+        raise ValueError("text.context_rules=true applies to text.tagger=brill only")
+
+
 def pos_lemma_fast(df: DataFrame, min_length: int, max_repeat: int, col_tokens: str = TOKENS,
                    context_rules: bool = False, cased: bool = False,
-                   stop_words: Sequence[str] | None = None) -> DataFrame:
+                   stop_words: Sequence[str] | None = None, tagger: str = "brill") -> DataFrame:
     """POS tag + lemmatize + length filter + repeat filter in one `mapInArrow` step
-    (`analyze_arrow` per Arrow batch; the tagger is loaded once per Python worker):
-    `col_tokens` -> `lemmas`, `pos`. Same output as `pos_lemma_builtin` followed by
-    `drop_short` and `drop_repeats`, with one Arrow round trip and per-distinct-word work."""
+    (`analyze_arrow`, or `analyze_arrow_perceptron` for tagger=perceptron, per Arrow batch; the
+    tagger is loaded once per Python worker): `col_tokens` -> `lemmas`, `pos`. Same output as
+    `pos_lemma_builtin` followed by `drop_short` and `drop_repeats`, with one Arrow round trip
+    and per-distinct-word work."""
     stop = frozenset(w.lower() for w in stop_words) if stop_words is not None else None
+    _check_tagger(tagger, context_rules)
     others = [c for c in df.columns if c != col_tokens]
     out_schema = T.StructType([*[df.schema[c] for c in others],
                                T.StructField(S.LEMMAS, T.ArrayType(T.StringType()), True),
                                T.StructField(S.POS, T.ArrayType(T.StringType()), True)])
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from reviewrec.text.tagger import get_tagger
+        from reviewrec.text.tagger import get_analyzer
 
-        tagger = get_tagger(context_rules, cased)
+        an = get_analyzer(tagger, context_rules, cased)
+        step = analyze_arrow_perceptron if tagger == "perceptron" else analyze_arrow
         for b in batches:
-            lem, pos = analyze_arrow(b.column(col_tokens), tagger, min_length, max_repeat, stop)
+            lem, pos = step(b.column(col_tokens), an, min_length, max_repeat, stop)  # type: ignore[arg-type]
             yield pa.RecordBatch.from_arrays([*[b.column(c) for c in others], lem, pos],
                                              names=[*others, S.LEMMAS, S.POS])
 
@@ -287,7 +362,7 @@ def drop_repeats(df: DataFrame, max_repeat: int) -> DataFrame:
 def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 3, max_repeat: int = 3,
                engine: str = "builtin", pos_lemma: bool = True, context_rules: bool = False,
                sparknlp_models: dict[str, str | None] | None = None, tag_cased: bool = False,
-               tag_before_stopwords: bool = False, fast_path: bool = True) -> DataFrame:
+               tag_before_stopwords: bool = False, fast_path: bool = True, tagger: str = "brill") -> DataFrame:
     """reviews (review_id, review_headline, review_body) -> review_id, lemmas, pos.
 
     One row per input review (a review whose tokens are all filtered keeps empty arrays).
@@ -297,7 +372,8 @@ def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 
     same; the lowercase step moves after tagging); `tag_before_stopwords` tags the full token
     sequence and drops stop words afterwards; `fast_path` runs tagging, lemmas and both
     filters in one Arrow step per distinct word (`pos_lemma_fast`), else the per-row pandas
-    UDF followed by the Spark filter steps (same output).
+    UDF followed by the Spark filter steps (same output); `tagger`: `brill` (Brill's rules over
+    textblob's lexicon) or `perceptron` (averaged perceptron trained on UD English-EWT).
     """
     builtin = engine == "builtin" and pos_lemma
     if (tag_cased or tag_before_stopwords) and not builtin:
@@ -314,6 +390,8 @@ def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 
     elif engine not in ("builtin", "sparknlp"):
         raise ValueError(f"unknown text engine {engine!r}; choose builtin or sparknlp")
     else:
+        if pos_lemma:
+            _check_tagger(tagger, context_rules)
         late_stop = list(stop_words) if tag_before_stopwords and stop_words else None
         if late_stop is None:
             df = df.transform(remove_stop_words, stop_words)
@@ -321,11 +399,11 @@ def preprocess(reviews: DataFrame, stop_words: Sequence[str], min_length: int = 
             df = df.transform(no_pos_lemma)
         elif fast_path:
             return (df.transform(pos_lemma_fast, min_length, max_repeat, context_rules=context_rules,
-                                 cased=tag_cased, stop_words=late_stop)
+                                 cased=tag_cased, stop_words=late_stop, tagger=tagger)
                     .select(S.REVIEW_ID, S.LEMMAS, S.POS))
         else:
             df = df.transform(pos_lemma_builtin, context_rules=context_rules, cased=tag_cased,
-                              stop_words=late_stop)
+                              stop_words=late_stop, tagger=tagger)
     return (df
             .transform(drop_short, min_length)
             .transform(drop_repeats, max_repeat)

@@ -1,0 +1,315 @@
+"""The builtin engine's `perceptron` tagger: a greedy averaged-perceptron UPOS tagger trained
+on UD English-EWT, decoded for whole Arrow batches at once with numpy.
+
+The model is the weights file of the PyPI package `denckring-en-pos` 0.6.0
+(`denckring_en_pos/data/tagger.json.gz`; model CC BY-SA 4.0, trained on UD English-EWT v2.18
+train with punctuation dropped from the token stream, 12 iterations; see the package's NOTICE).
+Only that file is read: the package's Python code is not imported. Its feature set is Honnibal's
+(textblob-aptagger): for token i of a sentence whose lowercased words are c,
+
+    bias, suf3/suf2/suf1 and pre1 of c[i], shape (X for a capital first letter else x, plus d
+    when the word holds a digit), w c[i], w-1 c[i-1], w-2 c[i-2], w+1 c[i+1], w+2 c[i+2]
+    (<s> / </s> past the sentence ends), t-1 p1, t-2 p2, t-1t-2 "p1 p2", t-1 w "p1 c[i]",
+
+where p1, p2 are the two labels guessed to the left (<s> at the start). A word in the model's
+tag dictionary gets its label without scoring. The label is the highest score; among equal
+scores the greatest label in sorted order (as the package's own decoder). Labels are
+"UPOS|VerbForm" ("VERB|Ger", "NOUN|-"); no PUNCT/SYM label exists (the chain's tokenizer drops
+punctuation; `tagger.PerceptronAnalyzer` tags such tokens by rule).
+
+Weights are multiples of 0.001 and are held as int32 thousandths, so sums are exact and do not
+depend on the order features are added in: `ReferencePerceptron` (per token, pure Python, the
+definition above) and `PerceptronModel.tag_flat` (vectorized) must give identical labels, and
+the tests check that they do.
+
+`tag_flat` decodes a batch in position lockstep: rows (cut into independent segments after
+two tag-dictionary words in a row) sorted by length, at step t the t-th token of every segment
+still running is scored at once. Everything that depends only on the words
+(bias, suffixes, prefix, shape, the word, the four neighbour-word features) is one int32 vector
+per token, summed from per-distinct-word rows of one weight matrix; a step adds the tag-pair
+table (t-1, t-2, t-1t-2) and the t-1 w table of the word, then takes the argmax.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+START = "<s>"
+END = "</s>"
+DISTRIBUTION = "denckring-en-pos"
+WEIGHTS_IN_WHEEL = "denckring_en_pos/data/tagger.json.gz"
+# sha256 of tagger.json.gz in denckring-en-pos 0.6.0 (the wheel's RECORD entry): a different
+# model is refused rather than silently used with accuracy numbers measured on this one.
+WEIGHTS_SHA256 = "TYwHo6m8vvJXwYmZu03c9QHs7eIpqPnZ5ihQYjpul_c"
+# Word-only features, in the order of `ReferencePerceptron.features`.
+SELF_FEATURES = ("suf3", "suf2", "suf1", "pre1", "shape", "w")
+CONTEXT_FEATURES = ("w-1", "w-2", "w+1", "w+2")
+_CHUNK = 8192  # tokens per gather chunk in `tag_flat` (its int32 scores stay in cache)
+
+
+def default_weights_path() -> str:
+    """Path of tagger.json.gz inside the installed denckring-en-pos distribution (found through
+    its installed-files record, without importing the package)."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution(DISTRIBUTION)
+    except md.PackageNotFoundError as e:
+        raise ImportError(f"text.tagger=perceptron needs the '{DISTRIBUTION}' package (pinned in "
+                          f"lib/requirements.txt) for its weights file {WEIGHTS_IN_WHEEL}") from e
+    for f in dist.files or ():
+        if str(f).replace(os.sep, "/").endswith(WEIGHTS_IN_WHEEL):
+            path = str(dist.locate_file(f))
+            if os.path.isfile(path):
+                return path
+    raise FileNotFoundError(f"{DISTRIBUTION} {dist.version} is installed but its weights file "
+                            f"{WEIGHTS_IN_WHEEL} is missing; reinstall it")
+
+
+def read_weights(path: str | None = None, check_hash: bool = True) -> dict:
+    """The model JSON ({"classes", "tagdict", "vocabulary", "weights"}) from `path` (default:
+    the installed package's file), after checking its sha256."""
+    path = path or default_weights_path()
+    with open(path, "rb") as fh:
+        blob = fh.read()
+    if check_hash:
+        got = base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=").decode()
+        if got != WEIGHTS_SHA256:
+            raise ValueError(f"{path}: sha256 {got} is not that of denckring-en-pos 0.6.0's "
+                             f"tagger.json.gz ({WEIGHTS_SHA256})")
+    raw = json.loads(gzip.decompress(blob).decode("utf-8"))
+    for key in ("classes", "tagdict", "weights"):
+        if key not in raw:
+            raise ValueError(f"{path}: model JSON has no {key!r} entry")
+    return raw
+
+
+def _milli(v: float, feature: str, label: str) -> int:
+    m = round(v * 1000)
+    if abs(m - v * 1000) > 1e-6:
+        raise ValueError(f"weight {feature!r} / {label!r} = {v!r} is not a multiple of 0.001")
+    return m
+
+
+def shape_of(word: str) -> str:
+    s = "X" if word[:1].isupper() else "x"
+    return s + "d" if any(ch.isdigit() for ch in word) else s
+
+
+class ReferencePerceptron:
+    """The tagger written out token by token in plain Python (the definition `tag_flat` is
+    checked against): feature strings, dict lookups, exact integer sums."""
+
+    def __init__(self, raw: Mapping):
+        self.classes = sorted(raw["classes"])
+        cid = {c: i for i, c in enumerate(self.classes)}
+        self.weights = {f: {cid[c]: _milli(v, f, c) for c, v in row.items()} for f, row in raw["weights"].items()}
+        self.tagdict = {w: cid[c] for w, c in raw["tagdict"].items()}
+
+    def features(self, i: int, word: str, context: Sequence[str], prev: str, prev2: str) -> list[str]:
+        low = word.lower()
+        n = len(context)
+        return ["bias", f"suf3 {low[-3:]}", f"suf2 {low[-2:]}", f"suf1 {low[-1:]}", f"pre1 {low[:1]}",
+                f"shape {shape_of(word)}", f"w {low}", f"t-1 {prev}", f"t-2 {prev2}", f"t-1t-2 {prev} {prev2}",
+                f"w-1 {context[i - 1] if i else START}", f"w-2 {context[i - 2] if i > 1 else START}",
+                f"w+1 {context[i + 1] if i + 1 < n else END}", f"w+2 {context[i + 2] if i + 2 < n else END}",
+                f"t-1 w {prev} {low}"]
+
+    def tag(self, words: Sequence[str]) -> list[str]:
+        context = [w.lower() for w in words]
+        prev, prev2 = START, START
+        out: list[str] = []
+        for i, word in enumerate(words):
+            label = self.tagdict.get(context[i])
+            if label is None:
+                scores = [0] * len(self.classes)
+                for f in self.features(i, word, context, prev, prev2):
+                    for c, v in self.weights.get(f, {}).items():
+                        scores[c] += v
+                best = max(scores)
+                label = max(c for c, s in enumerate(scores) if s == best)
+            out.append(self.classes[label])
+            prev2, prev = prev, self.classes[label]
+        return out
+
+
+class PerceptronModel:
+    """The model as numpy tables, for `tag_flat` (one instance per Python worker: `get_model`).
+
+    M: (features + 1, C) int32 rows of the word-only features (row 0 = absent feature);
+    PAIR: (NT * NT, C) t-1 + t-2 + t-1t-2 for every (p1, p2); T1W: (blocks + 1) * NT rows, the
+    t-1 w vector of (word block, p1) (block 0 = a word without such features). All with the
+    class axis reversed (column j = class C-1-j), so that argmax's first hit is the greatest
+    label among equal scores. NT = C + 1 tags including <s> (id C)."""
+
+    def __init__(self, raw: Mapping):
+        self.classes: list[str] = sorted(raw["classes"])
+        C = self.n_classes = len(self.classes)
+        NT = self.n_tags = C + 1  # + <s>
+        cid = self.class_id = {c: i for i, c in enumerate(self.classes)}
+        tid = {**cid, START: C}
+        self.tagdict: dict[str, int] = {w: cid[c] for w, c in raw["tagdict"].items()}
+        rows: list[np.ndarray] = [np.zeros(C, np.int32)]
+        self.row_of: dict[str, int] = {}
+        pair = np.zeros((NT, NT, C), np.int64)
+        t1w: dict[str, dict[int, np.ndarray]] = {}
+        bias = np.zeros(C, np.int32)
+
+        def vec(f: str, row: Mapping[str, float]) -> np.ndarray:
+            v = np.zeros(C, np.int32)
+            for c, x in row.items():
+                v[cid[c]] = _milli(x, f, c)
+            return v
+
+        for f, row in raw["weights"].items():
+            kind, _, val = f.partition(" ")
+            if f == "bias":
+                bias = vec(f, row)
+            elif kind == "t-1":
+                if val.startswith("w "):  # "t-1 w <p1> <word>" (labels hold no space)
+                    p1, _, word = val[2:].partition(" ")
+                    if p1 in tid:
+                        t1w.setdefault(word, {})[tid[p1]] = vec(f, row)
+                elif val in tid:
+                    pair[tid[val], :, :] += vec(f, row)
+            elif kind == "t-2":
+                if val in tid:
+                    pair[:, tid[val], :] += vec(f, row)
+            elif kind == "t-1t-2":
+                p1, _, p2 = val.partition(" ")
+                if p1 in tid and p2 in tid:
+                    pair[tid[p1], tid[p2], :] += vec(f, row)
+            else:
+                self.row_of[f] = len(rows)
+                rows.append(vec(f, row))
+        self.M = np.ascontiguousarray(np.vstack(rows)[:, ::-1]).astype(np.int32)
+        self.bias = np.ascontiguousarray(bias[::-1])
+        self.PAIR = np.ascontiguousarray(pair.reshape(NT * NT, C)[:, ::-1]).astype(np.int32)
+        self.block_of: dict[str, int] = {}
+        blocks = [np.zeros((NT, C), np.int32)]
+        for word, by_prev in t1w.items():
+            b = np.zeros((NT, C), np.int32)
+            for p, v in by_prev.items():
+                b[p] = v
+            self.block_of[word] = len(blocks)
+            blocks.append(b)
+        self.T1W = np.ascontiguousarray(np.concatenate(blocks)[:, ::-1])  # row = block * NT + p1, reversed
+        self.start_rows = (self.row_of.get(f"w-1 {START}", 0), self.row_of.get(f"w-2 {START}", 0))
+        self.end_rows = (self.row_of.get(f"w+1 {END}", 0), self.row_of.get(f"w+2 {END}", 0))
+        self._word_cache: dict[str, tuple[int, ...]] = {}
+        self.upos = [c.split("|", 1)[0] for c in self.classes]
+
+    def word_entry(self, word: str) -> tuple[int, ...]:
+        """Per distinct token: M rows of suf3, suf2, suf1, pre1, shape, w (on the token), of
+        w-1, w-2, w+1, w+2 (when it is that neighbour), its T1W block, its tag-dictionary label
+        (-1 = none). Cached per worker."""
+        got = self._word_cache.get(word)
+        if got is None:
+            low = word.lower()
+            r = self.row_of.get
+            got = (r(f"suf3 {low[-3:]}", 0), r(f"suf2 {low[-2:]}", 0), r(f"suf1 {low[-1:]}", 0),
+                   r(f"pre1 {low[:1]}", 0), r(f"shape {shape_of(word)}", 0), r(f"w {low}", 0),
+                   r(f"w-1 {low}", 0), r(f"w-2 {low}", 0), r(f"w+1 {low}", 0), r(f"w+2 {low}", 0),
+                   self.block_of.get(low, 0), self.tagdict.get(low, -1))
+            if len(self._word_cache) < 1_000_000:
+                self._word_cache[word] = got
+        return got
+
+    def tag_flat(self, words: Sequence[str], idx: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Label ids (into `classes`) of a batch of sentences: `idx` holds, row after row, each
+        token's index into the distinct tokens `words`; row r has `lengths[r]` tokens."""
+        idx = np.asarray(idx, np.int64)
+        lengths = np.asarray(lengths, np.int64)
+        n_tok = len(idx)
+        out = np.empty(n_tok, np.int64)
+        if n_tok == 0:
+            return out
+        C, NT = self.n_classes, self.n_tags
+        ent = np.array([self.word_entry(w) for w in words], np.int64).reshape(len(words), 12)
+        M = self.M  # class axis reversed, as PAIR and T1W
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        pos = np.arange(n_tok) - np.repeat(starts, lengths)  # position in the row
+        rlen = np.repeat(lengths, lengths)
+        fixed = ent[:, 11][idx]  # tag-dictionary label, -1 = scored
+        # Segments: a row is cut before every token whose two left neighbours both have
+        # tag-dictionary labels, since its (t-1, t-2) are then known without decoding; the
+        # word features still read across the cut. Segments decode independently.
+        cut = pos == 0
+        cut[2:] |= (pos[2:] >= 2) & (fixed[1:-1] >= 0) & (fixed[:-2] >= 0)
+        seg_first = np.flatnonzero(cut)
+        seg_len = np.diff(np.append(seg_first, n_tok))
+        # Step-major order: segments by decreasing length, step t = the t-th token of each
+        # segment that has one; those segments are a prefix of the order, so a step is a slice.
+        order = np.argsort(-seg_len, kind="stable")
+        slen = seg_len[order]
+        counts = np.searchsorted(-slen, -np.arange(int(slen[0])), side="left")
+        step_starts = np.concatenate(([0], np.cumsum(counts)))
+        step = np.repeat(np.arange(len(counts)), counts)
+        k = np.arange(len(step)) - step_starts[step]
+        sm = seg_first[order][k] + step  # token index of (step t, k-th running segment)
+        s_pos, s_len, s_word = pos[sm], rlen[sm], idx[sm]
+        # Word-only part of every token's score: its own features (summed once per distinct
+        # word), plus w-1, w-2, w+1, w+2 of its row neighbours (<s> / </s> rows past the ends);
+        # gathered in cache-sized chunks.
+        own = self.bias + M[ent[:, 0]] + M[ent[:, 1]] + M[ent[:, 2]] + M[ent[:, 3]] + M[ent[:, 4]] + M[ent[:, 5]]
+        nbs = []
+        for col, off, edge in ((6, -1, self.start_rows[0]), (7, -2, self.start_rows[1]),
+                               (8, 1, self.end_rows[0]), (9, 2, self.end_rows[1])):
+            inside = np.flatnonzero((s_pos + off >= 0) & (s_pos + off < s_len))
+            nb = np.full(n_tok, edge, np.int64)
+            nb[inside] = ent[:, col][idx[sm[inside] + off]]
+            nbs.append(nb)
+        s_score = np.empty((n_tok, C), np.int32)
+        buf = np.empty((min(n_tok, _CHUNK), C), np.int32)
+        for a in range(0, n_tok, _CHUNK):
+            b = min(a + _CHUNK, n_tok)
+            dst, tmp = s_score[a:b], buf[:b - a]
+            np.take(own, s_word[a:b], axis=0, out=dst)
+            for nb in nbs:
+                np.take(M, nb[a:b], axis=0, out=tmp)
+                dst += tmp
+        s_block = ent[:, 10][s_word] * NT
+        s_fixed = fixed[sm]
+        PAIR, T1W = self.PAIR, self.T1W
+        first = seg_first[order]
+        inner = pos[first] >= 2  # cut inside a row: both left neighbours are fixed
+        prev = np.full(len(order), C, np.int64)
+        prev2 = np.full(len(order), C, np.int64)
+        prev[inner] = fixed[first[inner] - 1]
+        prev2[inner] = fixed[first[inner] - 2]
+        s_out = np.empty(n_tok, np.int64)
+        top = C - 1
+        for t, n in enumerate(counts.tolist()):
+            a, b = step_starts[t], step_starts[t + 1]
+            p1 = prev[:n]
+            sc = s_score[a:b] + PAIR[p1 * NT + prev2[:n]] + T1W[s_block[a:b] + p1]
+            lab = top - sc.argmax(axis=1)
+            fx = s_fixed[a:b]
+            lab = np.where(fx >= 0, fx, lab)
+            s_out[a:b] = lab
+            prev2[:n] = p1
+            prev[:n] = lab
+        out[sm] = s_out
+        return out
+
+    def tag(self, words: Sequence[str]) -> list[str]:
+        """Labels of one sentence (through `tag_flat`)."""
+        if not words:
+            return []
+        uniq = {w: i for i, w in enumerate(dict.fromkeys(words))}
+        ids = np.fromiter((uniq[w] for w in words), np.int64, len(words))
+        lab = self.tag_flat(list(uniq), ids, np.array([len(words)]))
+        return [self.classes[i] for i in lab.tolist()]
+
+
+@functools.lru_cache(maxsize=2)
+def get_model(path: str | None = None) -> PerceptronModel:
+    """One model per Python process (a Spark worker loads it once, then reuses it)."""
+    return PerceptronModel(read_weights(path))
