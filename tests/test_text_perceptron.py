@@ -142,7 +142,9 @@ def test_punctuation_is_tagged_by_rule_and_left_out_of_the_stream():
 def test_lowercased_names_are_shown_capitalised():
     lower, cased = get_perceptron(False), get_perceptron(True)
     assert lower.model_form("microsoft") == "Microsoft"  # only capitalised in Brill's lexicon
-    assert lower.model_form("game") == "game" and lower.model_form("zxqv") == "zxqv"
+    assert lower.model_form("perlingiere") == "Perlingiere"  # in no word list: a name
+    assert lower.model_form("game") == "game" and lower.model_form("walks") == "walks"
+    assert lower.model_form("x64") == "x64" and lower.model_form("n't") == "n't"
     assert cased.model_form("microsoft") == "microsoft"  # cased input: shown as written
     assert lower.analyze(["microsoft", "crashed"])[1][0] == "PROPN"
 
@@ -211,18 +213,19 @@ def test_analyze_arrow_perceptron_equals_analyze_row_by_row(cased, stop):
 @pytest.mark.integration
 def test_accuracy_on_ud_english_ewt_dev():
     """Measured (benchmarks/bench_text_accuracy.py, every token scored, punctuation by rule):
-    cased input UPOS 0.940 all / 0.947 reviews, lowercased 0.911 / 0.926; lemma >= 0.977.
-    The model's hyperparameters were chosen on this dev set by its authors. Floors guard
-    against regressions."""
+    cased input UPOS 0.940 all / 0.947 reviews, lowercased 0.929 / 0.936; lemma >= 0.979.
+    The model's hyperparameters were chosen on this dev set by its authors, and the lowercase
+    name rules looking at it. Floors guard against regressions."""
     sents = list(read_conllu(str(shared_data("ud_english_ewt", "en_ewt-ud-dev.conllu"))))
     cased, lower = get_perceptron(True), get_perceptron(False)
     all_c = evaluate(sents, cased.analyze)
     rev_c = evaluate(sents, cased.analyze, genre="reviews")
     all_l = evaluate(sents, lower.analyze, lowercase_input=True)
+    rev_l = evaluate(sents, lower.analyze, lowercase_input=True, genre="reviews")
     assert all_c.tokens == 25147
     assert all_c.upos >= 0.935 and rev_c.upos >= 0.94
-    assert all_l.upos >= 0.905
-    assert min(all_c.lemma, rev_c.lemma, all_l.lemma) >= 0.975
+    assert all_l.upos >= 0.925 and rev_l.upos >= 0.93
+    assert min(all_c.lemma, rev_c.lemma, all_l.lemma, rev_l.lemma) >= 0.975
 
 
 def test_config_key(tmp_path):

@@ -254,29 +254,36 @@ class PerceptronModel:
         step = np.repeat(np.arange(len(counts)), counts)
         k = np.arange(len(step)) - step_starts[step]
         sm = seg_first[order][k] + step  # token index of (step t, k-th running segment)
-        s_pos, s_len, s_word = pos[sm], rlen[sm], idx[sm]
-        # Word-only part of every token's score: its own features (summed once per distinct
-        # word), plus w-1, w-2, w+1, w+2 of its row neighbours (<s> / </s> rows past the ends);
+        s_fixed = fixed[sm]
+        # Only tokens without a tag-dictionary label are scored: `sc_at` lists their step-major
+        # positions, and step t scores sc_at[cuts[t]:cuts[t + 1]].
+        sc_at = np.flatnonzero(s_fixed < 0)
+        cuts = np.searchsorted(sc_at, step_starts)
+        tok = sm[sc_at]
+        n_sc = len(tok)
+        t_pos, t_len, t_word = pos[tok], rlen[tok], idx[tok]
+        # Word-only part of their scores: own features (summed once per distinct word), plus
+        # w-1, w-2, w+1, w+2 of the row neighbours (<s> / </s> rows past the row ends),
         # gathered in cache-sized chunks.
         own = self.bias + M[ent[:, 0]] + M[ent[:, 1]] + M[ent[:, 2]] + M[ent[:, 3]] + M[ent[:, 4]] + M[ent[:, 5]]
         nbs = []
         for col, off, edge in ((6, -1, self.start_rows[0]), (7, -2, self.start_rows[1]),
                                (8, 1, self.end_rows[0]), (9, 2, self.end_rows[1])):
-            inside = np.flatnonzero((s_pos + off >= 0) & (s_pos + off < s_len))
-            nb = np.full(n_tok, edge, np.int64)
-            nb[inside] = ent[:, col][idx[sm[inside] + off]]
+            inside = np.flatnonzero((t_pos + off >= 0) & (t_pos + off < t_len))
+            nb = np.full(n_sc, edge, np.int64)
+            nb[inside] = ent[:, col][idx[tok[inside] + off]]
             nbs.append(nb)
-        s_score = np.empty((n_tok, C), np.int32)
-        buf = np.empty((min(n_tok, _CHUNK), C), np.int32)
-        for a in range(0, n_tok, _CHUNK):
-            b = min(a + _CHUNK, n_tok)
-            dst, tmp = s_score[a:b], buf[:b - a]
-            np.take(own, s_word[a:b], axis=0, out=dst)
+        score = np.empty((n_sc, C), np.int32)
+        buf = np.empty((min(n_sc, _CHUNK), C), np.int32)
+        for a in range(0, n_sc, _CHUNK):
+            b = min(a + _CHUNK, n_sc)
+            dst, tmp = score[a:b], buf[:b - a]
+            np.take(own, t_word[a:b], axis=0, out=dst)
             for nb in nbs:
                 np.take(M, nb[a:b], axis=0, out=tmp)
                 dst += tmp
-        s_block = ent[:, 10][s_word] * NT
-        s_fixed = fixed[sm]
+        block = ent[:, 10][t_word] * NT
+        lane = sc_at - step_starts[step[sc_at]]  # the segment (k-th running) of each scored token
         PAIR, T1W = self.PAIR, self.T1W
         first = seg_first[order]
         inner = pos[first] >= 2  # cut inside a row: both left neighbours are fixed
@@ -284,18 +291,18 @@ class PerceptronModel:
         prev2 = np.full(len(order), C, np.int64)
         prev[inner] = fixed[first[inner] - 1]
         prev2[inner] = fixed[first[inner] - 2]
-        s_out = np.empty(n_tok, np.int64)
+        s_out = s_fixed.copy()
         top = C - 1
         for t, n in enumerate(counts.tolist()):
             a, b = step_starts[t], step_starts[t + 1]
-            p1 = prev[:n]
-            sc = s_score[a:b] + PAIR[p1 * NT + prev2[:n]] + T1W[s_block[a:b] + p1]
-            lab = top - sc.argmax(axis=1)
-            fx = s_fixed[a:b]
-            lab = np.where(fx >= 0, fx, lab)
-            s_out[a:b] = lab
-            prev2[:n] = p1
-            prev[:n] = lab
+            c, d = cuts[t], cuts[t + 1]
+            if d > c:
+                ln = lane[c:d]
+                p1 = prev[ln]
+                sc = score[c:d] + PAIR[p1 * NT + prev2[ln]] + T1W[block[c:d] + p1]
+                s_out[sc_at[c:d]] = top - sc.argmax(axis=1)
+            prev2[:n] = prev[:n]
+            prev[:n] = s_out[a:b]
         out[sm] = s_out
         return out
 
