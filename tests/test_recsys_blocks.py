@@ -57,6 +57,36 @@ def test_topk_per_row_orders_by_sim_then_neighbor() -> None:
     np.testing.assert_allclose(s, [0.9, 0.5, 0.7, 0.3])
 
 
+def _reference_topk(rows, nbrs, sims, k):
+    """The definition, by full sort: (row asc, rounded sim desc, nbr asc), first k per row."""
+    order = np.lexsort((nbrs, -np.round(sims, B.TIE_DECIMALS), rows))
+    out, seen = [], {}
+    for i in order:
+        r = int(rows[i])
+        if seen.get(r, 0) < k:
+            seen[r] = seen.get(r, 0) + 1
+            out.append((r, int(nbrs[i]), float(sims[i])))
+    return out
+
+
+@pytest.mark.parametrize("seed,k,levels", [(0, 1, 3), (1, 3, 4), (2, 5, 1000), (3, 20, 2), (4, 7, 50)])
+def test_topk_per_row_selection_equals_full_sort(seed: int, k: int, levels: int) -> None:
+    # unsorted rows of very different lengths (1 .. 3000 entries) and many exact ties
+    # (few similarity levels): the partition threshold and the tie fill by neighbour index
+    # must reproduce the full sort exactly
+    rng = np.random.default_rng(seed)
+    lengths = np.r_[rng.integers(1, 12, 60), rng.integers(12, 400, 15), [3000]]
+    rows = np.repeat(np.arange(lengths.size) * 3 + 1000, lengths)
+    nbrs = rng.permutation(rows.size).astype(np.int64)
+    sims = rng.integers(0, levels, rows.size) / levels - 0.3 + 1e-14 * rng.random(rows.size)
+    perm = rng.permutation(rows.size)
+    rows, nbrs, sims = rows[perm], nbrs[perm], sims[perm]
+    r, n, s = B.topk_per_row(rows, nbrs, sims, k)
+    assert list(zip(r.tolist(), n.tolist(), s.tolist())) == _reference_topk(rows, nbrs, sims, k)
+    r2, n2, s2 = B.topk_per_row(rows, nbrs, sims, k, ordered=False)
+    assert sorted(zip(r2.tolist(), n2.tolist())) == sorted(zip(r.tolist(), n.tolist()))
+
+
 @pytest.mark.parametrize("block_size,k,max_pairs", [(7, 4, 5_000_000), (30, 4, 5_000_000), (4, 30, 3), (64, 1, 50)])
 def test_matches_dense_numpy_cosine(spark, block_size: int, k: int, max_pairs: int) -> None:
     m = _matrix()

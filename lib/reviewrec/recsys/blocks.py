@@ -104,18 +104,76 @@ class SimilarityParams:
 
 # -- numpy kernels (pure; unit-tested without Spark) -------------------------------------------
 
-def topk_per_row(rows: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, k: int
+def _group_by_row(rows: np.ndarray) -> np.ndarray | None:
+    """A stable order that groups equal rows (None when they already are ascending).
+
+    Rows of one block span < 2^16 values, so the sort is numpy's radix sort on uint16: O(n)."""
+    if rows.size < 2 or bool(np.all(rows[1:] >= rows[:-1])):
+        return None
+    lo = int(rows.min())
+    span = int(rows.max()) - lo
+    keys = rows - lo
+    if span < 2**16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
+
+
+def _kth_largest(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """The k-th largest value of each segment values[starts[i]:starts[i]+counts[i]] (counts > k).
+
+    Segments are padded to the next power of two of their length and np.partition'ed row-wise
+    (O(n) selection instead of sorting); bucketing by length keeps the padding under 2x."""
+    out = np.empty(counts.size, dtype=values.dtype)
+    width = np.left_shift(1, np.ceil(np.log2(counts)).astype(np.int64))
+    for w in np.unique(width):
+        sel = np.flatnonzero(width == w)
+        c = counts[sel]
+        pad = np.full((sel.size, int(w)), -np.inf)
+        r = np.repeat(np.arange(sel.size), c)
+        pos = np.arange(r.size) - np.repeat(np.cumsum(c) - c, c)
+        pad[r, pos] = values[np.repeat(starts[sel], c) + pos]
+        out[sel] = -np.partition(-pad, k - 1, axis=1)[:, k - 1]
+    return out
+
+
+def topk_per_row(rows: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, k: int, ordered: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep the k best (row, nbr, sim) triples of every row: sim desc (rounded), nbr asc."""
+    """Keep the k best (row, nbr, sim) triples of every row: sim desc (rounded), nbr asc.
+
+    Linear-time selection: rows are grouped (radix sort), the k-th largest rounded similarity of
+    every row longer than k is found by a row-wise partition, entries above it are kept and the
+    ties at it are broken by neighbour index. `ordered` sorts the kept triples by (row, sim desc,
+    nbr asc); intermediate merges skip that."""
     if rows.size == 0:
         return rows, nbrs, sims
-    order = np.lexsort((nbrs, -np.round(sims, TIE_DECIMALS), rows))
-    r = rows[order]
-    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-    counts = np.diff(np.r_[starts, r.size])
-    rank = np.arange(r.size) - np.repeat(starts, counts)
-    keep = order[rank < k]
-    return rows[keep], nbrs[keep], sims[keep]
+    order = _group_by_row(rows)
+    if order is not None:
+        rows, nbrs, sims = rows[order], nbrs[order], sims[order]
+    key = np.round(sims, TIE_DECIMALS)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    counts = np.diff(np.r_[starts, rows.size])
+    big = np.flatnonzero(counts > k)
+    if big.size:
+        seg = np.repeat(np.arange(starts.size), counts)
+        thr = np.full(starts.size, -np.inf)
+        thr[big] = _kth_largest(key, starts[big], counts[big], k)
+        t = thr[seg]
+        above = key > t
+        keep = above | np.isneginf(t)
+        tie = np.flatnonzero(key == t)
+        if tie.size:
+            # rows longer than k: fill up to k with the smallest neighbours among the ties
+            need = k - np.bincount(seg[above], minlength=starts.size)
+            o = tie[np.lexsort((nbrs[tie], seg[tie]))]
+            s = seg[o]
+            first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+            rank = np.arange(o.size) - np.repeat(first, np.diff(np.r_[first, o.size]))
+            keep[o[rank < need[s]]] = True
+        rows, nbrs, sims, key = rows[keep], nbrs[keep], sims[keep], key[keep]
+    if ordered:
+        o = np.lexsort((nbrs, -key, rows))
+        rows, nbrs, sims = rows[o], nbrs[o], sims[o]
+    return rows, nbrs, sims
 
 
 def _chunks(bound: np.ndarray, max_pairs: int) -> Iterator[tuple[int, int]]:
@@ -155,7 +213,7 @@ def block_pair_topk(a: Any, a_norm: np.ndarray, b: Any, b_norm: np.ndarray, a_of
         if threshold is not None:
             ok = sims >= threshold
             local, cols, sims = local[ok], cols[ok], sims[ok]
-        out.append(topk_per_row(local + a_offset, cols + b_offset, sims, k))
+        out.append(topk_per_row(local + a_offset, cols + b_offset, sims, k, ordered=False))
     if not out:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0)
@@ -202,16 +260,28 @@ def _pair_topk_fn(block_size: int, n_cols: int, params: SimilarityParams):  # no
     def run(it: Iterable[tuple[tuple[int, int], tuple[bytes, bytes, bytes]]]) -> Iterator[tuple[Any, ...]]:
         cur: int | None = None
         a = a_norm = None
-        state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # candidates of the current row block: merged into one top-k when they exceed `budget`
+        # triples (and at the end), not after every block pair: each merge is linear in its input
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        budget = max(params.max_pairs, 4 * block_size * params.k)
+
+        def merge(ordered: bool) -> None:
+            if len(pending) > 1 or ordered:
+                merged = topk_per_row(*(np.concatenate(x) for x in zip(*pending)), params.k, ordered=ordered)
+                pending[:] = [merged]
 
         def flush() -> Iterator[tuple[Any, ...]]:
-            if cur is not None and state is not None and state[0].size:
-                yield (cur, state[0].tobytes(), state[1].tobytes(), state[2].tobytes())
+            if cur is not None and pending:
+                merge(ordered=True)
+                rows, nbrs, sims = pending[0]
+                if rows.size:
+                    yield (cur, rows.tobytes(), nbrs.tobytes(), sims.tobytes())
 
         for (ablk, bblk), payload in it:
             if ablk != cur:
                 yield from flush()
-                cur, a, a_norm, state = ablk, None, None, None
+                cur, a, a_norm = ablk, None, None
+                pending.clear()
             if bblk < 0:
                 a = _unpack(payload, block_size, n_cols)
                 a_norm = _row_norms(a)
@@ -221,7 +291,9 @@ def _pair_topk_fn(block_size: int, n_cols: int, params: SimilarityParams):  # no
             b = _unpack(payload, block_size, n_cols)
             new = block_pair_topk(a, a_norm, b, _row_norms(b), ablk * block_size, bblk * block_size,
                                   params.k, params.shrink, params.threshold, params.max_pairs)
-            state = new if state is None else topk_per_row(*(np.concatenate(x) for x in zip(state, new)), params.k)
+            pending.append(new)
+            if sum(x[0].size for x in pending) > budget:
+                merge(ordered=False)
         yield from flush()
     return run
 
