@@ -47,4 +47,5 @@ def test_preprocess_job_writes_tokens(spark, run_root):
     assert (summary["reviews"], summary["total_words"], summary["reviews_without_words"]) == (2, 6, 0)
     with open(f"{run_root}/report/preprocess.json", encoding="utf-8") as fh:
         report = json.load(fh)
-    assert report["engine"] == "builtin" and report["fast_path"] is True and report["tag_cased"] is False
+    assert report["engine"] == "builtin" and report["fast_path"] is True and report["tagger"] == "perceptron"
+    assert report["tag_cased"] is True and report["tag_before_stopwords"] is True

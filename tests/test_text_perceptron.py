@@ -263,3 +263,21 @@ def test_spark_paths_with_the_perceptron(spark):
         X.preprocess(revs, stop, tagger="perceptron", context_rules=True)
     with pytest.raises(ValueError, match="unknown text.tagger 'hmm'"):
         X.preprocess(revs, stop, tagger="hmm")
+
+
+@pytest.mark.spark
+def test_job_turns_the_tagging_options_off_without_the_builtin_tagger(spark, run_root):
+    """The defaults (tagger perceptron, tag_cased, tag_before_stopwords) must not break the
+    chain without POS + lemma: the job applies them only to the builtin engine's tagger."""
+    import datetime as dt
+
+    from reviewrec import io
+    from reviewrec.text.job import run
+
+    rows = [("US", "c1", "R1", "p1", None, "t", "Beauty", 5, 0, 0, False, True, "Five Stars",
+             "The kids LOVED these puzzles", dt.date(2015, 1, 1))]
+    io.write_parquet_atomic(spark.createDataFrame(rows, S.REVIEWS_SCHEMA), io.dataset_path(run_root, "reviews"))
+    summary = run(spark, load_config([], [f"run.root={run_root}", "text.pos_lemma=false"]))
+    assert (summary["tagger"], summary["tag_cased"], summary["tag_before_stopwords"]) == (None, False, False)
+    got = spark.read.parquet(f"{run_root}/tokens").first()
+    assert (got[S.LEMMAS], got[S.POS]) == (["five", "stars", "kids", "loved", "puzzles"], [])

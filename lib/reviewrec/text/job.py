@@ -48,6 +48,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     reviews = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
     S.require_columns(reviews.columns, (S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY), f"{root}/reviews")
     stop_words = resolve_stop_words(t["stop_words"], list(t["extra_stop_words"]))
+    # The tagging options apply to the builtin engine's tagger only; elsewhere they are off.
+    builtin_pos = t["engine"] == "builtin" and t["pos_lemma"]
+    tag_cased, tag_before = t["tag_cased"] and builtin_pos, t["tag_before_stopwords"] and builtin_pos
+    if builtin_pos and t["tagger"] == "perceptron":
+        from reviewrec.text.perceptron import read_weights
+
+        read_weights()  # fails here, before any Spark work, when the weights are missing or differ
     if t["engine"] == "sparknlp" and t["pos_lemma"]:
         from reviewrec.text.sparknlp_engine import require_sparknlp
 
@@ -55,7 +62,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     tokens = preprocess(
         reviews, stop_words, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
         engine=t["engine"], pos_lemma=t["pos_lemma"], context_rules=t["context_rules"],
-        tag_cased=t["tag_cased"], tag_before_stopwords=t["tag_before_stopwords"], fast_path=t["fast_path"],
+        tag_cased=tag_cased, tag_before_stopwords=tag_before, fast_path=t["fast_path"],
         tagger=t["tagger"],
         sparknlp_models={"pos_model": t.get("sparknlp_pos_model"), "lemma_model": t.get("sparknlp_lemma_model")},
     )
@@ -70,7 +77,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     summary = {
         "reviews": int(agg["reviews"]), "total_words": int(agg["words"] or 0),
         "reviews_without_words": int(agg["empty"] or 0), "engine": t["engine"],
-        "pos_lemma": t["pos_lemma"], "tagger": t["tagger"], "tag_cased": t["tag_cased"], "tag_before_stopwords": t["tag_before_stopwords"],
+        "pos_lemma": t["pos_lemma"], "tagger": t["tagger"] if builtin_pos else None, "tag_cased": tag_cased,
+        "tag_before_stopwords": tag_before,
         "fast_path": t["fast_path"], "stop_words": len(stop_words), "config_hash": cfg.hash(),
         "timings_s": timer.timings, "driver_peak_rss_mb": round(peak_rss_mb(), 1),
     }
