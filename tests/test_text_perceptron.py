@@ -149,6 +149,17 @@ def test_lowercased_names_are_shown_capitalised():
     assert lower.analyze(["microsoft", "crashed"])[1][0] == "PROPN"
 
 
+def test_one_model_per_worker_and_the_tagger_switch():
+    a, b = get_analyzer("perceptron"), get_analyzer("perceptron", cased_input=True)
+    assert a is get_analyzer("perceptron") and a.model is b.model is P.get_model()
+    assert not a.cased_input and b.cased_input
+    assert type(get_analyzer("brill")).__name__ == "BuiltinTagger"
+    with pytest.raises(ValueError, match="text.context_rules=true applies to text.tagger=brill only"):
+        get_analyzer("perceptron", context_rules=True)
+    with pytest.raises(ValueError, match=r"unknown text.tagger 'hmm'; choose one of \['brill', 'perceptron'\]"):
+        get_analyzer("hmm")
+
+
 def test_weights_file_is_checked(tmp_path, monkeypatch):
     src = P.default_weights_path()
     assert src.endswith("denckring_en_pos/data/tagger.json.gz")

@@ -316,7 +316,12 @@ class PerceptronModel:
         return [self.classes[i] for i in lab.tolist()]
 
 
-@functools.lru_cache(maxsize=2)
 def get_model(path: str | None = None) -> PerceptronModel:
-    """One model per Python process (a Spark worker loads it once, then reuses it)."""
+    """One model per Python process and weights file (a Spark worker loads it once, then
+    reuses it); `path` None = the installed package's file."""
+    return _load_model(os.path.realpath(path or default_weights_path()))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str) -> PerceptronModel:
     return PerceptronModel(read_weights(path))
