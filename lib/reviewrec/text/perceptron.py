@@ -232,12 +232,13 @@ class PerceptronModel:
         if n_tok == 0:
             return out
         C, NT = self.n_classes, self.n_tags
-        ent = np.array([self.word_entry(w) for w in words], np.int64).reshape(len(words), 12)
+        # Per distinct word, one contiguous array per `word_entry` field.
+        ent = np.array([self.word_entry(w) for w in words], np.int64).reshape(len(words), 12).T.copy()
         M = self.M  # class axis reversed, as PAIR and T1W
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         pos = np.arange(n_tok) - np.repeat(starts, lengths)  # position in the row
         rlen = np.repeat(lengths, lengths)
-        fixed = ent[:, 11][idx]  # tag-dictionary label, -1 = scored
+        fixed = ent[11][idx]  # tag-dictionary label, -1 = scored
         # Segments: a row is cut before every token whose two left neighbours both have
         # tag-dictionary labels, since its (t-1, t-2) are then known without decoding; the
         # word features still read across the cut. Segments decode independently.
@@ -265,13 +266,13 @@ class PerceptronModel:
         # Word-only part of their scores: own features (summed once per distinct word), plus
         # w-1, w-2, w+1, w+2 of the row neighbours (<s> / </s> rows past the row ends),
         # gathered in cache-sized chunks.
-        own = self.bias + M[ent[:, 0]] + M[ent[:, 1]] + M[ent[:, 2]] + M[ent[:, 3]] + M[ent[:, 4]] + M[ent[:, 5]]
+        own = self.bias + M[ent[0]] + M[ent[1]] + M[ent[2]] + M[ent[3]] + M[ent[4]] + M[ent[5]]
         nbs = []
         for col, off, edge in ((6, -1, self.start_rows[0]), (7, -2, self.start_rows[1]),
                                (8, 1, self.end_rows[0]), (9, 2, self.end_rows[1])):
             inside = np.flatnonzero((t_pos + off >= 0) & (t_pos + off < t_len))
             nb = np.full(n_sc, edge, np.int64)
-            nb[inside] = ent[:, col][idx[tok[inside] + off]]
+            nb[inside] = ent[col][idx[tok[inside] + off]]
             nbs.append(nb)
         score = np.empty((n_sc, C), np.int32)
         buf = np.empty((min(n_sc, _CHUNK), C), np.int32)
@@ -282,7 +283,7 @@ class PerceptronModel:
             for nb in nbs:
                 np.take(M, nb[a:b], axis=0, out=tmp)
                 dst += tmp
-        block = ent[:, 10][t_word] * NT
+        block = ent[10][t_word] * NT
         lane = sc_at - step_starts[step[sc_at]]  # the segment (k-th running) of each scored token
         PAIR, T1W = self.PAIR, self.T1W
         first = seg_first[order]
@@ -293,13 +294,17 @@ class PerceptronModel:
         prev2[inner] = fixed[first[inner] - 2]
         s_out = s_fixed.copy()
         top = C - 1
+        bounds = step_starts.tolist()
+        cut_at = cuts.tolist()
         for t, n in enumerate(counts.tolist()):
-            a, b = step_starts[t], step_starts[t + 1]
-            c, d = cuts[t], cuts[t + 1]
+            a, b = bounds[t], bounds[t + 1]
+            c, d = cut_at[t], cut_at[t + 1]
             if d > c:
                 ln = lane[c:d]
                 p1 = prev[ln]
-                sc = score[c:d] + PAIR[p1 * NT + prev2[ln]] + T1W[block[c:d] + p1]
+                sc = PAIR[p1 * NT + prev2[ln]]
+                sc += T1W[block[c:d] + p1]
+                sc += score[c:d]
                 s_out[sc_at[c:d]] = top - sc.argmax(axis=1)
             prev2[:n] = prev[:n]
             prev[:n] = s_out[a:b]
