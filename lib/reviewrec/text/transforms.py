@@ -27,7 +27,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from reviewrec import schema as S
-
 from reviewrec.text.tagger import PUNCT_RE
 
 if TYPE_CHECKING:
