@@ -1,7 +1,7 @@
 """Blockwise top-k user similarity at scale on generated data: wall time, peak memory, growth.
 
     .venv/bin/python benchmarks/bench_recsys_scale.py --users 100000,300000,1000000 \
-        [--ratings-per-user 10] [--items 200000] [--k 20] [--max-item-degree 200] [--out r.json]
+        [--ratings-per-user 10] [--items 200000] [--k 20] [--max-item-degree 200] [--top-n 10] [--out r.json]
 
 Data, generated in Spark (nothing on the driver): rating j belongs to user j mod U (so U users
 x 10 ratings = 10M ratings at 1M users); its item is floor(exp(x ln(I + 1))) - 1 with x
@@ -9,7 +9,9 @@ uniform, i.e. P(item i) ~ 1/(i + 1): Zipf item popularity with exponent 1. Dupli
 item) pairs are dropped. With exponent 1 the most popular item has ~8% of all ratings, so the
 exact all-pairs cost (sum of squared item degrees) is ~1e12 products at 1M users: the run
 uses the approximate mode (--max-item-degree raters sampled per item); --max-item-degree 0
-runs exact. Peak memory: the largest summed RSS of this process and all its descendants
+runs exact. `--top-n N` (0: skip) also times user-CF recommendations from those neighbours as
+the recommend job makes them (recsys.cf.user_cf_scores with seen items excluded, then top_n)
+and writes them. Peak memory: the largest summed RSS of this process and all its descendants
 (driver JVM, Python workers), sampled every 0.5 s.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.recsys import blocks as B  # noqa: E402
+from reviewrec.recsys import cf  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 
@@ -86,6 +89,7 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--max-item-degree", type=int, default=200)
     ap.add_argument("--block-size", type=int, default=16384)
+    ap.add_argument("--top-n", type=int, default=10)
     ap.add_argument("--driver-memory", default="8g")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -110,10 +114,22 @@ def main() -> int:
                 B.topk_similarity(e, params, n_rows=n, n_cols=args.items).write.parquet(f"{tmp}/nb_{n}")
                 wall = time.perf_counter() - t0
             rows = spark.read.parquet(f"{tmp}/nb_{n}").count()
+            rec = {}
+            if args.top_n > 0:
+                ratings = e.select(F.col("row").alias(cf.U), F.col("col").alias(cf.I), F.col("value").alias(cf.VALUE))
+                with PeakRSS() as mem2:
+                    t0 = time.perf_counter()
+                    scores = cf.user_cf_scores(spark.read.parquet(f"{tmp}/nb_{n}"), ratings, seen=ratings)
+                    cf.top_n(scores, args.top_n, cf.SRC_USER_CF).write.parquet(f"{tmp}/rec_{n}")
+                    rec_wall = time.perf_counter() - t0
+                recs = spark.read.parquet(f"{tmp}/rec_{n}")
+                rec = {"top_n": args.top_n, "recommend_wall_s": round(rec_wall, 1),
+                       "recommend_peak_rss_gib": round(mem2.peak / 2**30, 2), "recommendation_rows": recs.count(),
+                       "users_with_recommendations": recs.select(cf.U).distinct().count()}
             r = {"users": n, "ratings": int(stats["nnz"]), "items_used": int(stats["items"]),
                  "largest_item_degree": int(top), "k": args.k, "max_item_degree": args.max_item_degree,
                  "block_size": args.block_size, "wall_s": round(wall, 1),
-                 "peak_rss_gib": round(mem.peak / 2**30, 2), "neighbor_rows": rows}
+                 "peak_rss_gib": round(mem.peak / 2**30, 2), "neighbor_rows": rows, **rec}
             print(json.dumps(r), flush=True)
             results.append(r)
     finally:
@@ -124,7 +140,10 @@ def main() -> int:
     out = {"results": results}
     if len(results) > 1:
         out["growth"] = [{"from": a["users"], "to": b["users"], "users_x": round(b["users"] / a["users"], 1),
-                          "time_x": round(b["wall_s"] / a["wall_s"], 2)} for a, b in zip(results, results[1:])]
+                          "time_x": round(b["wall_s"] / a["wall_s"], 2),
+                          **({"recommend_time_x": round(b["recommend_wall_s"] / a["recommend_wall_s"], 2)}
+                             if "recommend_wall_s" in a else {})}
+                         for a, b in zip(results, results[1:])]
     emit(out, args.out)
     return 0
 
