@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                 validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
         out["net"] = spec.net.to_dict()
         t0 = time.perf_counter()
-        res = run_horovod(spark, spec, n, verbose=0)
+        res = run_horovod(spark, spec, n, verbose=0, cycle_time_ms=cfg["model"]["horovod_cycle_time_ms"])
         wall = time.perf_counter() - t0
         hist = res[0]["history"]
         timed = hist[1:] or hist

@@ -267,3 +267,59 @@ def test_class_weights_and_label_smoothing_change_what_the_network_learns():
     assert smoothed.max(1).mean() < plain.max(1).mean() - 0.02
     y = next(iter(_dataset(tf, a, ids, ids, 4, onehot=True)))[1].numpy()
     assert y.tolist() == np.eye(5)[label[:4]].tolist()
+
+
+def test_dedup_indexed_slices_sums_duplicate_rows_into_the_same_dense_gradient():
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.train import dedup_indexed_slices
+
+    rng = np.random.RandomState(0)
+    idx = np.array([5, 0, 5, 2, 0, 0, 9, 5], np.int32)  # padding id 0 and token 5 repeat
+    vals = rng.randn(len(idx), 3).astype(np.float32)
+    g = tf.IndexedSlices(tf.constant(vals), tf.constant(idx), tf.constant([10, 3]))
+    d = dedup_indexed_slices(tf, g)
+    assert isinstance(d, tf.IndexedSlices)
+    assert sorted(d.indices.numpy().tolist()) == [0, 2, 5, 9]  # one row per distinct index
+    np.testing.assert_allclose(tf.convert_to_tensor(d).numpy(), tf.convert_to_tensor(g).numpy(), atol=1e-6)
+    row5 = d.values.numpy()[d.indices.numpy().tolist().index(5)]
+    np.testing.assert_allclose(row5, vals[[0, 2, 7]].sum(axis=0), atol=1e-6)
+    dense = tf.constant(vals)
+    assert dedup_indexed_slices(tf, dense) is dense and dedup_indexed_slices(tf, None) is None
+
+
+def test_pin_to_cpu_pins_every_thread_of_the_process_or_refuses_when_cpus_are_short():
+    """In a child process (pinning this one would slow the rest of the suite)."""
+    import subprocess
+    import sys
+
+    code = r"""
+import json, os, threading, time
+from reviewrec.model.train import pin_to_cpu
+ev = threading.Event()
+t = threading.Thread(target=ev.wait); t.start()   # a thread that exists before pinning
+cpus = sorted(os.sched_getaffinity(0))
+out = {"cpus": cpus, "refused": pin_to_cpu(0, len(cpus) + 1), "after_refusal": sorted(os.sched_getaffinity(0))}
+out["pinned"] = pin_to_cpu(len(cpus) - 1, len(cpus))
+out["threads"] = sorted({tuple(sorted(os.sched_getaffinity(int(tid)))) for tid in os.listdir("/proc/self/task")})
+ev.set(); t.join()
+print(json.dumps(out))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["refused"] is None and out["after_refusal"] == out["cpus"]
+    last = out["cpus"][-1]
+    assert out["pinned"] == [last]
+    assert out["threads"] == [[last]]  # the main thread and the earlier thread alike
+
+
+def test_training_datasets_run_without_the_tf_data_autotuner():
+    """The autotuner's model thread held every model.fit/evaluate for up to ~5 s at its end."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.data import Arrays
+    from reviewrec.model.train import _dataset
+
+    a = Arrays(np.ones((5, 3), np.int32), np.zeros(5, np.int64), np.zeros(5, np.int64), np.arange(5, dtype=np.int32))
+    ds = _dataset(tf, a, np.ones(5, np.int32), np.ones(5, np.int32), 2)
+    assert ds.options().autotune.enabled is False
+    assert [b[1].numpy().tolist() for b in ds] == [[0, 1], [2, 3], [4]]  # same batches as before

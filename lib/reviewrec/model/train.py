@@ -73,6 +73,14 @@ class TrainSpec:
     inter_op_threads: int = 1
     deterministic: bool = True
     max_steps_per_epoch: int = 0  # 0: the whole (equalised) shard every epoch
+    # Horovod gradient exchange (README "Distributed training"): sparse embedding gradients are
+    # summed per distinct row on each rank before the allgather (same update, fewer rows sent);
+    # sparse_as_dense allreduces them as dense tensors instead; fp16 compresses dense allreduces.
+    dedup_sparse_grads: bool = False
+    sparse_as_dense: bool = False
+    grad_compression: str = "none"
+    # Pin rank r's process to CPU r (local rank), only when local ranks <= CPUs and no GPU.
+    pin_cpu: bool = False
     validate: bool = True
     return_weights: bool = False  # tests: every rank returns its final weights
     return_model: bool = True     # rank 0 returns the saved model's bytes
@@ -80,8 +88,13 @@ class TrainSpec:
     def train_hash(self) -> str:
         """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
         d = asdict(self)
-        for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience"):
+        for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience", "pin_cpu"):
             d.pop(k)
+        # Options added later leave the hash of a run that does not use them unchanged, so its
+        # checkpoints stay resumable.
+        for k, default in (("dedup_sparse_grads", False), ("sparse_as_dense", False), ("grad_compression", "none")):
+            if d[k] == default:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -126,7 +139,12 @@ def _dataset(tf: Any, a: Arrays, users: np.ndarray, items: np.ndarray, batch: in
              seq: np.ndarray | None = None) -> Any:
     x = {"seq": a.seq if seq is None else seq, "user": users.reshape(-1, 1), "item": items.reshape(-1, 1)}
     y = np.eye(C.NUM_CLASSES, dtype=np.float32)[a.label] if onehot else a.label
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    # In-memory slices: nothing for tf.data's autotuner to tune, and its model thread makes the
+    # iterator's destructor wait for its next wake-up (up to ~5 s, seen at the end of every
+    # model.fit/evaluate call: epochs came out as multiples of ~5.1 s; RESULTS.md issue 4).
+    opts = tf.data.Options()
+    opts.autotune.enabled = False
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).with_options(opts)
 
 
 def _loss(tf: Any, label_smoothing: float) -> Any:
@@ -141,6 +159,57 @@ def weights_digest(weights: list[np.ndarray]) -> str:
     for w in weights:
         h.update(np.ascontiguousarray(w).tobytes())
     return h.hexdigest()
+
+
+COMPRESSIONS = ("none", "fp16")
+
+
+def dedup_indexed_slices(tf: Any, g: Any) -> Any:
+    """An IndexedSlices gradient with one row per distinct index (duplicate rows summed); a
+    dense gradient or None unchanged. The represented dense gradient is the same, so the
+    update is too; an embedding gradient of B x T lookups shrinks to the distinct tokens."""
+    if not isinstance(g, tf.IndexedSlices):
+        return g
+    uniq, pos = tf.unique(g.indices)
+    values = tf.math.unsorted_segment_sum(g.values, pos, tf.shape(uniq)[0])
+    return tf.IndexedSlices(values, uniq, g.dense_shape)
+
+
+def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec) -> Any:
+    """hvd.DistributedOptimizer with the configured gradient exchange (see TrainSpec)."""
+    if spec.grad_compression not in COMPRESSIONS:
+        raise ValueError(f"model.grad_compression = {spec.grad_compression!r}: choose one of {COMPRESSIONS}")
+    compression = hvd.Compression.fp16 if spec.grad_compression == "fp16" else hvd.Compression.none
+    dopt = hvd.DistributedOptimizer(opt, compression=compression, sparse_as_dense=spec.sparse_as_dense)
+    if spec.dedup_sparse_grads and not spec.sparse_as_dense:
+        # Horovod allgathers IndexedSlices as they come; sum duplicate rows first (on every
+        # rank, before the exchange). _allreduce_grads is the per-optimizer function
+        # horovod.keras calls with the local gradients (horovod 0.28, pinned).
+        reduce = dopt._allreduce_grads
+
+        def dedup_then_reduce(grads: Any, vars: Any = None, **kw: Any) -> Any:
+            return reduce([dedup_indexed_slices(tf, g) for g in grads], vars, **kw)
+
+        dopt._allreduce_grads = dedup_then_reduce
+    return dopt
+
+
+def pin_to_cpu(local_rank: int, local_size: int) -> list[int] | None:
+    """Pin this process to one CPU of those it may use (local rank r -> the r-th), if there are
+    at least as many as local ranks; else leave it to the scheduler. Returns the CPUs set."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if local_size > len(allowed):
+        log.warning("pin_cpu: %d local ranks but %d usable CPUs: not pinning", local_size, len(allowed))
+        return None
+    cpu = allowed[local_rank]
+    # sched_setaffinity acts on one thread: set every thread there is now (Horovod's background
+    # thread, TensorFlow's pools); threads started later inherit it from their creator.
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+    return [cpu]
 
 
 def train_rank(spec: TrainSpec) -> dict[str, Any]:
@@ -162,6 +231,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
             tf.config.experimental.set_memory_growth(g, True)
         tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
     rank, size = hvd.rank(), hvd.size()
+    pinned = pin_to_cpu(hvd.local_rank(), hvd.local_size()) if spec.pin_cpu and not gpus else None
     tf.keras.utils.set_random_seed(spec.seed)
     if spec.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -186,7 +256,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     if spec.embedding_init and rank == 0:  # the broadcast below hands it to the other ranks
         init_embedding(model, C._local(spec.embedding_init))
     # Horovod: scale the learning rate by the number of workers (the effective batch grows).
-    opt = hvd.DistributedOptimizer(make_optimizer(spec.optimizer, spec.learning_rate * size))
+    opt = distributed_optimizer(tf, hvd, make_optimizer(spec.optimizer, spec.learning_rate * size), spec)
     onehot = spec.label_smoothing > 0
     model.compile(optimizer=opt, loss=_loss(tf, spec.label_smoothing), metrics=["accuracy"])
     # Create the optimizer's slots now so that a checkpoint restores them immediately and the
@@ -283,6 +353,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         "stopped_early": stopped_early or bool(state.get("stopped_early")),
         "resumed_from": resumed_from, "epoch_seconds": epoch_seconds, "read_seconds": round(read_s, 3),
         "weights_sha256": weights_digest(final_weights), "checkpoint_root": ckpt_root,
+        "pinned_cpus": pinned, "horovod_cycle_time_ms": os.environ.get("HOROVOD_CYCLE_TIME"),
     }
     if spec.return_weights:
         out["weights"] = final_weights
@@ -371,8 +442,12 @@ def embedding_init_path(spark: SparkSession, features_dir: str, directory: str, 
 
 # --------------------------------------------------------------------------- driver side
 def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: bool = True,
-                start_timeout: int = 600, verbose: int = 1) -> list[dict[str, Any]]:
-    """horovod.spark.run(train_rank) on `num_proc` Spark tasks; per-rank results in rank order."""
+                start_timeout: int = 600, verbose: int = 1,
+                cycle_time_ms: float | None = None) -> list[dict[str, Any]]:
+    """horovod.spark.run(train_rank) on `num_proc` Spark tasks; per-rank results in rank order.
+
+    cycle_time_ms: HOROVOD_CYCLE_TIME for the ranks (how often each rank's background thread
+    negotiates with the others); None leaves the environment's, else Horovod's 1 ms."""
     import horovod.spark
 
     master = spark.sparkContext.master
@@ -380,6 +455,10 @@ def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: b
     nics = ["lo"] if master.startswith("local") else None
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cycle_time_ms is not None:
+        if not cycle_time_ms > 0:
+            raise ValueError(f"model.horovod_cycle_time_ms = {cycle_time_ms!r}: must be > 0 (or null)")
+        env["HOROVOD_CYCLE_TIME"] = f"{float(cycle_time_ms):g}"
     return horovod.spark.run(train_rank, args=(spec,), num_proc=num_proc, use_gloo=use_gloo,
                              nics=nics, env=env, start_timeout=start_timeout, verbose=verbose)
 
@@ -403,7 +482,8 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]),
         label_smoothing=float(m["label_smoothing"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
-        max_steps_per_epoch=m["max_steps_per_epoch"],
+        max_steps_per_epoch=m["max_steps_per_epoch"], dedup_sparse_grads=m["dedup_sparse_grads"],
+        sparse_as_dense=m["sparse_as_dense"], grad_compression=m["grad_compression"], pin_cpu=m["pin_cpu"],
     )
     return replace(spec, **overrides) if overrides else spec
 
@@ -457,7 +537,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if not C.split_files(features_dir, C.TRAIN):
         raise FileNotFoundError(f"{features_dir}: no train split files")
     with timer.stage("horovod"):
-        results = run_horovod(spark, spec, m["num_proc"], use_gloo=m["use_gloo"], start_timeout=m["start_timeout"])
+        results = run_horovod(spark, spec, m["num_proc"], use_gloo=m["use_gloo"], start_timeout=m["start_timeout"],
+                              cycle_time_ms=m["horovod_cycle_time_ms"])
     r0 = results[0]
     digests = sorted({r["weights_sha256"] for r in results})
     if len(digests) != 1:
