@@ -38,16 +38,32 @@ def _cfg(root: str, extra: dict | None = None):
     return load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
 
 
-@pytest.mark.parametrize("num_proc", [1, 2])
-def test_ranks_end_identical_and_loss_decreases(spark, feats_root, num_proc):
+@pytest.fixture(scope="module")
+def trained(spark, feats_root):
+    """trained(num_proc, **TrainSpec overrides) -> per-rank results of 4 epochs (cached per args)."""
     from reviewrec.model import contract as C
     from reviewrec.model.train import run_horovod, spec_from_config
 
     cfg = _cfg(feats_root)
     meta = C.load_meta(os.path.join(feats_root, C.FEATURES_META))
-    spec = spec_from_config(cfg, meta, epochs=4, checkpoint_dir=None, return_weights=True, return_model=False,
-                            patience=10)
-    results = run_horovod(spark, spec, num_proc)
+    cache: dict = {}
+
+    def get(num_proc: int, cycle_time_ms: float | None = None, **overrides):
+        spec = spec_from_config(cfg, meta, epochs=4, checkpoint_dir=None, return_weights=True,
+                                return_model=False, patience=10, **overrides)
+        key = (num_proc, cycle_time_ms, spec)
+        if key not in cache:
+            cache[key] = run_horovod(spark, spec, num_proc, cycle_time_ms=cycle_time_ms)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_proc):
+    from reviewrec.model import contract as C
+
+    results = trained(num_proc)
     assert [r["rank"] for r in results] == list(range(num_proc))
     assert {r["size"] for r in results} == {num_proc}
     # every rank read a disjoint share of the train split, together all of it
@@ -68,6 +84,37 @@ def test_ranks_end_identical_and_loss_decreases(spark, feats_root, num_proc):
     for r in results[1:]:
         assert r["history"][-1]["loss"] == pytest.approx(hist[-1]["loss"], rel=1e-6)
         assert r["history"][-1]["val_loss"] == pytest.approx(hist[-1]["val_loss"], rel=1e-9)
+
+
+def test_deduplicated_sparse_gradients_give_the_same_training(trained):
+    """Summing duplicate embedding-gradient rows before Horovod's allgather changes how much is
+    sent, not the update: same weights as the default exchange (to float rounding), on every
+    rank; the configured cycle time reaches the ranks."""
+    base = trained(2, dedup_sparse_grads=False)
+    dedup = trained(2, cycle_time_ms=7.5, dedup_sparse_grads=True)
+    assert len({r["weights_sha256"] for r in dedup}) == 1
+    assert {r["horovod_cycle_time_ms"] for r in dedup} == {"7.5"}
+    for a, b in zip(base[0]["weights"], dedup[0]["weights"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert [h["loss"] for h in dedup[0]["history"]] == pytest.approx([h["loss"] for h in base[0]["history"]],
+                                                                     rel=1e-4)
+
+
+def test_dense_fp16_exchange_and_pinned_ranks_stay_identical_and_learn(trained):
+    """sparse_as_dense + fp16 compression + CPU pinning: a different exchange (dense updates of
+    the embeddings, rounded gradients), still identical weights on both ranks and a falling
+    loss; each rank was pinned to its own CPU."""
+    res = trained(2, sparse_as_dense=True, grad_compression="fp16", pin_cpu=True)
+    assert len({r["weights_sha256"] for r in res}) == 1
+    for a, b in zip(res[0]["weights"], res[1]["weights"]):
+        np.testing.assert_array_equal(a, b)
+    hist = res[0]["history"]
+    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert sorted(r["pinned_cpus"][0] for r in res) == sorted(os.sched_getaffinity(0))[:2]
+    # a different exchange really ran: the weights differ from the default (sparse) exchange's
+    base = trained(2)
+    assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
 
 
 def _processes_with(marker: str) -> list[int]:
