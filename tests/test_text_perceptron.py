@@ -18,6 +18,7 @@ from reviewrec.text import transforms as X
 from reviewrec.text.conllu import evaluate, read_conllu
 from reviewrec.text.tagger import PerceptronAnalyzer, get_analyzer, get_perceptron
 from conftest import shared_data
+from test_text_transforms import _expected  # the per-row reference of the fused step
 
 
 @pytest.fixture(scope="module")
@@ -192,20 +193,6 @@ ROWS = [
     ["it", "'s", "great", "and", "it", "works", "like", "a", "charm", "and", "i", "love", "it"],
     ["walks", "walks", "Walks"],
 ]
-
-
-def _expected(an, rows, min_length, max_repeat, stop=None):
-    rx = re.compile(X.repeat_regex(max_repeat))
-    out = []
-    for toks in rows:
-        if toks is None:
-            out.append((None, None))
-            continue
-        lem, pos = an.analyze(toks)
-        keep = [i for i, (w, l) in enumerate(zip(toks, lem))
-                if len(l) >= min_length and not rx.search(l) and (stop is None or w.lower() not in stop)]
-        out.append(([lem[i] for i in keep], [pos[i] for i in keep]))
-    return out
 
 
 @pytest.mark.parametrize("cased", [False, True])
