@@ -77,6 +77,12 @@ def build_features(base: DataFrame, *, num_features: int, idf_min_doc_freq: int,
     return out.select(*S.FEATURES_COLUMNS), models
 
 
+def _num_labels(indexer_model) -> int:  # noqa: ANN001 - a fitted StringIndexerModel
+    """Label count of a fitted StringIndexerModel, read in the JVM: `labelsArray` would copy every
+    label (one per customer) into the Python driver just to count them."""
+    return len(indexer_model._java_obj.labelsArray()[0])  # noqa: SLF001 - py4j JavaArray: length only
+
+
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("features")
     root = cfg["run"]["root"]
@@ -121,8 +127,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     users, items = models["user_indexer"], models["item_indexer"]
     vocab = models["vocab"]
     sizes = {
-        "vocab_size": len(vocab) + 2, "num_users": len(users.labelsArray[0]),
-        "num_items": len(items.labelsArray[0]), "seq_len": f["seq_len"],
+        "vocab_size": len(vocab) + 2, "num_users": _num_labels(users),
+        "num_items": _num_labels(items), "seq_len": f["seq_len"],
         "num_features": f["num_features"], "pad_id": S.SEQ_PAD_ID, "oov_id": S.SEQ_OOV_ID,
         "num_classes": S.NUM_STAR_CLASSES,
     }
