@@ -300,6 +300,13 @@ def main() -> int:
     # chain sees a review (no sentence boundaries, no punctuation).
     words_s, docs = words_only(sents), words_only(documents(sents))
     words_ns, docs_ns = without_stop_words(words_s, stop), without_stop_words(docs, stop)
+    def report_orders(prefix: str, g: str, full: list[Sentence], full_ns: list[Sentence], an: Analyzer,
+                      lower: bool, genre: str | None) -> None:
+        # every token; stop words dropped before tagging; tagged, then stop words dropped
+        report(f"{prefix} {g}", evaluate(full, an, lowercase_input=lower, genre=genre))
+        report(f"{prefix} chain:stop_words_first {g}", evaluate(full_ns, an, lowercase_input=lower, genre=genre))
+        report(f"{prefix} chain:tag_before_stopwords {g}", tagged_then_stopped(full, an, stop, lower, genre))
+
     builtin: list[tuple[str, Callable[[bool], Analyzer]]] = [
         ("brill", lambda lower: BuiltinTagger(cased_input=not lower).analyze),
         ("perceptron", lambda lower: PerceptronAnalyzer(cased_input=not lower).analyze)]
@@ -310,17 +317,9 @@ def main() -> int:
             for genre in (None, "reviews"):
                 g = genre or "all"
                 if name == "perceptron":  # all tokens (the brill rows are the context_rules=False ones)
-                    report(f"{name} {case} {g}", evaluate(sents, an, lowercase_input=lower, genre=genre))
-                    report(f"{name} {case} chain:stop_words_first {g}",
-                           evaluate(nostop, an, lowercase_input=lower, genre=genre))
-                    report(f"{name} {case} chain:tag_before_stopwords {g}",
-                           tagged_then_stopped(sents, an, stop, lower, genre))
+                    report_orders(f"{name} {case}", g, sents, nostop, an, lower, genre)
                 for unit, ss, ss_ns in (("words", words_s, words_ns), ("docs", docs, docs_ns)):
-                    report(f"{name} {case} {unit} {g}", evaluate(ss, an, lowercase_input=lower, genre=genre))
-                    report(f"{name} {case} {unit} chain:stop_words_first {g}",
-                           evaluate(ss_ns, an, lowercase_input=lower, genre=genre))
-                    report(f"{name} {case} {unit} chain:tag_before_stopwords {g}",
-                           tagged_then_stopped(ss, an, stop, lower, genre))
+                    report_orders(f"{name} {case} {unit}", g, ss, ss_ns, an, lower, genre)
             if name == "perceptron" and lower:
                 conf = confusions(sents, an, lower, args.confusions)
                 results["confusions perceptron lowercased"] = conf
@@ -337,11 +336,7 @@ def main() -> int:
             case = "lowercased" if lower else "cased"
             for genre in (None, "reviews"):
                 g = genre or "all"
-                report(f"{name} {case} {g}", evaluate(sents, an, lowercase_input=lower, genre=genre))
-                report(f"{name} {case} chain:stop_words_first {g}",
-                       evaluate(nostop, an, lowercase_input=lower, genre=genre))
-                report(f"{name} {case} chain:tag_before_stopwords {g}",
-                       tagged_then_stopped(sents, an, stop, lower, genre))
+                report_orders(f"{name} {case}", g, sents, nostop, an, lower, genre)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
