@@ -48,9 +48,11 @@ def trained(spark, feats_root):
     meta = C.load_meta(os.path.join(feats_root, C.FEATURES_META))
     cache: dict = {}
 
-    def get(num_proc: int, cycle_time_ms: float | None = None, **overrides):
+    def get(num_proc: int, cycle_time_ms: float | None = None, net: dict | None = None, **overrides):
         spec = spec_from_config(cfg, meta, epochs=4, checkpoint_dir=None, return_weights=True,
                                 return_model=False, patience=10, **overrides)
+        if net:
+            spec = replace(spec, net=replace(spec.net, **net))
         key = (num_proc, cycle_time_ms, spec)
         if key not in cache:
             cache[key] = run_horovod(spark, spec, num_proc, cycle_time_ms=cycle_time_ms)
@@ -114,6 +116,23 @@ def test_dense_fp16_exchange_and_pinned_ranks_stay_identical_and_learn(trained):
         assert sorted(r["pinned_cpus"][0] for r in res) == sorted(os.sched_getaffinity(0))[:2]
     # a different exchange really ran: the weights differ from the default (sparse) exchange's
     base = trained(2)
+    assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
+
+
+def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks(trained):
+    """lr_decay sets every epoch's rate (learning_rate x 2 workers x decay^epoch) on both ranks;
+    with the rating loss, embedding dropout and a hidden layer the ranks still end identical,
+    the loss (cross-entropy + rating error) falls, and the result differs from the default."""
+    base = trained(2)
+    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, net={"embedding_dropout": 0.2, "hidden_units": 8})
+    hist = res[0]["history"]
+    rates = [h["learning_rate"] for h in hist]
+    assert rates == pytest.approx([float(TINY["model.learning_rate"]) * 2 * 0.5 ** e for e in range(4)], rel=1e-6)
+    assert [h["learning_rate"] for h in res[1]["history"]] == rates
+    # the default run keeps one rate throughout
+    assert len({h["learning_rate"] for h in base[0]["history"]}) == 1
+    assert len({r["weights_sha256"] for r in res}) == 1
+    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
     assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -323,3 +324,81 @@ def test_training_datasets_run_without_the_tf_data_autotuner():
     ds = _dataset(tf, a, np.ones(5, np.int32), np.ones(5, np.int32), 2)
     assert ds.options().autotune.enabled is False
     assert [b[1].numpy().tolist() for b in ds] == [[0, 1], [2, 3], [4]]  # same batches as before
+
+
+def test_rating_loss_adds_the_weighted_squared_error_of_the_expected_rating():
+    """Per review: cross-entropy + w * (sum_s p(s) s - star)^2, for integer and (label-smoothed)
+    one-hot targets; w = 0 is the plain cross-entropy, w < 0 an error."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.train import _loss
+
+    p = np.array([[0.7, 0.1, 0.1, 0.05, 0.05], [0.05, 0.05, 0.1, 0.3, 0.5], [0.2, 0.2, 0.2, 0.2, 0.2]], np.float32)
+    y = np.array([0, 4, 2], np.int32)
+    ce = -np.log(p[np.arange(3), y])
+    se = (p @ np.arange(1, 6) - (y + 1)) ** 2
+    w = 0.4
+    got = _loss(tf, 0.0, w)(tf.constant(y.reshape(-1, 1)), tf.constant(p)).numpy()
+    np.testing.assert_allclose(got, ce + w * se, rtol=1e-5)
+    # label smoothing: the cross-entropy against smoothed targets, the star from the one-hot
+    onehot = np.eye(5, dtype=np.float32)[y]
+    smooth = onehot * 0.9 + 0.1 / 5
+    ce_s = -(smooth * np.log(p)).sum(axis=1)
+    got_s = _loss(tf, 0.1, w)(tf.constant(onehot), tf.constant(p)).numpy()
+    np.testing.assert_allclose(got_s, ce_s + w * se, rtol=1e-5)
+    assert _loss(tf, 0.0, 0.0) == "sparse_categorical_crossentropy"
+    with pytest.raises(ValueError, match="rating_loss_weight = -0.1"):
+        _loss(tf, 0.0, -0.1)
+
+
+def test_epoch_learning_rate_scales_by_workers_and_decays_per_epoch():
+    from reviewrec.model.train import TrainSpec, epoch_learning_rate
+
+    spec = TrainSpec(features_dir="x", net=_tiny_net("last"), num_users=1, num_items=1, learning_rate=0.002,
+                     lr_decay=0.5)
+    assert [epoch_learning_rate(spec, 2, e) for e in range(3)] == pytest.approx([0.004, 0.002, 0.001])
+    assert epoch_learning_rate(replace(spec, lr_decay=1.0), 1, 5) == pytest.approx(0.002)
+    with pytest.raises(ValueError, match="lr_decay = 1.5"):
+        epoch_learning_rate(replace(spec, lr_decay=1.5), 1, 0)
+
+
+# TrainSpec(features_dir="/f", net=_tiny_net("last"), num_users=10, num_items=5).train_hash() as
+# computed by the code of commit d233542, before the four options below existed.
+PRE_OPTIONS_HASH = "ecdf4ead3037"
+
+
+def test_new_training_options_at_their_defaults_keep_the_train_hash():
+    """Checkpoints of runs made before embedding_dropout / hidden_units / rating_loss_weight /
+    lr_decay existed stay resumable: at the defaults the hash is the one those runs computed
+    (value from the code of commit d233542), and each option changes it when set."""
+    from reviewrec.model.train import TrainSpec
+
+    spec = TrainSpec(features_dir="/f", net=_tiny_net("last"), num_users=10, num_items=5)
+    assert spec.train_hash() == PRE_OPTIONS_HASH
+    changed = {replace(spec, rating_loss_weight=0.3).train_hash(), replace(spec, lr_decay=0.7).train_hash(),
+               replace(spec, net=replace(spec.net, embedding_dropout=0.2)).train_hash(),
+               replace(spec, net=replace(spec.net, hidden_units=8)).train_hash()}
+    assert len(changed) == 4 and PRE_OPTIONS_HASH not in changed
+
+
+@pytest.mark.parametrize("pooling", ["last", "last_max_mean"])
+def test_embedding_dropout_and_hidden_layer_build_save_and_keep_the_empty_sequence(tmp_path, pooling):
+    """The optional layers are where they should be, act only in training, survive save/load
+    without custom objects, and the padding mask still reaches the LSTM (padding-invariant)."""
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(2)
+    p = replace(_tiny_net(pooling), embedding_dropout=0.5, hidden_units=7)
+    m = build_model(p)
+    assert m.get_layer("emb_dropout").rate == 0.5
+    assert m.get_layer("hidden").units == 7 and m.get_layer("stars").input.shape[-1] == 7
+    x = _x([[3, 4, 5, 0, 0, 0], [0] * 6])
+    a, b = _run(m, x), _run(m, x)
+    np.testing.assert_array_equal(a, b)  # dropout is off at inference
+    trained_mode = m(x, training=True).numpy()
+    assert not np.allclose(trained_mode, a)
+    m.save(tmp_path / "m.keras")
+    m2 = tf.keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(_run(m2, x), a, atol=1e-7)
+    m9 = build_model(replace(p, seq_len=9))
+    m9.set_weights(m.get_weights())
+    np.testing.assert_allclose(_run(m9, _x([[3, 4, 5] + [0] * 6]))[0], a[0], atol=1e-6)
+    assert "emb_dropout" not in [layer.name for layer in build_model(_tiny_net(pooling)).layers]

@@ -3,9 +3,13 @@
 Inputs (the paper's feature set): the token-id sequence of the lemmatized review and the
 label-encoded customer and product ids. Architecture:
 
-    seq  -> Embedding(vocab, E, mask_zero) -> (Bi)LSTM(U) -> pooling -> Dropout ─┐
-    user -> bucket -> Embedding(user_buckets, Du) -> Flatten ────────────────────┼─ concat -> Dense(5, softmax)
-    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ────────────────────┘
+    seq  -> Embedding(vocab, E, mask_zero) [-> SpatialDropout1D] -> (Bi)LSTM(U) -> pooling -> Dropout ─┐
+    user -> bucket -> Embedding(user_buckets, Du) -> Flatten ───────────────────────────────────────┼─ concat ->
+    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ───────────────────────────────────────┘
+        [-> Dense(hidden_units, relu) -> Dropout] -> Dense(5, softmax)
+
+`embedding_dropout` (SpatialDropout1D: whole embedding channels dropped for a review, padding
+mask kept) and the hidden layer are off by default (0).
 
 `pooling` picks what the text branch hands on: "last" = the LSTM's final state (per direction,
 padding skipped), "max"/"mean" = max/mean of the LSTM outputs over the non-padding steps, or
@@ -44,6 +48,8 @@ class NetParams:
     user_embedding_dim: int = 16
     item_embedding_dim: int = 16
     pooling: str = "last"
+    embedding_dropout: float = 0.0
+    hidden_units: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +106,8 @@ def build_model(p: NetParams) -> Any:
     user = L.Input(shape=(1,), dtype="int32", name="user")
     item = L.Input(shape=(1,), dtype="int32", name="item")
     x = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
+    if p.embedding_dropout > 0:
+        x = L.SpatialDropout1D(p.embedding_dropout, name="emb_dropout")(x)
     if p.pooling == "last":
         rnn = L.LSTM(p.lstm_units, name="lstm")
         x = L.Bidirectional(rnn, name="bilstm")(x) if p.bidirectional else rnn(x)
@@ -115,6 +123,8 @@ def build_model(p: NetParams) -> Any:
     u = L.Flatten(name="user_flat")(L.Embedding(p.user_buckets, p.user_embedding_dim, name="user_emb")(user))
     i = L.Flatten(name="item_flat")(L.Embedding(p.item_buckets, p.item_embedding_dim, name="item_emb")(item))
     h = L.Concatenate(name="concat")([x, u, i])
+    if p.hidden_units > 0:
+        h = L.Dropout(p.dropout, name="hidden_dropout")(L.Dense(p.hidden_units, activation="relu", name="hidden")(h))
     out = L.Dense(NUM_CLASSES, activation="softmax", name="stars")(h)
     return tf.keras.Model(inputs=[seq, user, item], outputs=out, name="star_lstm")
 

@@ -65,6 +65,11 @@ class TrainSpec:
     id_dropout: float = 0.2
     text_dropout: float = 0.0
     label_smoothing: float = 0.0
+    # Weight of the squared error of the expected rating (sum_s p(s)*s - star)^2 added to the
+    # cross-entropy (0 = cross-entropy only); validation loss and early stopping use the sum.
+    rating_loss_weight: float = 0.0
+    # Epoch e (0-based) trains with learning_rate * size * lr_decay**e (1.0 = constant).
+    lr_decay: float = 1.0
     # A (vocab_size, embedding_dim) .npy that initialises the token embedding (word2vec); its
     # file name carries a digest of its content, so the train hash changes with it.
     embedding_init: str | None = None
@@ -92,9 +97,13 @@ class TrainSpec:
             d.pop(k)
         # Options added later leave the hash of a run that does not use them unchanged, so its
         # checkpoints stay resumable.
-        for k, default in (("dedup_sparse_grads", False), ("sparse_as_dense", False), ("grad_compression", "none")):
+        for k, default in (("dedup_sparse_grads", False), ("sparse_as_dense", False), ("grad_compression", "none"),
+                           ("rating_loss_weight", 0.0), ("lr_decay", 1.0)):
             if d[k] == default:
                 d.pop(k)
+        for k, default in (("embedding_dropout", 0.0), ("hidden_units", 0)):
+            if d["net"][k] == default:
+                d["net"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -147,11 +156,35 @@ def _dataset(tf: Any, a: Arrays, users: np.ndarray, items: np.ndarray, batch: in
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).with_options(opts)
 
 
-def _loss(tf: Any, label_smoothing: float) -> Any:
-    """Sparse cross-entropy, or (label smoothing needs one-hot targets) categorical with smoothing."""
-    if label_smoothing > 0:
-        return tf.keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    return "sparse_categorical_crossentropy"
+def _loss(tf: Any, label_smoothing: float, rating_weight: float = 0.0) -> Any:
+    """Sparse cross-entropy, or (label smoothing needs one-hot targets) categorical with smoothing;
+    with rating_weight > 0 plus rating_weight * (expected rating - true star)^2 per review."""
+    if rating_weight < 0:
+        raise ValueError(f"model.rating_loss_weight = {rating_weight!r}: must be >= 0")
+    if rating_weight == 0:
+        if label_smoothing > 0:
+            return tf.keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        return "sparse_categorical_crossentropy"
+    stars = tf.range(1, C.NUM_CLASSES + 1, dtype=tf.float32)
+
+    def ce_plus_rating_mse(y_true: Any, y_pred: Any) -> Any:
+        if label_smoothing > 0:  # one-hot targets (smoothing happens inside the cross-entropy)
+            ce = tf.keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=label_smoothing)
+            star = tf.reduce_sum(tf.cast(y_true, tf.float32) * stars, axis=-1)
+        else:
+            ce = tf.keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+            star = tf.cast(tf.reshape(y_true, [-1]), tf.float32) + 1.0
+        expected = tf.reduce_sum(y_pred * stars, axis=-1)
+        return ce + rating_weight * tf.square(expected - star)
+
+    return ce_plus_rating_mse
+
+
+def epoch_learning_rate(spec: TrainSpec, size: int, epoch: int) -> float:
+    """The learning rate of 0-based `epoch`: base * workers (Horovod's scaling) * lr_decay**epoch."""
+    if not 0 < spec.lr_decay <= 1:
+        raise ValueError(f"model.lr_decay = {spec.lr_decay!r}: must be in (0, 1]")
+    return float(spec.learning_rate * size * spec.lr_decay ** epoch)
 
 
 def weights_digest(weights: list[np.ndarray]) -> str:
@@ -258,7 +291,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     # Horovod: scale the learning rate by the number of workers (the effective batch grows).
     opt = distributed_optimizer(tf, hvd, make_optimizer(spec.optimizer, spec.learning_rate * size), spec)
     onehot = spec.label_smoothing > 0
-    model.compile(optimizer=opt, loss=_loss(tf, spec.label_smoothing), metrics=["accuracy"])
+    model.compile(optimizer=opt, loss=_loss(tf, spec.label_smoothing, spec.rating_loss_weight),
+                  metrics=["accuracy"])
     # Create the optimizer's slots now so that a checkpoint restores them immediately and the
     # broadcast below covers them.
     opt._create_all_weights(model.trainable_variables)
@@ -298,6 +332,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         items = drop_ids(bucket_ids(part.item, spec.num_items, spec.net.item_buckets), spec.id_dropout, rng)
         seqs = drop_text(part.seq, spec.text_dropout, rng)
         ds = _dataset(tf, part, users, items, spec.batch_size, onehot, seqs)
+        if spec.lr_decay != 1.0:  # a function of the epoch only, so a resumed run gets the same
+            tf.keras.backend.set_value(opt.learning_rate, epoch_learning_rate(spec, size, epoch))
         t0 = time.perf_counter()
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, class_weight=cw, verbose=0,
                          callbacks=callbacks, shuffle=False)
@@ -306,7 +342,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
                "accuracy": float(hist.history["accuracy"][-1]), "seconds": round(dt, 3),
                "samples": int(steps * spec.batch_size * size),
-               "samples_per_s": round(steps * spec.batch_size * size / dt, 2)}
+               "samples_per_s": round(steps * spec.batch_size * size / dt, 2),
+               "learning_rate": float(tf.keras.backend.get_value(opt.learning_rate))}
         if val is not None:
             vu = bucket_ids(val.user, spec.num_users, spec.net.user_buckets)
             vi = bucket_ids(val.item, spec.num_items, spec.net.item_buckets)
@@ -471,7 +508,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         lstm_units=m["lstm_units"], bidirectional=m["bidirectional"], dropout=m["dropout"],
         user_buckets=m["user_buckets"], item_buckets=m["item_buckets"],
         user_embedding_dim=m["user_embedding_dim"], item_embedding_dim=m["item_embedding_dim"],
-        pooling=m["pooling"],
+        pooling=m["pooling"], embedding_dropout=float(m["embedding_dropout"]), hidden_units=int(m["hidden_units"]),
     )
     spec = TrainSpec(
         features_dir=io.dataset_path(root, C.FEATURES), net=net, num_users=meta.num_users,
@@ -480,7 +517,8 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         optimizer=m["optimizer"], learning_rate=float(m["learning_rate"]), batch_size=m["batch_size"],
         epochs=m["epochs"], patience=m["early_stopping_patience"], use_class_weights=m["class_weights"],
         id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]),
-        label_smoothing=float(m["label_smoothing"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
+        label_smoothing=float(m["label_smoothing"]), rating_loss_weight=float(m["rating_loss_weight"]),
+        lr_decay=float(m["lr_decay"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
         max_steps_per_epoch=m["max_steps_per_epoch"], dedup_sparse_grads=m["dedup_sparse_grads"],
         sparse_as_dense=m["sparse_as_dense"], grad_compression=m["grad_compression"], pin_cpu=m["pin_cpu"],
