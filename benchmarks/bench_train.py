@@ -9,23 +9,59 @@ worker count it trains the configured network (conf/base.yaml `model:`) for `--e
 epochs after the first (the first includes graph tracing). Global samples per step = batch * workers.
 Prints one JSON document; the full time per epoch on the whole train split is estimated from the
 measured rate (rows / samples_per_s) and stated as an estimate.
+
+--independent N [N ...] also runs the same per-worker work as N separate processes at once
+(each `train_rank` as its own Horovod job of size 1: no Spark, no gradient exchange) and reports
+their summed samples/s. That is the machine's ceiling for N single-threaded workers of this
+network; the Horovod ratio is read against it (Horovod ratio / independent ratio = the share
+of the attainable speedup that the exchange keeps).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
 import sys
 import time
+from dataclasses import replace
 
 from reviewrec.config import load_config
 from reviewrec.model import contract as C
-from reviewrec.model.train import run_horovod, spec_from_config
+from reviewrec.model.train import run_horovod, spec_from_config, train_rank
 from reviewrec.runtime import setup_logging
 from reviewrec.session import build_session
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _solo(spec, q) -> None:
+    """One independent worker: train_rank as a Horovod job of size 1 in a fresh process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    q.put(train_rank(spec)["history"])
+
+
+def independent(spec, n: int) -> dict:
+    """n concurrent single-process trainings of `spec`; summed samples/s over epochs 2+."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_solo, args=(replace(spec, seed=spec.seed + i), q)) for i in range(n)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    hists = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"independent worker exited {p.exitcode}")
+    wall = time.perf_counter() - t0
+    rates = []
+    for h in hists:
+        timed = h[1:] or h
+        rates.append(sum(e["samples"] for e in timed) / sum(e["seconds"] for e in timed))
+    return {"samples_per_s": round(sum(rates), 2), "per_process": [round(r, 2) for r in rates],
+            "epoch_seconds": [[e["seconds"] for e in h] for h in hists], "wall_s_incl_startup": round(wall, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=60, help="steps per worker per epoch")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--independent", type=int, nargs="*", default=[],
+                    help="also run this many independent size-1 processes at once (the ceiling)")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     a = ap.parse_args(argv)
     setup_logging("WARNING")
@@ -61,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({n: out["runs"][str(n)]}), file=sys.stderr, flush=True)
     if "1" in out["runs"] and "2" in out["runs"]:
         out["speedup_2_vs_1"] = round(out["runs"]["2"]["samples_per_s"] / out["runs"]["1"]["samples_per_s"], 3)
+    if a.independent:
+        out["independent"] = {}
+        spec = spec_from_config(cfg, meta, epochs=a.epochs, max_steps_per_epoch=a.steps, checkpoint_dir=None,
+                                validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
+        for n in a.independent:
+            out["independent"][str(n)] = independent(spec, n)
+            print(json.dumps({f"independent_{n}": out["independent"][str(n)]}), file=sys.stderr, flush=True)
+        ind = out["independent"]
+        if "1" in ind and "2" in ind:
+            out["independent_2_vs_1"] = round(ind["2"]["samples_per_s"] / ind["1"]["samples_per_s"], 3)
     for n, r in out["runs"].items():
         r["est_full_epoch_s"] = round(n_train / r["samples_per_s"], 1)
     print(json.dumps(out, indent=2))
