@@ -367,8 +367,8 @@ PRE_OPTIONS_HASH = "ecdf4ead3037"
 
 
 def test_new_training_options_at_their_defaults_keep_the_train_hash():
-    """Checkpoints of runs made before embedding_dropout / hidden_units / rating_loss_weight /
-    lr_decay existed stay resumable: at the defaults the hash is the one those runs computed
+    """Checkpoints of runs made before embedding_dropout / hidden_units / ngram_buckets /
+    rating_loss_weight / lr_decay existed stay resumable: at the defaults the hash is the one those runs computed
     (value from the code of commit d233542), and each option changes it when set."""
     from reviewrec.model.train import TrainSpec
 
@@ -376,8 +376,9 @@ def test_new_training_options_at_their_defaults_keep_the_train_hash():
     assert spec.train_hash() == PRE_OPTIONS_HASH
     changed = {replace(spec, rating_loss_weight=0.3).train_hash(), replace(spec, lr_decay=0.7).train_hash(),
                replace(spec, net=replace(spec.net, embedding_dropout=0.2)).train_hash(),
-               replace(spec, net=replace(spec.net, hidden_units=8)).train_hash()}
-    assert len(changed) == 4 and PRE_OPTIONS_HASH not in changed
+               replace(spec, net=replace(spec.net, hidden_units=8)).train_hash(),
+               replace(spec, net=replace(spec.net, ngram_buckets=64)).train_hash()}
+    assert len(changed) == 5 and PRE_OPTIONS_HASH not in changed
 
 
 @pytest.mark.parametrize("pooling", ["last", "last_max_mean"])
@@ -402,3 +403,49 @@ def test_embedding_dropout_and_hidden_layer_build_save_and_keep_the_empty_sequen
     m9.set_weights(m.get_weights())
     np.testing.assert_allclose(_run(m9, _x([[3, 4, 5] + [0] * 6]))[0], a[0], atol=1e-6)
     assert "emb_dropout" not in [layer.name for layer in build_model(_tiny_net(pooling)).layers]
+
+
+def test_bigram_ids_hash_adjacent_real_tokens_and_zero_pairs_touching_padding():
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.net import bigram_ids
+
+    seq = np.array([[3, 4, 0, 0], [0, 0, 0, 0], [5, 5, 6, 29], [4, 3, 9, 0]], dtype=np.int32)
+    got = bigram_ids(tf, tf.constant(seq), 30, 11).numpy()
+    want = np.zeros((4, 3), dtype=np.int64)
+    for r in range(4):
+        for t in range(3):
+            a, b = int(seq[r, t]), int(seq[r, t + 1])
+            if a and b:
+                want[r, t] = 1 + (a * 30 + b) % 10
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64 and got[0, 0] != got[3, 0]  # (3, 4) and (4, 3) are different pairs
+    # large ids do not overflow: 40,000 * 40,000 exceeds int32
+    big = bigram_ids(tf, tf.constant([[39999, 39998]], dtype=tf.int32), 40000, 1 << 20).numpy()
+    assert big[0, 0] == 1 + (39999 * 40000 + 39998) % ((1 << 20) - 1)
+
+
+@pytest.mark.parametrize("pooling", ["last", "last_max_mean"])
+def test_ngram_bag_feeds_the_softmax_only_from_real_tokens_and_saves(tmp_path, pooling):
+    """The bag changes the prediction of a review with text, not that of the empty sequence (its
+    mean over no steps is 0); it is padding-invariant and loads without custom objects."""
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(3)
+    p = replace(_tiny_net(pooling), ngram_buckets=13, ngram_dim=3)
+    m = build_model(p)
+    assert m.get_layer("bigram_emb").input_dim == 13 and m.get_layer("bigram_emb").output_dim == 3
+    assert m.get_layer("bag_concat").output.shape[-1] == 3 + p.embedding_dim
+    x = _x([[3, 4, 5, 0, 0, 0], [0] * 6])
+    a = _run(m, x)
+    emb = m.get_layer("bigram_emb")
+    emb.set_weights([emb.get_weights()[0] + 5.0])
+    b = _run(m, x)
+    assert not np.allclose(a[0], b[0], atol=1e-3)  # the bigram bag reaches the softmax
+    np.testing.assert_allclose(a[1], b[1], atol=1e-7)  # ... but not for the empty sequence
+    m.save(tmp_path / "m.keras")
+    m2 = tf.keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(_run(m2, x), b, atol=1e-7)
+    m9 = build_model(replace(p, seq_len=9))
+    m9.set_weights(m.get_weights())
+    np.testing.assert_allclose(_run(m9, _x([[3, 4, 5] + [0] * 6]))[0], b[0], atol=1e-6)
+    with pytest.raises(ValueError, match="ngram_buckets = 1"):
+        build_model(replace(p, ngram_buckets=1))

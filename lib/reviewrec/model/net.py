@@ -5,11 +5,19 @@ label-encoded customer and product ids. Architecture:
 
     seq  -> Embedding(vocab, E, mask_zero) [-> SpatialDropout1D] -> (Bi)LSTM(U) -> pooling -> Dropout ─┐
     user -> bucket -> Embedding(user_buckets, Du) -> Flatten ───────────────────────────────────────┼─ concat ->
-    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ───────────────────────────────────────┘
+    item -> bucket -> Embedding(item_buckets, Di) -> Flatten ───────────────────────────────────────┤
+   [seq  -> bigram ids -> Embedding(ngram_buckets, Dn) ─ masked mean ┐                               │
+    token embeddings ─────────────────────────────────── masked mean ┴ concat -> Dropout ────────────┘]
         [-> Dense(hidden_units, relu) -> Dropout] -> Dense(5, softmax)
 
 `embedding_dropout` (SpatialDropout1D: whole embedding channels dropped for a review, padding
-mask kept) and the hidden layer are off by default (0).
+mask kept), the hidden layer and the n-gram bag are off by default (0).
+
+The n-gram bag (`ngram_buckets` > 0) is a fastText-style wide branch beside the LSTM: every pair
+of adjacent real tokens (a, b) is hashed to 1 + (a * vocab_size + b) mod (ngram_buckets - 1)
+(0 = a pair touching padding, excluded), the review is the mean of those bigram embeddings and
+of its token embeddings. It carries the phrase-level evidence ("not good", "five star") that a
+TF-IDF (1-2 gram) model uses, at the cost of one embedding lookup per position.
 
 `pooling` picks what the text branch hands on: "last" = the LSTM's final state (per direction,
 padding skipped), "max"/"mean" = max/mean of the LSTM outputs over the non-padding steps, or
@@ -50,6 +58,8 @@ class NetParams:
     pooling: str = "last"
     embedding_dropout: float = 0.0
     hidden_units: int = 0
+    ngram_buckets: int = 0
+    ngram_dim: int = 32
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +107,22 @@ def _pool(tf: Any, seq: Any, outputs: Any, last: Any, how: str) -> Any:
     return parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(name="pool_concat")(parts)
 
 
+def bigram_ids(tf: Any, seq: Any, vocab_size: int, buckets: int) -> Any:
+    """(batch, T) token ids -> (batch, T-1) int64 bigram buckets in 1..buckets-1; 0 where either
+    token of the pair is padding."""
+    a = tf.cast(seq[:, :-1], tf.int64)
+    b = tf.cast(seq[:, 1:], tf.int64)
+    # Tensor operand first in every op: a saved model rebuilds `1 + t` as add(int32 1, t).
+    h = tf.math.floormod(a * vocab_size + b, buckets - 1) + 1
+    return h * tf.cast((a > 0) & (b > 0), tf.int64)
+
+
+def _masked_mean(tf: Any, x: Any, ids: Any) -> Any:
+    """Mean of x (batch, T, D) over the steps where ids != 0; 0 for a row with none."""
+    m = tf.expand_dims(tf.cast(tf.not_equal(ids, 0), tf.float32), -1)
+    return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
 def build_model(p: NetParams) -> Any:
     """The uncompiled Keras (tf.keras 2.x) model with inputs `seq`, `user`, `item`."""
     import tensorflow as tf
@@ -105,7 +131,10 @@ def build_model(p: NetParams) -> Any:
     seq = L.Input(shape=(p.seq_len,), dtype="int32", name="seq")
     user = L.Input(shape=(1,), dtype="int32", name="user")
     item = L.Input(shape=(1,), dtype="int32", name="item")
-    x = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
+    if p.ngram_buckets == 1 or p.ngram_buckets < 0:
+        raise ValueError(f"model.ngram_buckets = {p.ngram_buckets}: 0 (off) or >= 2")
+    emb = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
+    x = emb
     if p.embedding_dropout > 0:
         x = L.SpatialDropout1D(p.embedding_dropout, name="emb_dropout")(x)
     if p.pooling == "last":
@@ -122,7 +151,14 @@ def build_model(p: NetParams) -> Any:
     x = L.Dropout(p.dropout, name="dropout")(x)
     u = L.Flatten(name="user_flat")(L.Embedding(p.user_buckets, p.user_embedding_dim, name="user_emb")(user))
     i = L.Flatten(name="item_flat")(L.Embedding(p.item_buckets, p.item_embedding_dim, name="item_emb")(item))
-    h = L.Concatenate(name="concat")([x, u, i])
+    parts = [x, u, i]
+    if p.ngram_buckets > 0:
+        bi = bigram_ids(tf, seq, p.vocab_size, p.ngram_buckets)
+        bag = L.Concatenate(name="bag_concat")([
+            _masked_mean(tf, L.Embedding(p.ngram_buckets, p.ngram_dim, name="bigram_emb")(bi), bi),
+            _masked_mean(tf, emb, seq)])
+        parts.append(L.Dropout(p.dropout, name="bag_dropout")(bag))
+    h = L.Concatenate(name="concat")(parts)
     if p.hidden_units > 0:
         h = L.Dropout(p.dropout, name="hidden_dropout")(L.Dense(p.hidden_units, activation="relu", name="hidden")(h))
     out = L.Dense(NUM_CLASSES, activation="softmax", name="stars")(h)

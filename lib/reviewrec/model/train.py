@@ -101,7 +101,7 @@ class TrainSpec:
                            ("rating_loss_weight", 0.0), ("lr_decay", 1.0)):
             if d[k] == default:
                 d.pop(k)
-        for k, default in (("embedding_dropout", 0.0), ("hidden_units", 0)):
+        for k, default in (("embedding_dropout", 0.0), ("hidden_units", 0), ("ngram_buckets", 0), ("ngram_dim", 32)):
             if d["net"][k] == default:
                 d["net"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -509,6 +509,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         user_buckets=m["user_buckets"], item_buckets=m["item_buckets"],
         user_embedding_dim=m["user_embedding_dim"], item_embedding_dim=m["item_embedding_dim"],
         pooling=m["pooling"], embedding_dropout=float(m["embedding_dropout"]), hidden_units=int(m["hidden_units"]),
+        ngram_buckets=int(m["ngram_buckets"]), ngram_dim=int(m["ngram_dim"]),
     )
     spec = TrainSpec(
         features_dir=io.dataset_path(root, C.FEATURES), net=net, num_users=meta.num_users,
