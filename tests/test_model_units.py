@@ -379,6 +379,8 @@ def test_new_training_options_at_their_defaults_keep_the_train_hash():
                replace(spec, net=replace(spec.net, hidden_units=8)).train_hash(),
                replace(spec, net=replace(spec.net, ngram_buckets=64)).train_hash()}
     assert len(changed) == 5 and PRE_OPTIONS_HASH not in changed
+    # the gradient grouping changes how the ranks exchange the same sums, not the trajectory
+    assert replace(spec, group_grads=True).train_hash() == PRE_OPTIONS_HASH
 
 
 @pytest.mark.parametrize("pooling", ["last", "last_max_mean"])

@@ -117,7 +117,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.baseline_elastic_net": (0.0, 1.0),
     "model.baseline_max_iter": (1, None),
 }
-HASH_EXCLUDE = ("run.skip_existing", "spark", "model.horovod_cycle_time_ms", "model.pin_cpu")
+HASH_EXCLUDE = ("run.skip_existing", "spark", "model.horovod_cycle_time_ms", "model.pin_cpu",
+                "model.group_grads")
 REMOTE_SCHEMES = ("s3://", "s3a://", "s3n://", "gs://", "hdfs://", "abfs://", "abfss://", "wasbs://", "dbfs:/")
 
 

@@ -84,6 +84,10 @@ class TrainSpec:
     dedup_sparse_grads: bool = False
     sparse_as_dense: bool = False
     grad_compression: str = "none"
+    # Exchange the gradients as two Horovod groups, the dense ones (one grouped allreduce) and
+    # the embeddings' sparse ones (one grouped allgather), instead of one negotiation per tensor.
+    # The sums are the same, so the training trajectory is too (not in the train hash).
+    group_grads: bool = False
     # Pin rank r's process to CPU r (local rank), only when local ranks <= CPUs and no GPU.
     pin_cpu: bool = False
     validate: bool = True
@@ -93,7 +97,8 @@ class TrainSpec:
     def train_hash(self) -> str:
         """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
         d = asdict(self)
-        for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience", "pin_cpu"):
+        for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience", "pin_cpu",
+                  "group_grads"):
             d.pop(k)
         # Options added later leave the hash of a run that does not use them unchanged, so its
         # checkpoints stay resumable.
@@ -208,12 +213,28 @@ def dedup_indexed_slices(tf: Any, g: Any) -> Any:
     return tf.IndexedSlices(values, uniq, g.dense_shape)
 
 
-def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec) -> Any:
-    """hvd.DistributedOptimizer with the configured gradient exchange (see TrainSpec)."""
+def gradient_groups(tf: Any, model: Any, sparse_as_dense: bool) -> list[list[Any]]:
+    """The trainable variables as Horovod groups of one gradient kind each: [dense] or [dense,
+    embeddings] (Embedding layers' gradients are IndexedSlices unless sparse_as_dense). Horovod
+    0.28.1's grouped_allreduce breaks on a group that mixes dense tensors and IndexedSlices."""
+    emb = {id(w) for layer in model.layers if isinstance(layer, tf.keras.layers.Embedding)
+           for w in layer.trainable_weights}
+    sparse = [] if sparse_as_dense else [w for w in model.trainable_variables if id(w) in emb]
+    dense = [w for w in model.trainable_variables if sparse_as_dense or id(w) not in emb]
+    return [g for g in (dense, sparse) if g]
+
+
+def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec, model: Any = None) -> Any:
+    """hvd.DistributedOptimizer with the configured gradient exchange (see TrainSpec); `model`
+    is needed for group_grads."""
     if spec.grad_compression not in COMPRESSIONS:
         raise ValueError(f"model.grad_compression = {spec.grad_compression!r}: choose one of {COMPRESSIONS}")
+    if spec.group_grads and model is None:
+        raise ValueError("group_grads needs the model (its variables make the groups)")
     compression = hvd.Compression.fp16 if spec.grad_compression == "fp16" else hvd.Compression.none
-    dopt = hvd.DistributedOptimizer(opt, compression=compression, sparse_as_dense=spec.sparse_as_dense)
+    groups = gradient_groups(tf, model, spec.sparse_as_dense) if spec.group_grads else None
+    dopt = hvd.DistributedOptimizer(opt, compression=compression, sparse_as_dense=spec.sparse_as_dense,
+                                    groups=groups)
     if spec.dedup_sparse_grads and not spec.sparse_as_dense:
         # Horovod allgathers IndexedSlices as they come; sum duplicate rows first (on every
         # rank, before the exchange). _allreduce_grads is the per-optimizer function
@@ -289,7 +310,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     if spec.embedding_init and rank == 0:  # the broadcast below hands it to the other ranks
         init_embedding(model, C._local(spec.embedding_init))
     # Horovod: scale the learning rate by the number of workers (the effective batch grows).
-    opt = distributed_optimizer(tf, hvd, make_optimizer(spec.optimizer, spec.learning_rate * size), spec)
+    opt = distributed_optimizer(tf, hvd, make_optimizer(spec.optimizer, spec.learning_rate * size), spec, model)
     onehot = spec.label_smoothing > 0
     model.compile(optimizer=opt, loss=_loss(tf, spec.label_smoothing, spec.rating_loss_weight),
                   metrics=["accuracy"])
@@ -523,6 +544,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
         max_steps_per_epoch=m["max_steps_per_epoch"], dedup_sparse_grads=m["dedup_sparse_grads"],
         sparse_as_dense=m["sparse_as_dense"], grad_compression=m["grad_compression"], pin_cpu=m["pin_cpu"],
+        group_grads=m["group_grads"],
     )
     return replace(spec, **overrides) if overrides else spec
 
