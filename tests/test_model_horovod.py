@@ -123,10 +123,12 @@ def test_dense_fp16_exchange_and_pinned_ranks_stay_identical_and_learn(trained):
 
 def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks(trained):
     """lr_decay sets every epoch's rate (learning_rate x 2 workers x decay^epoch) on both ranks;
-    with the rating loss, embedding dropout and a hidden layer the ranks still end identical,
-    the loss (cross-entropy + rating error) falls, and the result differs from the default."""
+    with the rating loss, embedding dropout, a hidden layer and the n-gram bag (int64 ids), its
+    gradients exchanged in groups, the ranks still end identical, the loss (cross-entropy +
+    rating error) falls, and the result differs from the default."""
     base = trained(2)
-    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, net={"embedding_dropout": 0.2, "hidden_units": 8})
+    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, group_grads=True,
+                  net={"embedding_dropout": 0.2, "hidden_units": 8, "ngram_buckets": 16})
     hist = res[0]["history"]
     rates = [h["learning_rate"] for h in hist]
     assert rates == pytest.approx([float(TINY["model.learning_rate"]) * 2 * 0.5 ** e for e in range(4)], rel=1e-6)

@@ -451,3 +451,20 @@ def test_ngram_bag_feeds_the_softmax_only_from_real_tokens_and_saves(tmp_path, p
     np.testing.assert_allclose(_run(m9, _x([[3, 4, 5] + [0] * 6]))[0], b[0], atol=1e-6)
     with pytest.raises(ValueError, match="ngram_buckets = 1"):
         build_model(replace(p, ngram_buckets=1))
+
+
+def test_gradient_groups_keep_one_kind_and_index_dtype_per_group():
+    """group_grads: dense variables in one group, the embeddings' (sparse) ones grouped by the
+    dtype of their ids (the n-gram bag's are int64), every trainable variable exactly once;
+    with sparse_as_dense a single group."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.net import build_model
+    from reviewrec.model.train import gradient_groups
+
+    m = build_model(replace(_tiny_net("last_max_mean"), ngram_buckets=13, ngram_dim=3))
+    groups = gradient_groups(tf, m, sparse_as_dense=False)
+    names = [sorted(v.name.split("/")[0] for v in g) for g in groups]
+    assert names[1:] == [["item_emb", "tok_emb", "user_emb"], ["bigram_emb"]]
+    assert not any("emb" in n for n in names[0])
+    assert sorted(id(v) for g in groups for v in g) == sorted(id(v) for v in m.trainable_variables)
+    assert [len(g) for g in gradient_groups(tf, m, sparse_as_dense=True)] == [len(m.trainable_variables)]

@@ -214,14 +214,21 @@ def dedup_indexed_slices(tf: Any, g: Any) -> Any:
 
 
 def gradient_groups(tf: Any, model: Any, sparse_as_dense: bool) -> list[list[Any]]:
-    """The trainable variables as Horovod groups of one gradient kind each: [dense] or [dense,
-    embeddings] (Embedding layers' gradients are IndexedSlices unless sparse_as_dense). Horovod
-    0.28.1's grouped_allreduce breaks on a group that mixes dense tensors and IndexedSlices."""
-    emb = {id(w) for layer in model.layers if isinstance(layer, tf.keras.layers.Embedding)
-           for w in layer.trainable_weights}
-    sparse = [] if sparse_as_dense else [w for w in model.trainable_variables if id(w) in emb]
-    dense = [w for w in model.trainable_variables if sparse_as_dense or id(w) not in emb]
-    return [g for g in (dense, sparse) if g]
+    """The trainable variables as Horovod groups of one gradient kind each: the dense ones, then
+    the Embedding layers' (IndexedSlices unless sparse_as_dense) by the dtype of their indices
+    (the n-gram bag looks up int64 ids, the others int32). Horovod 0.28.1's grouped_allreduce
+    breaks on a group that mixes dense tensors and IndexedSlices, and its grouped allgather
+    needs one dtype."""
+    emb: dict[int, str] = {}
+    if not sparse_as_dense:
+        for layer in model.layers:
+            if isinstance(layer, tf.keras.layers.Embedding):
+                for w in layer.trainable_weights:
+                    emb[id(w)] = str(layer.input.dtype)
+    groups: dict[str, list[Any]] = {"dense": []}
+    for w in model.trainable_variables:
+        groups.setdefault(emb.get(id(w), "dense"), []).append(w)
+    return [g for g in groups.values() if g]
 
 
 def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec, model: Any = None) -> Any:
