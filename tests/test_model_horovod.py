@@ -125,9 +125,10 @@ def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks
     """lr_decay sets every epoch's rate (learning_rate x 2 workers x decay^epoch) on both ranks;
     with the rating loss, embedding dropout, a hidden layer and the n-gram bag (int64 ids), its
     gradients exchanged in groups, the ranks still end identical, the loss (cross-entropy +
-    rating error) falls, and the result differs from the default."""
+    rating error) falls, and the result differs from the default; temperature scaling fits one
+    T on the val rows of both ranks."""
     base = trained(2)
-    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, group_grads=True,
+    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, group_grads=True, temperature_scaling=True,
                   net={"embedding_dropout": 0.2, "hidden_units": 8, "ngram_buckets": 16})
     hist = res[0]["history"]
     rates = [h["learning_rate"] for h in hist]
@@ -138,6 +139,11 @@ def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks
     assert len({r["weights_sha256"] for r in res}) == 1
     assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
     assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
+    # temperature scaling: one T for both ranks, fitted on all val rows, never worse than T = 1
+    cal = res[0]["calibration"]
+    assert res[1]["calibration"] == cal and "calibration" not in base[0]
+    assert cal["val_rows"] == sum(r["val_rows_local"] for r in res)
+    assert cal["val_loss_calibrated"] <= cal["val_loss_t1"]
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -468,3 +468,47 @@ def test_gradient_groups_keep_one_kind_and_index_dtype_per_group():
     assert not any("emb" in n for n in names[0])
     assert sorted(id(v) for g in groups for v in g) == sorted(id(v) for v in m.trainable_variables)
     assert [len(g) for g in gradient_groups(tf, m, sparse_as_dense=True)] == [len(m.trainable_variables)]
+
+
+def _draw(rng, probs: np.ndarray) -> np.ndarray:
+    return (rng.random_sample((len(probs), 1)) > np.cumsum(probs, axis=1)).sum(axis=1)
+
+
+def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at():
+    """Labels drawn from softmax(z / 2) while the model says softmax(z): the fitted T is ~2 and
+    lowers the cross-entropy; labels drawn from the model's own probabilities give T ~1; the
+    per-T sums of two shards add up to those of the whole (what the ranks allreduce)."""
+    from reviewrec.model.train import TEMPERATURES, fit_temperature, temperature_nll_sums
+
+    rng = np.random.RandomState(3)
+    z = rng.normal(size=(6000, 5)) * 3
+    softmax = lambda a: np.exp(a - a.max(1, keepdims=True)) / np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)
+    p = softmax(z)
+    hot = _draw(rng, softmax(z / 2))
+    fit = fit_temperature(temperature_nll_sums(p, hot), len(hot))
+    assert 1.8 <= fit["temperature"] <= 2.2
+    assert fit["val_loss_calibrated"] < fit["val_loss_t1"] - 0.05
+    own = fit_temperature(temperature_nll_sums(p, _draw(rng, p)), 6000)
+    assert 0.9 <= own["temperature"] <= 1.1
+    a, b = temperature_nll_sums(p[:2500], hot[:2500]), temperature_nll_sums(p[2500:], hot[2500:])
+    np.testing.assert_allclose(a + b, temperature_nll_sums(p, hot), rtol=1e-12)
+    assert len(temperature_nll_sums(p[:0], hot[:0])) == len(TEMPERATURES)
+
+
+def test_temperature_in_the_softmax_layer_equals_softmax_of_logits_over_t():
+    """What the train job bakes into the saved model: the stars layer's kernel and bias / T give
+    p ~ p_old^(1/T) normalised, i.e. softmax(logits / T); the argmax does not move."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.train import apply_temperature
+
+    tf.keras.utils.set_random_seed(5)
+    m = build_model(_tiny_net("last_max_mean"))
+    x = {"seq": np.random.RandomState(0).randint(0, 30, (64, 6)).astype(np.int32),
+         "user": np.arange(64).reshape(-1, 1) % 4, "item": np.arange(64).reshape(-1, 1) % 3}
+    before = m.predict(x, verbose=0).astype(np.float64)
+    apply_temperature(m, 1.7)
+    after = m.predict(x, verbose=0)
+    want = before ** (1 / 1.7)
+    want /= want.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(after, want, rtol=1e-4, atol=1e-6)
+    assert (after.argmax(1) == before.argmax(1)).all()

@@ -91,6 +91,11 @@ class TrainSpec:
     # Pin rank r's process to CPU r (local rank), only when local ranks <= CPUs and no GPU.
     pin_cpu: bool = False
     validate: bool = True
+    # Temperature scaling: after training, T is fitted on the validation split (the grid value
+    # with the lowest cross-entropy, summed over all ranks' shards) and the saved model's softmax
+    # layer divided by it: p ~ softmax(logits / T). Argmax (accuracy, F1) unchanged; the
+    # probabilities, so the expected rating, calibrated. Not in the train hash (after training).
+    temperature_scaling: bool = False
     return_weights: bool = False  # tests: every rank returns its final weights
     return_model: bool = True     # rank 0 returns the saved model's bytes
 
@@ -98,7 +103,7 @@ class TrainSpec:
         """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
         d = asdict(self)
         for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience", "pin_cpu",
-                  "group_grads"):
+                  "group_grads", "temperature_scaling"):
             d.pop(k)
         # Options added later leave the hash of a run that does not use them unchanged, so its
         # checkpoints stay resumable.
@@ -422,16 +427,63 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     }
     if spec.return_weights:
         out["weights"] = final_weights
+    calibration = None
+    if spec.temperature_scaling and val is not None:
+        # Every rank scores its own val shard with rank 0's best weights.
+        model.set_weights(hvd_tf.broadcast_object(best_weights if rank == 0 and best_weights is not None
+                                                  else final_weights, root_rank=0))
+        probs = (model.predict(_dataset(tf, val, bucket_ids(val.user, spec.num_users, spec.net.user_buckets),
+                                        bucket_ids(val.item, spec.num_items, spec.net.item_buckets), 1024),
+                               verbose=0) if len(val) else np.zeros((0, C.NUM_CLASSES)))
+        sums = hvd_tf.allreduce(tf.constant(np.append(temperature_nll_sums(probs, val.label), len(val)), tf.float64),
+                                op=hvd_tf.Sum).numpy()
+        calibration = fit_temperature(sums[:-1], sums[-1])
+        out["calibration"] = calibration
     if rank == 0 and spec.return_model:
         # A fresh, uncompiled copy: the saved model carries no (Horovod-wrapped) optimizer.
         plain = build_model(spec.net)
         plain.set_weights(best_weights if best_weights is not None else final_weights)
+        if calibration:
+            apply_temperature(plain, calibration["temperature"])
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, MODEL_FILE)
             plain.save(p)
             with open(p, "rb") as fh:
                 out["model_bytes"] = fh.read()
     return out
+
+
+TEMPERATURES = np.round(np.arange(0.5, 3.0 + 1e-9, 0.01), 2)
+
+
+def temperature_nll_sums(probs: np.ndarray, labels: np.ndarray, temps: np.ndarray = TEMPERATURES) -> np.ndarray:
+    """Summed cross-entropy of `labels` under softmax(log(probs) / T), one sum per T in `temps`
+    (log p differs from the logits by a per-row constant, which the softmax ignores)."""
+    if len(labels) == 0:
+        return np.zeros(len(temps))
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
+    logp -= logp.max(axis=1, keepdims=True)  # <= 0, so exp(logp / T) cannot overflow
+    true = logp[np.arange(len(labels)), labels]
+    # one T at a time: memory stays O(rows x classes) whatever the val shard's size
+    return np.array([(np.log(np.exp(logp / t).sum(axis=1)) - true / t).sum() for t in temps])
+
+
+def fit_temperature(nll_sums: np.ndarray, n: float, temps: np.ndarray = TEMPERATURES) -> dict[str, float]:
+    """The temperature with the lowest summed val cross-entropy (ties: the first, i.e. lowest T),
+    and the mean cross-entropy before (T = 1) and after."""
+    nll_sums = np.asarray(nll_sums, np.float64)
+    i = int(np.argmin(nll_sums))
+    one = int(np.argmin(np.abs(temps - 1.0)))
+    n = max(float(n), 1.0)
+    return {"temperature": float(temps[i]), "val_rows": int(n), "val_loss_t1": float(nll_sums[one] / n),
+            "val_loss_calibrated": float(nll_sums[i] / n)}
+
+
+def apply_temperature(model: Any, temperature: float) -> None:
+    """softmax((x W + b) / T) = softmax(x (W / T) + b / T): T goes into the softmax layer's
+    weights, so the saved model needs nothing new to load or score."""
+    stars = model.get_layer("stars")
+    stars.set_weights([w / np.float32(temperature) for w in stars.get_weights()])
 
 
 def init_embedding(model: Any, path: str) -> None:
@@ -551,7 +603,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
         max_steps_per_epoch=m["max_steps_per_epoch"], dedup_sparse_grads=m["dedup_sparse_grads"],
         sparse_as_dense=m["sparse_as_dense"], grad_compression=m["grad_compression"], pin_cpu=m["pin_cpu"],
-        group_grads=m["group_grads"],
+        group_grads=m["group_grads"], temperature_scaling=m["temperature_scaling"],
     )
     return replace(spec, **overrides) if overrides else spec
 
@@ -619,7 +671,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "embedding_init": init_info,
         "class_weights": r0["class_weights"], "history": r0["history"], "best_epoch": r0["best_epoch"],
         "best_val_loss": r0["best_val_loss"], "stopped_early": r0["stopped_early"],
-        "resumed_from": r0["resumed_from"], "weights_sha256": digests[0], "versions": _versions(),
+        "resumed_from": r0["resumed_from"], "weights_sha256": digests[0], "calibration": r0.get("calibration"),
+        "versions": _versions(),
         "timings": timer.timings, "model_file": MODEL_FILE,
     }
     with timer.stage("save"):
