@@ -84,9 +84,9 @@ class TrainSpec:
     dedup_sparse_grads: bool = False
     sparse_as_dense: bool = False
     grad_compression: str = "none"
-    # Exchange the gradients as two Horovod groups, the dense ones (one grouped allreduce) and
-    # the embeddings' sparse ones (one grouped allgather), instead of one negotiation per tensor.
-    # The sums are the same, so the training trajectory is too (not in the train hash).
+    # Exchange the gradients as a few Horovod groups (gradient_groups): the dense ones in one
+    # grouped allreduce, the embeddings' rows in one grouped allgather per index dtype, instead
+    # of one negotiation per tensor. Same sums, so the same trajectory (not in the train hash).
     group_grads: bool = False
     # Pin rank r's process to CPU r (local rank), only when local ranks <= CPUs and no GPU.
     pin_cpu: bool = False
@@ -352,6 +352,9 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         with np.load(best_path) as z:
             best_weights = [z[f"w{i}"] for i in range(len(z.files))]
 
+    if val is not None:  # the validation ids, bucketed once (no id dropout on val)
+        vu = bucket_ids(val.user, spec.num_users, spec.net.user_buckets)
+        vi = bucket_ids(val.item, spec.num_items, spec.net.item_buckets)
     callbacks = [hvd.callbacks.MetricAverageCallback()]  # Horovod: average train metrics over ranks
     epoch_seconds: list[float] = []
     stopped_early = False
@@ -378,8 +381,6 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
                "samples_per_s": round(steps * spec.batch_size * size / dt, 2),
                "learning_rate": float(tf.keras.backend.get_value(opt.learning_rate))}
         if val is not None:
-            vu = bucket_ids(val.user, spec.num_users, spec.net.user_buckets)
-            vi = bucket_ids(val.item, spec.num_items, spec.net.item_buckets)
             vl, va = model.evaluate(_dataset(tf, val, vu, vi, 1024, onehot), verbose=0) if len(val) else (0.0, 0.0)
             # Horovod: exact global validation metrics (row-weighted sums over ranks).
             tot = hvd_tf.allreduce(tf.constant([vl * len(val), va * len(val), float(len(val))], tf.float64),
@@ -432,9 +433,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         # Every rank scores its own val shard with rank 0's best weights.
         model.set_weights(hvd_tf.broadcast_object(best_weights if rank == 0 and best_weights is not None
                                                   else final_weights, root_rank=0))
-        probs = (model.predict(_dataset(tf, val, bucket_ids(val.user, spec.num_users, spec.net.user_buckets),
-                                        bucket_ids(val.item, spec.num_items, spec.net.item_buckets), 1024),
-                               verbose=0) if len(val) else np.zeros((0, C.NUM_CLASSES)))
+        probs = (model.predict(_dataset(tf, val, vu, vi, 1024), verbose=0) if len(val)
+                 else np.zeros((0, C.NUM_CLASSES)))
         sums = hvd_tf.allreduce(tf.constant(np.append(temperature_nll_sums(probs, val.label), len(val)), tf.float64),
                                 op=hvd_tf.Sum).numpy()
         calibration = fit_temperature(sums[:-1], sums[-1])
