@@ -89,11 +89,11 @@ def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_
 
 
 def test_deduplicated_grouped_gradients_give_the_same_training(trained):
-    """Summing duplicate embedding-gradient rows before Horovod's allgather, and exchanging all
-    gradients as one group (one grouped allreduce + one grouped allgather a step), change how
-    much is sent and how often the ranks negotiate, not the update: same weights as the default
-    per-tensor exchange (to float rounding), on every rank; the configured cycle time reaches
-    the ranks."""
+    """Summing duplicate embedding-gradient rows before Horovod's allgather, and exchanging the
+    gradients in groups (one grouped allreduce of the dense ones, one grouped allgather of the
+    embedding rows a step), change how much is sent and how often the ranks negotiate, not the
+    update: same weights as the default per-tensor exchange (to float rounding), on every rank;
+    the configured cycle time reaches the ranks."""
     base = trained(2, dedup_sparse_grads=False)
     dedup = trained(2, cycle_time_ms=7.5, dedup_sparse_grads=True, group_grads=True)
     assert len({r["weights_sha256"] for r in dedup}) == 1

@@ -470,6 +470,11 @@ def test_gradient_groups_keep_one_kind_and_index_dtype_per_group():
     assert [len(g) for g in gradient_groups(tf, m, sparse_as_dense=True)] == [len(m.trainable_variables)]
 
 
+def _softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _draw(rng, probs: np.ndarray) -> np.ndarray:
     return (rng.random_sample((len(probs), 1)) > np.cumsum(probs, axis=1)).sum(axis=1)
 
@@ -482,9 +487,8 @@ def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at():
 
     rng = np.random.RandomState(3)
     z = rng.normal(size=(6000, 5)) * 3
-    softmax = lambda a: np.exp(a - a.max(1, keepdims=True)) / np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)
-    p = softmax(z)
-    hot = _draw(rng, softmax(z / 2))
+    p = _softmax(z)
+    hot = _draw(rng, _softmax(z / 2))
     fit = fit_temperature(temperature_nll_sums(p, hot), len(hot))
     assert 1.8 <= fit["temperature"] <= 2.2
     assert fit["val_loss_calibrated"] < fit["val_loss_t1"] - 0.05

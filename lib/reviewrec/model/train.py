@@ -236,13 +236,11 @@ def gradient_groups(tf: Any, model: Any, sparse_as_dense: bool) -> list[list[Any
     return [g for g in groups.values() if g]
 
 
-def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec, model: Any = None) -> Any:
-    """hvd.DistributedOptimizer with the configured gradient exchange (see TrainSpec); `model`
-    is needed for group_grads."""
+def distributed_optimizer(tf: Any, hvd: Any, opt: Any, spec: TrainSpec, model: Any) -> Any:
+    """hvd.DistributedOptimizer with the configured gradient exchange (see TrainSpec); `model`'s
+    variables make the groups of group_grads."""
     if spec.grad_compression not in COMPRESSIONS:
         raise ValueError(f"model.grad_compression = {spec.grad_compression!r}: choose one of {COMPRESSIONS}")
-    if spec.group_grads and model is None:
-        raise ValueError("group_grads needs the model (its variables make the groups)")
     compression = hvd.Compression.fp16 if spec.grad_compression == "fp16" else hvd.Compression.none
     groups = gradient_groups(tf, model, spec.sparse_as_dense) if spec.group_grads else None
     dopt = hvd.DistributedOptimizer(opt, compression=compression, sparse_as_dense=spec.sparse_as_dense,
