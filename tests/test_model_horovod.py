@@ -278,3 +278,70 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
     assert saved["models"]["lstm"]["accuracy"] > saved["models"]["majority"]["accuracy"]
     assert len(saved["models"]["tfidf_lr"]["params"]["selection"]) == 2
     assert res["measured_on"]["model_train_hash"] == saved["measured_on"]["model_train_hash"]
+
+
+@pytest.fixture(scope="module")
+def ensemble_runs(spark, feats_root, tmp_path_factory):
+    """The train job with model.ensemble_size=2 (1 rank, 2 epochs) on a copy of the features,
+    then the same job again (each member resumes from its own checkpoints)."""
+    import shutil
+
+    from reviewrec.model import train
+
+    root = str(tmp_path_factory.mktemp("ensemble") / "run")
+    for d in ("features", "features_meta"):
+        shutil.copytree(os.path.join(feats_root, d), os.path.join(root, d))
+    ckpt = str(tmp_path_factory.mktemp("ensemble_ckpt"))
+    cfg = _cfg(root, {"model.ensemble_size": 2, "model.num_proc": 1, "model.epochs": 2,
+                      "model.early_stopping_patience": 2, "model.checkpoint_dir": ckpt})
+    first = train.run(spark, cfg)
+    model_path = os.path.join(root, "model", "model.keras")
+    first_bytes = Path(model_path).read_bytes()
+    again = train.run(spark, cfg)
+    return {"root": root, "ckpt": ckpt, "first": first, "again": again, "first_bytes": first_bytes}
+
+
+def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensemble_runs):
+    """Two members, seeds 42 and 43: two trainings with their own train hash, checkpoints and
+    weights; the saved model averages them and scores in executors; a rerun trains nothing
+    and saves the same model."""
+    import tensorflow as tf
+
+    from reviewrec.model import contract as C
+    from reviewrec.model.data import read_files
+    from reviewrec.model.score import predict_arrays, score
+
+    md, again = ensemble_runs["first"], ensemble_runs["again"]
+    members = md["ensemble"]["members"]
+    assert md["ensemble"]["size"] == 2 and [mb["seed"] for mb in members] == [42, 43]
+    assert len({mb["train_hash"] for mb in members}) == 2 and len({mb["weights_sha256"] for mb in members}) == 2
+    assert md["train_hash"] not in {mb["train_hash"] for mb in members}
+    for mb in members:
+        assert [h["epoch"] for h in mb["history"]] == [1, 2] and mb["resumed_from"] is None
+        assert (Path(ensemble_runs["ckpt"]) / f"{mb['train_hash']}-np1" / "epoch-0002" / "state.json").exists()
+    assert set(md["timings"]) >= {"horovod_member_1", "horovod_member_2", "ensemble"}
+    # the rerun resumed both members after their last epoch and trained nothing more
+    assert [mb["resumed_from"].endswith("epoch-0002") for mb in again["ensemble"]["members"]] == [True, True]
+    assert [mb["history"] for mb in again["ensemble"]["members"]] == [mb["history"] for mb in members]
+    assert again["weights_sha256"] == md["weights_sha256"] and again["train_hash"] == md["train_hash"]
+
+    model_dir = os.path.join(ensemble_runs["root"], "model")
+    ens = tf.keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    test_dir = os.path.join(ensemble_runs["root"], C.FEATURES)
+    a = read_files(C.split_files(test_dir, "test"), md["net"]["seq_len"])
+    fm, net = md["features_meta"], md["net"]
+
+    def predict(model):
+        return predict_arrays(model, a.seq, a.user, a.item, fm["num_users"], fm["num_items"],
+                              net["user_buckets"], net["item_buckets"])
+
+    parts = [predict(ens.get_layer(f"member_{j}")) for j in (1, 2)]
+    assert np.abs(parts[0] - parts[1]).max() > 1e-3
+    np.testing.assert_allclose(predict(ens), (parts[0] + parts[1]) / 2, atol=1e-6)
+    first = Path(ensemble_runs["root"]) / "first.keras"
+    first.write_bytes(ensemble_runs["first_bytes"])
+    np.testing.assert_allclose(predict(tf.keras.models.load_model(first, compile=False)), predict(ens), atol=0)
+    # executors score with it like with one network
+    df = spark.read.parquet(C.split_path(test_dir, "test"))
+    probs = np.array([r[C.PROBS] for r in score(spark, df, model_dir).collect()])
+    assert probs.shape == (df.count(), 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)

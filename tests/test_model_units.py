@@ -13,7 +13,7 @@ from reviewrec.model import contract as C
 from reviewrec.model.data import epoch_order, rank_shard, read_files
 from reviewrec.model.evaluate import metrics_from_confusion
 from reviewrec.model.net import (
-    NetParams, bucket_ids, build_model, class_weights, drop_ids, drop_text, expected_rating,
+    NetParams, bucket_ids, build_ensemble, build_model, class_weights, drop_ids, drop_text, expected_rating,
 )
 
 
@@ -516,3 +516,34 @@ def test_temperature_in_the_softmax_layer_equals_softmax_of_logits_over_t():
     want /= want.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(after, want, rtol=1e-4, atol=1e-6)
     assert (after.argmax(1) == before.argmax(1)).all()
+
+
+def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_path):
+    """build_ensemble / ensemble_model_bytes: members with different weights (the n-gram bag and
+    masked pooling included), output = mean of the members' star distributions, member j's
+    weights in the nested model member_j, loadable without custom objects."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.train import ensemble_model_bytes
+
+    p = replace(_tiny_net("last_max_mean"), ngram_buckets=11, ngram_dim=3)
+    members = []
+    for seed in (0, 1, 2):
+        tf.keras.utils.set_random_seed(seed)
+        members.append(build_model(p))
+    x = _x([[3, 4, 5, 0, 0, 0], [7, 8, 0, 0, 0, 0], [0] * 6])
+    outs = np.stack([_run(m, x) for m in members])
+    assert np.abs(outs[0] - outs[1]).max() > 1e-3  # the members differ
+    blobs = []
+    for j, m in enumerate(members):
+        m.save(tmp_path / f"m{j}.keras")
+        blobs.append((tmp_path / f"m{j}.keras").read_bytes())
+    (tmp_path / "ens.keras").write_bytes(ensemble_model_bytes(p, blobs))
+    ens = tf.keras.models.load_model(tmp_path / "ens.keras", compile=False)
+    got = _run(ens, x)
+    np.testing.assert_allclose(got, outs.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+    for j, m in enumerate(members, start=1):
+        np.testing.assert_allclose(_run(ens.get_layer(f"member_{j}"), x), outs[j - 1], atol=1e-6)
+    assert [i.name for i in ens.inputs] == ["seq", "user", "item"]
+    with pytest.raises(ValueError, match=">= 2 members"):
+        build_ensemble(p, [members[0].get_weights()])

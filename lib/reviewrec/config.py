@@ -114,6 +114,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.start_timeout": (1, None),
     "model.horovod_cycle_time_ms": (0.01, 10000.0),
     "model.score_batch_size": (1, None),
+    "model.ensemble_size": (1, 32),
     "model.baseline_elastic_net": (0.0, 1.0),
     "model.baseline_max_iter": (1, None),
 }

@@ -183,21 +183,21 @@ def _plot_confusion(plt: Any, cm: list[list[int]], title: str) -> Any:
     return fig
 
 
-def _plot_curves(plt: Any, history: list[dict[str, Any]]) -> Any:
-    ep = [h["epoch"] for h in history]
+def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]]) -> Any:
+    """Loss and accuracy per epoch, train and val, one pair of lines per network (an ensemble's
+    members are labelled by name)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot(ep, [h["loss"] for h in history], "o-", label="train")
-    if history and "val_loss" in history[0]:
-        a1.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("loss")
-    a1.legend()
-    a2.plot(ep, [h["accuracy"] for h in history], "o-", label="train")
-    if history and "val_accuracy" in history[0]:
-        a2.plot(ep, [h["val_accuracy"] for h in history], "o-", label="val")
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("accuracy")
-    a2.legend()
+    for name, history in histories.items():
+        ep = [h["epoch"] for h in history]
+        tag = f" {name}" if len(histories) > 1 else ""
+        for ax, key in ((a1, "loss"), (a2, "accuracy")):
+            line, = ax.plot(ep, [h[key] for h in history], "o-", label=f"train{tag}")
+            if history and f"val_{key}" in history[0]:
+                ax.plot(ep, [h[f"val_{key}"] for h in history], "s--", color=line.get_color(), label=f"val{tag}")
+    for ax, key in ((a1, "loss"), (a2, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend(fontsize="small")
     return fig
 
 
@@ -214,6 +214,14 @@ def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
+def _histories(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Network name -> its training history: the ensemble's members, or the one network."""
+    ens = result.get("ensemble")
+    if ens:
+        return {f"member {mb['member']} (seed {mb['seed']})": mb["history"] for mb in ens["members"]}
+    return {"lstm": result["history"]} if result.get("history") else {}
+
+
 def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -> None:
     plt = H.plt()
     models = result["models"]
@@ -221,8 +229,9 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
         figs = []
         for name, m in models.items():
             figs.append(H.savefig(_plot_confusion(plt, m["confusion"], name), d, f"confusion_{name}.png"))
-        if result.get("history"):
-            H.savefig(_plot_curves(plt, result["history"]), d, "training_curves.png")
+        histories = _histories(result)
+        if histories:
+            H.savefig(_plot_curves(plt, histories), d, "training_curves.png")
         H.savefig(_plot_comparison(plt, models), d, "comparison.png")
         with open(os.path.join(d, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, default=str)
@@ -236,11 +245,14 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
                          [[c["star"], c["precision"], c["recall"], c["f1"], c["support"]] for c in m["per_class"]]
                          + [["weighted", m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["n"]]])
             sections.append((f"{name}: per-class (Table 3 format)", t3 + H.figure(f"confusion_{name}.png")))
-        if result.get("history"):
-            hist = H.table(["epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"],
-                           [[h["epoch"], h["loss"], h["accuracy"], h.get("val_loss", ""), h.get("val_accuracy", ""),
-                             h["seconds"]] for h in result["history"]])
-            sections.append(("LSTM training", hist + H.figure("training_curves.png")))
+        if histories:
+            hist = H.table(["network", "epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"],
+                           [[name, h["epoch"], h["loss"], h["accuracy"], h.get("val_loss", ""),
+                             h.get("val_accuracy", ""), h["seconds"]]
+                            for name, history in histories.items() for h in history])
+            title = "LSTM training" + (f" (ensemble of {len(histories)}: the mean of their star distributions)"
+                                       if len(histories) > 1 else "")
+            sections.append((title, hist + H.figure("training_curves.png")))
         sections.append(("Measured on", "<pre>" + json.dumps(result["measured_on"], indent=2, default=str) + "</pre>"))
         with open(os.path.join(d, "index.html"), "w", encoding="utf-8") as fh:
             fh.write(H.page("reviewrec — star-rating model evaluation", sections,
@@ -285,12 +297,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "lstm_beats_tfidf_lr": {"accuracy": lstm["accuracy"] > lr["accuracy"],
                                 "macro_f1": lstm["macro_f1"] > lr["macro_f1"]},
         "history": md.get("history", []),
+        "ensemble": md.get("ensemble"),
         "measured_on": {
             "config_hash": cfg.hash(), "root": root, "input_path": cfg["input"]["path"],
             "input_category": cfg["input"]["category"], "split": "test",
             "data_counts": md.get("data_counts"), "model_config_hash": md.get("config_hash"),
             "model_train_hash": md.get("train_hash"), "model_best_epoch": md.get("best_epoch"),
             "model_num_proc": md.get("num_proc"), "versions": md.get("versions"),
+            "model_ensemble_size": (md.get("ensemble") or {}).get("size", 1),
         },
         "timings": timer.timings,
     }

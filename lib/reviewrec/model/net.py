@@ -10,6 +10,9 @@ label-encoded customer and product ids. Architecture:
     token embeddings ─────────────────────────────────── masked mean ┴ concat -> Dropout ────────────┘]
         [-> Dense(hidden_units, relu) -> Dropout] -> Dense(5, softmax)
 
+`model.ensemble_size` k > 1 trains k such networks (seeds seed..seed+k-1) and saves one model
+whose output is the mean of their softmax outputs (build_ensemble).
+
 `embedding_dropout` (SpatialDropout1D: whole embedding channels dropped for a review, padding
 mask kept), the hidden layer and the n-gram bag are off by default (0).
 
@@ -123,7 +126,7 @@ def _masked_mean(tf: Any, x: Any, ids: Any) -> Any:
     return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
-def build_model(p: NetParams) -> Any:
+def build_model(p: NetParams, name: str = "star_lstm") -> Any:
     """The uncompiled Keras (tf.keras 2.x) model with inputs `seq`, `user`, `item`."""
     import tensorflow as tf
 
@@ -162,7 +165,28 @@ def build_model(p: NetParams) -> Any:
     if p.hidden_units > 0:
         h = L.Dropout(p.dropout, name="hidden_dropout")(L.Dense(p.hidden_units, activation="relu", name="hidden")(h))
     out = L.Dense(NUM_CLASSES, activation="softmax", name="stars")(h)
-    return tf.keras.Model(inputs=[seq, user, item], outputs=out, name="star_lstm")
+    return tf.keras.Model(inputs=[seq, user, item], outputs=out, name=name)
+
+
+def build_ensemble(p: NetParams, member_weights: list[list[np.ndarray]]) -> Any:
+    """One Keras model, inputs `seq`, `user`, `item` as build_model's, whose output is the mean of
+    the members' star distributions: member j (the nested model "member_<j>", j from 1) is
+    build_model(p) with member_weights[j-1]. Saved and loaded like a single network."""
+    import tensorflow as tf
+
+    if len(member_weights) < 2:
+        raise ValueError(f"an ensemble needs >= 2 members, got {len(member_weights)}")
+    L = tf.keras.layers
+    seq = L.Input(shape=(p.seq_len,), dtype="int32", name="seq")
+    user = L.Input(shape=(1,), dtype="int32", name="user")
+    item = L.Input(shape=(1,), dtype="int32", name="item")
+    outs = []
+    for j, w in enumerate(member_weights, start=1):
+        member = build_model(p, name=f"member_{j}")
+        member.set_weights(w)
+        outs.append(member([seq, user, item]))
+    out = L.Average(name="stars_mean")(outs)
+    return tf.keras.Model(inputs=[seq, user, item], outputs=out, name="star_lstm_ensemble")
 
 
 def make_optimizer(name: str, learning_rate: float) -> Any:

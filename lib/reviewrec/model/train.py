@@ -11,6 +11,11 @@ collects per-split counts. Rank 0 writes a checkpoint after every epoch to
 <checkpoint_dir>/<train hash>/epoch-NNNN (model + optimizer state + history, moved into
 place when complete); a rerun with the same training config resumes after the last
 complete one. On clusters the checkpoint directory must be a shared mount.
+
+With `model.ensemble_size` k > 1 the job runs horovod.spark.run k times, member j with seed
+seed + j - 1 (so its own train hash and checkpoint directory: a rerun resumes each member), and
+saves one model averaging the members' star distributions (net.build_ensemble); metadata.json
+lists the members.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from reviewrec.config import Config
 from reviewrec.model import contract as C
 from reviewrec.model.data import Arrays, epoch_order, rank_shard
 from reviewrec.model.net import (
-    NetParams, bucket_ids, build_model, class_weights, drop_ids, drop_text, make_optimizer,
+    NetParams, bucket_ids, build_ensemble, build_model, class_weights, drop_ids, drop_text, make_optimizer,
 )
 from reviewrec.runtime import StageTimer, setup_logging
 from reviewrec.schema import require_columns
@@ -556,6 +561,24 @@ def embedding_init_path(spark: SparkSession, features_dir: str, directory: str, 
 
 
 # --------------------------------------------------------------------------- driver side
+def ensemble_model_bytes(net: NetParams, member_blobs: list[bytes]) -> bytes:
+    """The saved members (model.keras bytes, as rank 0 returns them) -> one saved model.keras
+    whose output is the mean of theirs (net.build_ensemble). Runs on the driver."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as d:
+        weights = []
+        for j, blob in enumerate(member_blobs, start=1):
+            p = os.path.join(d, f"member-{j}.keras")
+            with open(p, "wb") as fh:
+                fh.write(blob)
+            weights.append(tf.keras.models.load_model(p, compile=False).get_weights())
+        p = os.path.join(d, MODEL_FILE)
+        build_ensemble(net, weights).save(p)
+        with open(p, "rb") as fh:
+            return fh.read()
+
+
 def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: bool = True,
                 start_timeout: int = 600, verbose: int = 1,
                 cycle_time_ms: float | None = None) -> list[dict[str, Any]]:
@@ -654,35 +677,68 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         counts = split_counts(spark, features_dir)
     if not C.split_files(features_dir, C.TRAIN):
         raise FileNotFoundError(f"{features_dir}: no train split files")
-    with timer.stage("horovod"):
-        results = run_horovod(spark, spec, m["num_proc"], use_gloo=m["use_gloo"], start_timeout=m["start_timeout"],
-                              cycle_time_ms=m["horovod_cycle_time_ms"])
-    r0 = results[0]
-    digests = sorted({r["weights_sha256"] for r in results})
-    if len(digests) != 1:
-        raise RuntimeError(f"ranks ended with different weights: {digests}")
+    n_members = int(m["ensemble_size"])
+    members: list[dict[str, Any]] = []
+    member_blobs: list[bytes] = []
+    for j in range(n_members):
+        spec_j = replace(spec, seed=spec.seed + j)
+        stage = "horovod" if n_members == 1 else f"horovod_member_{j + 1}"
+        if n_members > 1:
+            log.info("train: ensemble member %d/%d (seed %d, train hash %s)", j + 1, n_members, spec_j.seed,
+                     spec_j.train_hash())
+        with timer.stage(stage):
+            results = run_horovod(spark, spec_j, m["num_proc"], use_gloo=m["use_gloo"],
+                                  start_timeout=m["start_timeout"], cycle_time_ms=m["horovod_cycle_time_ms"])
+        r0 = results[0]
+        digests = sorted({r["weights_sha256"] for r in results})
+        if len(digests) != 1:
+            which = f" (ensemble member {j + 1}, seed {spec_j.seed})" if n_members > 1 else ""
+            raise RuntimeError(f"ranks ended with different weights{which}: {digests}")
+        members.append({
+            "member": j + 1, "seed": spec_j.seed, "train_hash": spec_j.train_hash(), "history": r0["history"],
+            "best_epoch": r0["best_epoch"], "best_val_loss": r0["best_val_loss"],
+            "stopped_early": r0["stopped_early"], "resumed_from": r0["resumed_from"], "weights_sha256": digests[0],
+            "calibration": r0.get("calibration"),
+        })
+        member_blobs.append(r0["model_bytes"])
+    first = members[0]
+    if n_members == 1:
+        model_bytes, train_hash = member_blobs[0], spec.train_hash()
+    else:
+        with timer.stage("ensemble"):
+            model_bytes = ensemble_model_bytes(spec.net, member_blobs)
+        train_hash = hashlib.sha256("+".join(mb["train_hash"] for mb in members).encode()).hexdigest()[:12]
     metadata = {
-        "config_hash": cfg.hash(), "train_hash": spec.train_hash(), "num_proc": len(results),
+        "config_hash": cfg.hash(), "train_hash": train_hash, "num_proc": len(results),
         "net": spec.net.to_dict(), "features_meta": meta.to_dict(),
         "training": {k: v for k, v in asdict(spec).items() if k not in ("net",)},
         "data_counts": counts, "rows_per_rank": r0["rows_per_rank"], "steps_per_epoch": r0["steps_per_epoch"],
         "embedding_init": init_info,
-        "class_weights": r0["class_weights"], "history": r0["history"], "best_epoch": r0["best_epoch"],
-        "best_val_loss": r0["best_val_loss"], "stopped_early": r0["stopped_early"],
-        "resumed_from": r0["resumed_from"], "weights_sha256": digests[0], "calibration": r0.get("calibration"),
+        # The first member's training (the only one when ensemble_size is 1).
+        "class_weights": r0["class_weights"], "history": first["history"], "best_epoch": first["best_epoch"],
+        "best_val_loss": first["best_val_loss"], "stopped_early": first["stopped_early"],
+        "resumed_from": first["resumed_from"],
+        # An ensemble's: the digest of its members' weight digests, in member order.
+        "weights_sha256": first["weights_sha256"] if n_members == 1 else hashlib.sha256(
+            "+".join(mb["weights_sha256"] for mb in members).encode()).hexdigest(),
+        "calibration": first["calibration"],
+        "ensemble": {"size": n_members, "members": members} if n_members > 1 else None,
         "versions": _versions(),
         "timings": timer.timings, "model_file": MODEL_FILE,
     }
     with timer.stage("save"):
         with io.publish_dir(spark, io.dataset_path(root, C.MODEL)) as d:
             with open(os.path.join(d, MODEL_FILE), "wb") as fh:
-                fh.write(r0["model_bytes"])
+                fh.write(model_bytes)
             shutil.copy(os.path.join(C._local(meta_dir), "vocab.json"), os.path.join(d, "vocab.json"))
             with open(os.path.join(d, "features_meta.json"), "w", encoding="utf-8") as fh:
                 json.dump(meta.to_dict(), fh, indent=2)
             metadata["timings"] = timer.timings
             with open(os.path.join(d, METADATA_FILE), "w", encoding="utf-8") as fh:
                 json.dump(metadata, fh, indent=2, default=str)
-    log.info("train: best epoch %s (val loss %s), %d epochs run, model at %s", r0["best_epoch"],
-             r0["best_val_loss"], len(r0["history"]), io.dataset_path(root, C.MODEL))
+    for mb in members:
+        log.info("train: %sbest epoch %s (val loss %s), %d epochs run", f"member {mb['member']} (seed {mb['seed']}): "
+                 if n_members > 1 else "", mb["best_epoch"], mb["best_val_loss"], len(mb["history"]))
+    log.info("train: model at %s%s", io.dataset_path(root, C.MODEL),
+             f" (mean of {n_members} members' star distributions)" if n_members > 1 else "")
     return metadata
