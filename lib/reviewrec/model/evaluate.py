@@ -195,6 +195,7 @@ def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]]) -> Any:
             if history and f"val_{key}" in history[0]:
                 ax.plot(ep, [h[f"val_{key}"] for h in history], "s--", color=line.get_color(), label=f"val{tag}")
     for ax, key in ((a1, "loss"), (a2, "accuracy")):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.legend(fontsize="small")
