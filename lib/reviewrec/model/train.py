@@ -428,6 +428,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         "resumed_from": resumed_from, "epoch_seconds": epoch_seconds, "read_seconds": round(read_s, 3),
         "weights_sha256": weights_digest(final_weights), "checkpoint_root": ckpt_root,
         "pinned_cpus": pinned, "horovod_cycle_time_ms": os.environ.get("HOROVOD_CYCLE_TIME"),
+        "versions": _versions(),  # what the rank ran with (the driver need not import TensorFlow)
     }
     if spec.return_weights:
         out["weights"] = final_weights
@@ -561,9 +562,17 @@ def embedding_init_path(spark: SparkSession, features_dir: str, directory: str, 
 
 
 # --------------------------------------------------------------------------- driver side
+def ensemble_in_executor(spark: SparkSession, net: NetParams, member_blobs: list[bytes]) -> bytes:
+    """ensemble_model_bytes in one Spark task: TensorFlow and the k loaded models live in an
+    executor's Python (sized for the ranks' TensorFlow), not in the driver's, which holds only
+    the bytes (on YARN the driver's Python counts against its container's memory overhead)."""
+    out = spark.sparkContext.parallelize([0], 1).map(lambda _: ensemble_model_bytes(net, member_blobs)).collect()
+    return out[0]
+
+
 def ensemble_model_bytes(net: NetParams, member_blobs: list[bytes]) -> bytes:
     """The saved members (model.keras bytes, as rank 0 returns them) -> one saved model.keras
-    whose output is the mean of theirs (net.build_ensemble). Runs on the driver."""
+    whose output is the mean of theirs (net.build_ensemble)."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as d:
@@ -706,7 +715,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         model_bytes, train_hash = member_blobs[0], spec.train_hash()
     else:
         with timer.stage("ensemble"):
-            model_bytes = ensemble_model_bytes(spec.net, member_blobs)
+            model_bytes = ensemble_in_executor(spark, spec.net, member_blobs)
         train_hash = hashlib.sha256("+".join(mb["train_hash"] for mb in members).encode()).hexdigest()[:12]
     metadata = {
         "config_hash": cfg.hash(), "train_hash": train_hash, "num_proc": len(results),
@@ -723,7 +732,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             "+".join(mb["weights_sha256"] for mb in members).encode()).hexdigest(),
         "calibration": first["calibration"],
         "ensemble": {"size": n_members, "members": members} if n_members > 1 else None,
-        "versions": _versions(),
+        "versions": r0["versions"],
         "timings": timer.timings, "model_file": MODEL_FILE,
     }
     with timer.stage("save"):
