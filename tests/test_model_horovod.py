@@ -345,3 +345,19 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     df = spark.read.parquet(C.split_path(test_dir, "test"))
     probs = np.array([r[C.PROBS] for r in score(spark, df, model_dir).collect()])
     assert probs.shape == (df.count(), 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+    # the evaluate job reports each member alone, from the same scoring pass, as computed here
+    from reviewrec.model import evaluate
+
+    res = evaluate.run(spark, _cfg(ensemble_runs["root"], {"model.baseline_reg_params": "[0.1]",
+                                                           "model.baseline_max_iter": 20}))
+    got = res["ensemble_members"]
+    assert [g["seed"] for g in got] == [42, 43]
+    stars = np.arange(1, 6)
+    for g, p in zip(got, parts):
+        assert g["accuracy"] == pytest.approx((p.argmax(axis=1) == a.label).mean(), abs=1e-9)
+        assert g["rmse"] == pytest.approx(np.sqrt(((p @ stars - (a.label + 1)) ** 2).mean()), abs=1e-5)
+    mean = (parts[0] + parts[1]) / 2
+    assert res["models"]["lstm"]["accuracy"] == pytest.approx((mean.argmax(axis=1) == a.label).mean(), abs=1e-9)
+    html = (Path(ensemble_runs["root"]) / "report" / "model" / "index.html").read_text()
+    assert "each member alone" in html and "member 2 (seed 43)" in html

@@ -32,11 +32,13 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.model import contract as C
-from reviewrec.model.score import load_metadata, score
+from reviewrec.model.score import MEMBER_PROBS, expected_of, load_metadata, score
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 
 log = logging.getLogger(__name__)
+# The headline metrics (the log line, the ensemble members' table).
+SUMMARY = ("accuracy", "macro_f1", "weighted_f1", "rmse", "mae")
 
 STARS = list(range(1, C.NUM_CLASSES + 1))
 PRED = "pred_label"
@@ -155,11 +157,21 @@ def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, 
     return out
 
 
-def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: int) -> dict[str, Any]:
-    scored = score(spark, test, model_dir, batch_size=batch_size)
+def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: int,
+              members: int = 0) -> dict[str, Any]:
+    """The saved model's metrics on `test`; for an ensemble (members = its size) also each
+    member's, as "members": [metrics of member 1, ...], from the same scoring pass."""
+    scored = score(spark, test, model_dir, batch_size=batch_size, members=members > 1)
     scored = scored.withColumn(PRED, (F.col(C.PREDICTED_STAR) - 1).cast("int")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return evaluate_predictions(scored, F.col(C.EXPECTED_RATING))
+        out = evaluate_predictions(scored, F.col(C.EXPECTED_RATING))
+        if members > 1:
+            out["members"] = []
+            for j in range(members):
+                one = scored.withColumn(PRED, F.expr(f"array_position({MEMBER_PROBS}[{j}], "
+                                                     f"array_max({MEMBER_PROBS}[{j}])) - 1").cast("int"))
+                out["members"].append(evaluate_predictions(one, expected_of(F.col(MEMBER_PROBS)[j])))
+        return out
     finally:
         scored.unpersist()
 
@@ -254,6 +266,13 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
             title = "LSTM training" + (f" (ensemble of {len(histories)}: the mean of their star distributions)"
                                        if len(histories) > 1 else "")
             sections.append((title, hist + H.figure("training_curves.png")))
+        if result.get("ensemble_members"):
+            lstm = models["lstm"]
+            rows = [[f"member {mm['member']} (seed {mm['seed']})"] + [mm[k] for k in SUMMARY]
+                    for mm in result["ensemble_members"]]
+            rows.append(["ensemble (mean of the members' distributions)"] + [lstm[k] for k in SUMMARY])
+            sections.insert(1, ("LSTM ensemble: each member alone (test split)",
+                                H.table(["network", "accuracy", "macro F1", "weighted F1", "RMSE", "MAE"], rows)))
         sections.append(("Measured on", "<pre>" + json.dumps(result["measured_on"], indent=2, default=str) + "</pre>"))
         with open(os.path.join(d, "index.html"), "w", encoding="utf-8") as fh:
             fh.write(H.page("reviewrec — star-rating model evaluation", sections,
@@ -284,14 +303,16 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if train is None or test is None:
         raise FileNotFoundError(f"{features}: needs train and test splits")
     models: dict[str, dict[str, Any]] = {}
+    md = load_metadata(model_dir)
+    n_members = (md.get("ensemble") or {}).get("size", 1)
     with timer.stage("lstm"):
-        models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"])
+        models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members)
+    member_metrics = models["lstm"].pop("members", None)
     with timer.stage("majority"):
         models["majority"] = majority_baseline(train, test)
     with timer.stage("tfidf_lr"):
         models["tfidf_lr"] = tfidf_lr_baseline(train, val, test, list(m["baseline_reg_params"]),
                                                float(m["baseline_elastic_net"]), m["baseline_max_iter"])
-    md = load_metadata(model_dir)
     lstm, lr = models["lstm"], models["tfidf_lr"]
     result = {
         "models": models,
@@ -299,6 +320,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                                 "macro_f1": lstm["macro_f1"] > lr["macro_f1"]},
         "history": md.get("history", []),
         "ensemble": md.get("ensemble"),
+        # Each ensemble member alone on the same test rows (None for one network).
+        "ensemble_members": [{"member": mb["member"], "seed": mb["seed"], **{k: mm[k] for k in SUMMARY}}
+                             for mb, mm in zip(md["ensemble"]["members"], member_metrics)] if member_metrics else None,
         "measured_on": {
             "config_hash": cfg.hash(), "root": root, "input_path": cfg["input"]["path"],
             "input_category": cfg["input"]["category"], "split": "test",
@@ -310,6 +334,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "timings": timer.timings,
     }
     write_report(spark, io.dataset_path(root, C.REPORT_MODEL), result)
-    log.info("evaluate: %s", {n: {k: round(v[k], 4) for k in ("accuracy", "macro_f1", "weighted_f1", "rmse", "mae")}
+    log.info("evaluate: %s", {n: {k: round(v[k], 4) for k in SUMMARY}
                               for n, v in models.items()})
     return result

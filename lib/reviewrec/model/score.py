@@ -26,6 +26,7 @@ from reviewrec.model.net import bucket_ids
 
 # model path -> (mtime, keras model): one load per Python worker process.
 _MODELS: dict[str, tuple[float, Any]] = {}
+_MEMBER_VIEWS: dict[str, tuple[Any, Any]] = {}  # model path -> (loaded model, its with_member_outputs view)
 
 
 def load_metadata(model_dir: str) -> dict[str, Any]:
@@ -61,17 +62,34 @@ def predict_arrays(model: Any, seq: np.ndarray, user_idx: np.ndarray, item_idx: 
     x = {"seq": seq.astype(np.int32),
          "user": bucket_ids(user_idx, num_users, user_buckets).reshape(-1, 1),
          "item": bucket_ids(item_idx, num_items, item_buckets).reshape(-1, 1)}
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(out, list):  # a multi-output view (with_member_outputs)
+        return [np.asarray(o, dtype=np.float64) for o in out]
+    return np.asarray(out, dtype=np.float64)
 
 
-def _expected(probs: Column) -> Column:
+def expected_of(probs: Column) -> Column:
+    """sum_s p(s) * s of an array<float> column of 5 star probabilities."""
     return F.aggregate(F.transform(probs, lambda p, i: p * (i + 1)), F.lit(0.0).cast("double"),
                        lambda acc, v: acc + v)
 
 
+MEMBER_PROBS = "member_star_probs"
+
+
+def with_member_outputs(model: Any) -> Any:
+    """An ensemble (net.build_ensemble) -> the same graph with outputs [mean, member 1, ..., k]."""
+    import tensorflow as tf
+
+    return tf.keras.Model(model.inputs, [model.output] + list(model.get_layer("stars_mean").input))
+
+
 def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 1024,
-          threads: int = 1) -> DataFrame:
-    """df (needs seq, user_idx, item_idx) -> df + star_probs, expected_rating, predicted_star."""
+          threads: int = 1, members: bool = False) -> DataFrame:
+    """df (needs seq, user_idx, item_idx) -> df + star_probs, expected_rating, predicted_star.
+
+    members=True (an ensemble's model only): also member_star_probs, member j's star
+    distribution at [j - 1], from the same pass (the members run once for both)."""
     from reviewrec.schema import require_columns
 
     require_columns(df.columns, [C.SEQ, C.USER_IDX, C.ITEM_IDX], "score input")
@@ -80,10 +98,18 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
     seq_len, nu, ni = int(net["seq_len"]), int(fm["num_users"]), int(fm["num_items"])
     ub, ib = int(net["user_buckets"]), int(net["item_buckets"])
     path = os.path.abspath(C._local(model_dir))
+    if members and not (md.get("ensemble") or {}).get("size", 1) > 1:
+        raise ValueError(f"{model_dir}: members=True needs an ensemble model (model.ensemble_size > 1)")
+    rtype = T.ArrayType(T.ArrayType(T.FloatType())) if members else T.ArrayType(T.FloatType())
 
-    @F.pandas_udf(T.ArrayType(T.FloatType()))  # type: ignore[call-overload]
+    @F.pandas_udf(rtype)  # type: ignore[call-overload]
     def _probs(seq: pd.Series, user: pd.Series, item: pd.Series) -> pd.Series:
         model = load_model(path, threads)
+        if members:
+            hit = _MEMBER_VIEWS.get(path)
+            if hit is None or hit[0] is not model:  # built once per loaded model
+                _MEMBER_VIEWS[path] = hit = (model, with_member_outputs(model))
+            model = hit[1]
         mat = np.zeros((len(seq), seq_len), np.int32)
         for r, s in enumerate(seq):
             if s is not None:
@@ -91,16 +117,24 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
                 mat[r, :len(row)] = row
         u = user.fillna(-1).to_numpy(dtype=np.int64)
         i = item.fillna(-1).to_numpy(dtype=np.int64)
+        if members:  # (k + 1) arrays of (n, 5) -> per row [mean, member 1, ..., member k]
+            outs = [o.astype(np.float32) for o in predict_arrays(model, mat, u, i, nu, ni, ub, ib, batch_size)]
+            return pd.Series([[o[r] for o in outs] for r in range(len(mat))])
         p = predict_arrays(model, mat, u, i, nu, ni, ub, ib, batch_size).astype(np.float32)
         return pd.Series(list(p))
 
     # Non-deterministic so the optimizer never duplicates the UDF into each derived column.
     probs = _probs.asNondeterministic()(F.col(C.SEQ), F.col(C.USER_IDX), F.col(C.ITEM_IDX))
-    return (df
+    if members:
+        df = df.withColumn("__all_probs", probs)
+        probs = F.col("__all_probs")[0]
+        df = df.withColumn(MEMBER_PROBS, F.slice(F.col("__all_probs"), 2, 1 << 20))
+    out = (df
             .withColumn(C.PROBS, probs)
-            .withColumn(C.EXPECTED_RATING, _expected(F.col(C.PROBS)))
+            .withColumn(C.EXPECTED_RATING, expected_of(F.col(C.PROBS)))
             .withColumn(C.PREDICTED_STAR,
                         F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))
+    return out.drop("__all_probs") if members else out
 
 
 # -- scoring unrated (user, item) cells for the recommend job (issue 5) ------------------------
