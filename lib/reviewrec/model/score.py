@@ -130,10 +130,10 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
         probs = F.col("__all_probs")[0]
         df = df.withColumn(MEMBER_PROBS, F.slice(F.col("__all_probs"), 2, 1 << 20))
     out = (df
-            .withColumn(C.PROBS, probs)
-            .withColumn(C.EXPECTED_RATING, expected_of(F.col(C.PROBS)))
-            .withColumn(C.PREDICTED_STAR,
-                        F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))
+           .withColumn(C.PROBS, probs)
+           .withColumn(C.EXPECTED_RATING, expected_of(F.col(C.PROBS)))
+           .withColumn(C.PREDICTED_STAR,
+                       F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))
     return out.drop("__all_probs") if members else out
 
 
