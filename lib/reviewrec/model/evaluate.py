@@ -32,7 +32,7 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.model import contract as C
-from reviewrec.model.score import MEMBER_PROBS, expected_of, load_metadata, score
+from reviewrec.model.score import MEMBER_PROBS, expected_of, load_metadata, predicted_star_of, score
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 
@@ -168,8 +168,7 @@ def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: 
         if members > 1:
             out["members"] = []
             for j in range(members):
-                one = scored.withColumn(PRED, F.expr(f"array_position({MEMBER_PROBS}[{j}], "
-                                                     f"array_max({MEMBER_PROBS}[{j}])) - 1").cast("int"))
+                one = scored.withColumn(PRED, predicted_star_of(f"{MEMBER_PROBS}[{j}]") - 1)
                 out["members"].append(evaluate_predictions(one, expected_of(F.col(MEMBER_PROBS)[j])))
         return out
     finally:

@@ -126,14 +126,18 @@ def _masked_mean(tf: Any, x: Any, ids: Any) -> Any:
     return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
+def _inputs(L: Any, p: NetParams) -> tuple[Any, Any, Any]:
+    """The network's inputs: the token-id sequence and the bucketed customer and product ids."""
+    return (L.Input(shape=(p.seq_len,), dtype="int32", name="seq"), L.Input(shape=(1,), dtype="int32", name="user"),
+            L.Input(shape=(1,), dtype="int32", name="item"))
+
+
 def build_model(p: NetParams, name: str = "star_lstm") -> Any:
     """The uncompiled Keras (tf.keras 2.x) model with inputs `seq`, `user`, `item`."""
     import tensorflow as tf
 
     L = tf.keras.layers
-    seq = L.Input(shape=(p.seq_len,), dtype="int32", name="seq")
-    user = L.Input(shape=(1,), dtype="int32", name="user")
-    item = L.Input(shape=(1,), dtype="int32", name="item")
+    seq, user, item = _inputs(L, p)
     if p.ngram_buckets == 1 or p.ngram_buckets < 0:
         raise ValueError(f"model.ngram_buckets = {p.ngram_buckets}: 0 (off) or >= 2")
     emb = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
@@ -177,9 +181,7 @@ def build_ensemble(p: NetParams, member_weights: list[list[np.ndarray]]) -> Any:
     if len(member_weights) < 2:
         raise ValueError(f"an ensemble needs >= 2 members, got {len(member_weights)}")
     L = tf.keras.layers
-    seq = L.Input(shape=(p.seq_len,), dtype="int32", name="seq")
-    user = L.Input(shape=(1,), dtype="int32", name="user")
-    item = L.Input(shape=(1,), dtype="int32", name="item")
+    seq, user, item = _inputs(L, p)
     outs = []
     for j, w in enumerate(member_weights, start=1):
         member = build_model(p, name=f"member_{j}")

@@ -74,6 +74,12 @@ def expected_of(probs: Column) -> Column:
                        lambda acc, v: acc + v)
 
 
+def predicted_star_of(probs: str) -> Column:
+    """1-based position of the largest of 5 star probabilities (SQL expression `probs`; ties:
+    the lowest star)."""
+    return F.expr(f"array_position({probs}, array_max({probs}))").cast("int")
+
+
 MEMBER_PROBS = "member_star_probs"
 
 
@@ -132,8 +138,7 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
     out = (df
            .withColumn(C.PROBS, probs)
            .withColumn(C.EXPECTED_RATING, expected_of(F.col(C.PROBS)))
-           .withColumn(C.PREDICTED_STAR,
-                       F.expr(f"array_position({C.PROBS}, array_max({C.PROBS}))").cast("int")))
+           .withColumn(C.PREDICTED_STAR, predicted_star_of(C.PROBS)))
     return out.drop("__all_probs") if members else out
 
 
