@@ -15,6 +15,12 @@ measured rate (rows / samples_per_s) and stated as an estimate.
 their summed samples/s. That is the machine's ceiling for N single-threaded workers of this
 network; the Horovod ratio is read against it (Horovod ratio / independent ratio = the share
 of the attainable speedup that the exchange keeps).
+
+--launcher gloo starts the same ranks (the same `train_rank`, same spec, Gloo) with Horovod's own
+launcher (horovod.runner.run on localhost) instead of horovod.spark.run, and counts the train rows
+from the Parquet footers: no JVM and no Spark. It is for a machine that has Python, TensorFlow and
+Horovod but no Java or Spark jars (the accelerator machine: see RESULTS.md). What is timed, the
+epochs inside the ranks, is the same code either way; only the process launch differs.
 """
 from __future__ import annotations
 
@@ -31,9 +37,20 @@ from reviewrec.config import load_config
 from reviewrec.model import contract as C
 from reviewrec.model.train import run_horovod, spec_from_config, train_rank
 from reviewrec.runtime import setup_logging
-from reviewrec.session import build_session
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _solo(spec, q) -> None:
@@ -64,6 +81,24 @@ def independent(spec, n: int) -> dict:
             "epoch_seconds": [[e["seconds"] for e in h] for h in hists], "wall_s_incl_startup": round(wall, 1)}
 
 
+def count_rows(features_dir: str, split: str) -> int:
+    """Rows of one split of the features from its Parquet footers (no Spark)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in C.split_files(features_dir, split))
+
+
+def run_gloo(spec, n: int, cycle_time_ms) -> list[dict]:
+    """train_rank on n local ranks through Horovod's own launcher (no Spark); results in rank order."""
+    import horovod.runner
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cycle_time_ms is not None:
+        os.environ["HOROVOD_CYCLE_TIME"] = f"{float(cycle_time_ms):g}"
+    return horovod.runner.run(train_rank, args=(spec,), np=n, use_gloo=True, network_interfaces=["lo"],
+                              start_timeout=600, verbose=0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -72,22 +107,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--independent", type=int, nargs="*", default=[],
                     help="also run this many independent size-1 processes at once (the ceiling)")
+    ap.add_argument("--launcher", choices=["spark", "gloo"], default="spark",
+                    help="spark: horovod.spark.run in local Spark (as the train job); gloo: horovod.runner.run, no JVM")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     a = ap.parse_args(argv)
     setup_logging("WARNING")
     cfg = load_config([os.path.join(REPO, "conf", "local.yaml")], [f"run.root={a.root}", *a.overrides])
-    spark = build_session(cfg, "bench-train")
     meta = C.load_meta(os.path.join(a.root, C.FEATURES_META))
-    n_train = spark.read.parquet(C.split_path(os.path.join(a.root, C.FEATURES), C.TRAIN)).count()
+    if a.launcher == "spark":
+        from reviewrec.session import build_session
+
+        spark = build_session(cfg, "bench-train")
+        n_train = spark.read.parquet(C.split_path(os.path.join(a.root, C.FEATURES), C.TRAIN)).count()
+    else:
+        spark = None
+        n_train = count_rows(os.path.join(a.root, C.FEATURES), C.TRAIN)
     out: dict = {"root": a.root, "train_rows": n_train, "config_hash": cfg.hash(), "steps_per_worker": a.steps,
                  "epochs": a.epochs, "batch_size": cfg["model"]["batch_size"], "net": None,
-                 "machine": f"{os.cpu_count()} cores, {platform.machine()}", "runs": {}}
+                 "machine": f"{os.cpu_count()} cores, {platform.machine()}", "launcher": a.launcher,
+                 "cpu_model": _cpu_model(), "runs": {}}
     for n in a.procs:
         spec = spec_from_config(cfg, meta, epochs=a.epochs, max_steps_per_epoch=a.steps, checkpoint_dir=None,
                                 validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
         out["net"] = spec.net.to_dict()
         t0 = time.perf_counter()
-        res = run_horovod(spark, spec, n, verbose=0, cycle_time_ms=cfg["model"]["horovod_cycle_time_ms"])
+        if spark is not None:
+            res = run_horovod(spark, spec, n, verbose=0, cycle_time_ms=cfg["model"]["horovod_cycle_time_ms"])
+        else:
+            res = run_gloo(spec, n, cfg["model"]["horovod_cycle_time_ms"])
         wall = time.perf_counter() - t0
         hist = res[0]["history"]
         timed = hist[1:] or hist
@@ -112,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     for n, r in out["runs"].items():
         r["est_full_epoch_s"] = round(n_train / r["samples_per_s"], 1)
     print(json.dumps(out, indent=2))
-    spark.stop()
+    if spark is not None:
+        spark.stop()
     return 0
 
 
