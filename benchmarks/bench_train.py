@@ -35,9 +35,8 @@ from dataclasses import replace
 
 from reviewrec.config import load_config
 from reviewrec.model import contract as C
-from reviewrec.model.train import run_horovod, spec_from_config, train_rank
+from reviewrec.model.train import rank_env, run_horovod, spec_from_config, train_rank
 from reviewrec.runtime import setup_logging
-
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,15 +87,34 @@ def count_rows(features_dir: str, split: str) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in C.split_files(features_dir, split))
 
 
-def run_gloo(spec, n: int, cycle_time_ms) -> list[dict]:
-    """train_rank on n local ranks through Horovod's own launcher (no Spark); results in rank order."""
+def _fixed_horovod_args():
+    """horovod.runner._HorovodArgs with Horovod 0.28.1's two tuple defaults undone.
+
+    Its __init__ sets `cycle_time_ms = None,` and `cache_capacity = None,` (trailing commas), so
+    horovod.runner.run exports HOROVOD_CYCLE_TIME and HOROVOD_CACHE_CAPACITY = "(None,)" to the
+    ranks, over whatever the environment held; the ranks parse both as 0, i.e. a background
+    thread that never sleeps and no response cache (horovodrun's command line is not affected)."""
     import horovod.runner
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if cycle_time_ms is not None:
-        os.environ["HOROVOD_CYCLE_TIME"] = f"{float(cycle_time_ms):g}"
-    return horovod.runner.run(train_rank, args=(spec,), np=n, use_gloo=True, network_interfaces=["lo"],
-                              start_timeout=600, verbose=0)
+    class Args(horovod.runner._HorovodArgs):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cycle_time_ms = None  # None: not exported, the ranks read the environment's
+            self.cache_capacity = None
+
+    return Args
+
+
+def run_gloo(spec, n: int, cycle_time_ms) -> list[dict]:
+    """train_rank on n local ranks through Horovod's own launcher (no Spark); results in rank order."""
+    from unittest import mock
+
+    import horovod.runner
+
+    os.environ.update(rank_env(cycle_time_ms))  # horovod.runner.run passes this process's environment on
+    with mock.patch.object(horovod.runner, "_HorovodArgs", _fixed_horovod_args()):
+        return horovod.runner.run(train_rank, args=(spec,), np=n, use_gloo=True, network_interfaces=["lo"],
+                                  start_timeout=600, verbose=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         secs = sum(h["seconds"] for h in timed)
         out["runs"][str(n)] = {"samples_per_s": round(samples / secs, 2), "epoch_seconds": [h["seconds"] for h in hist],
                                "samples_per_epoch": hist[0]["samples"], "wall_s_incl_startup": round(wall, 1),
-                               "read_seconds_rank0": res[0]["read_seconds"]}
+                               "read_seconds_rank0": res[0]["read_seconds"],
+                               "horovod_cycle_time_ms": res[0]["horovod_cycle_time_ms"]}
         print(json.dumps({n: out["runs"][str(n)]}), file=sys.stderr, flush=True)
     if "1" in out["runs"] and "2" in out["runs"]:
         out["speedup_2_vs_1"] = round(out["runs"]["2"]["samples_per_s"] / out["runs"]["1"]["samples_per_s"], 3)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -547,3 +548,23 @@ def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_pat
     assert [i.name for i in ens.inputs] == ["seq", "user", "item"]
     with pytest.raises(ValueError, match=">= 2 members"):
         build_ensemble(p, [members[0].get_weights()])
+
+
+def test_rank_env_sets_the_cycle_time_keeps_the_callers_settings_and_rejects_non_positive(monkeypatch):
+    from reviewrec.model.train import rank_env
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")
+    monkeypatch.setenv("SOME_USER_VAR", "x")
+    env = rank_env(7.5)
+    assert env["HOROVOD_CYCLE_TIME"] == "7.5"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "0" and env["SOME_USER_VAR"] == "x"
+    assert rank_env(None)["HOROVOD_CYCLE_TIME"] == "3"  # None leaves the environment's
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    monkeypatch.delenv("HOROVOD_CYCLE_TIME")
+    env = rank_env(None)
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2" and "HOROVOD_CYCLE_TIME" not in env
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # a copy: the caller's environment is untouched
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="horovod_cycle_time_ms"):
+            rank_env(bad)

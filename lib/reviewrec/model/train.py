@@ -600,14 +600,21 @@ def run_horovod(spark: SparkSession, spec: TrainSpec, num_proc: int, use_gloo: b
     master = spark.sparkContext.master
     # Local runs talk over loopback: a laptop's hostname may not resolve to a usable address.
     nics = ["lo"] if master.startswith("local") else None
+    return horovod.spark.run(train_rank, args=(spec,), num_proc=num_proc, use_gloo=use_gloo,
+                             nics=nics, env=rank_env(cycle_time_ms), start_timeout=start_timeout,
+                             verbose=verbose)
+
+
+def rank_env(cycle_time_ms: float | None) -> dict[str, str]:
+    """The environment the ranks start with: this process's, TensorFlow's C++ logging quietened
+    unless set, and HOROVOD_CYCLE_TIME = cycle_time_ms when it is not None."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if cycle_time_ms is not None:
         if not cycle_time_ms > 0:
             raise ValueError(f"model.horovod_cycle_time_ms = {cycle_time_ms!r}: must be > 0 (or null)")
         env["HOROVOD_CYCLE_TIME"] = f"{float(cycle_time_ms):g}"
-    return horovod.spark.run(train_rank, args=(spec,), num_proc=num_proc, use_gloo=use_gloo,
-                             nics=nics, env=env, start_timeout=start_timeout, verbose=verbose)
+    return env
 
 
 def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> TrainSpec:
