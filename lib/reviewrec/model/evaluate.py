@@ -32,7 +32,8 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.model import contract as C
-from reviewrec.model.score import MEMBER_PROBS, expected_of, load_metadata, predicted_star_of, score
+from reviewrec.model.score import (MEMBER_PROBS, ensemble_size, expected_of, load_metadata, predicted_star_of,
+                                   score)
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 
@@ -303,7 +304,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         raise FileNotFoundError(f"{features}: needs train and test splits")
     models: dict[str, dict[str, Any]] = {}
     md = load_metadata(model_dir)
-    n_members = (md.get("ensemble") or {}).get("size", 1)
+    n_members = ensemble_size(md)
     with timer.stage("lstm"):
         models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members)
     member_metrics = models["lstm"].pop("members", None)
@@ -328,7 +329,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             "data_counts": md.get("data_counts"), "model_config_hash": md.get("config_hash"),
             "model_train_hash": md.get("train_hash"), "model_best_epoch": md.get("best_epoch"),
             "model_num_proc": md.get("num_proc"), "versions": md.get("versions"),
-            "model_ensemble_size": (md.get("ensemble") or {}).get("size", 1),
+            "model_ensemble_size": n_members,
         },
         "timings": timer.timings,
     }

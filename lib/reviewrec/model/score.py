@@ -34,6 +34,11 @@ def load_metadata(model_dir: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+def ensemble_size(md: dict[str, Any]) -> int:
+    """Networks in the saved model, from its metadata.json (1 unless model.ensemble_size > 1)."""
+    return int((md.get("ensemble") or {}).get("size", 1))
+
+
 def load_model(model_dir: str, threads: int = 1) -> Any:
     """The Keras model under `model_dir`, cached per process (reloaded if the file changed)."""
     from reviewrec.model.train import MODEL_FILE
@@ -104,7 +109,7 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
     seq_len, nu, ni = int(net["seq_len"]), int(fm["num_users"]), int(fm["num_items"])
     ub, ib = int(net["user_buckets"]), int(net["item_buckets"])
     path = os.path.abspath(C._local(model_dir))
-    if members and not (md.get("ensemble") or {}).get("size", 1) > 1:
+    if members and not ensemble_size(md) > 1:
         raise ValueError(f"{model_dir}: members=True needs an ensemble model (model.ensemble_size > 1)")
     rtype = T.ArrayType(T.ArrayType(T.FloatType())) if members else T.ArrayType(T.FloatType())
 
