@@ -146,6 +146,27 @@ def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks
     assert cal["val_loss_calibrated"] <= cal["val_loss_t1"]
 
 
+def test_cosine_schedule_and_trigram_bag_train_identically_on_two_ranks(trained):
+    """lr_schedule=cosine sets the rate before every step on both ranks (each epoch ends at its
+    last step's cosine value, the run near 0); with the pairs-and-triples bag (ngram_order 3)
+    the ranks still end identical, the loss falls, and the result differs from the default."""
+    from reviewrec.model.net import NetParams
+    from reviewrec.model.train import TrainSpec, step_learning_rate
+
+    base = trained(2)
+    res = trained(2, lr_schedule="cosine", group_grads=True, net={"ngram_buckets": 16, "ngram_order": 3})
+    hist, steps = res[0]["history"], res[0]["steps_per_epoch"]
+    schedule = TrainSpec(features_dir="-", net=NetParams(vocab_size=2, seq_len=2), num_users=1, num_items=1,
+                         learning_rate=float(TINY["model.learning_rate"]), epochs=4, lr_schedule="cosine")
+    want = [step_learning_rate(schedule, 2, e, steps - 1, steps) for e in range(4)]
+    assert [h["learning_rate"] for h in hist] == pytest.approx(want, rel=1e-5)
+    assert [h["learning_rate"] for h in res[1]["history"]] == [h["learning_rate"] for h in hist]
+    assert want[0] < float(TINY["model.learning_rate"]) * 2 and want[-1] < want[0] / 20
+    assert len({r["weights_sha256"] for r in res}) == 1
+    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
+    assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
+
+
 def _processes_with(marker: str) -> list[int]:
     pids = []
     for p in Path("/proc").iterdir():

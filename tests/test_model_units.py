@@ -362,6 +362,34 @@ def test_epoch_learning_rate_scales_by_workers_and_decays_per_epoch():
         epoch_learning_rate(replace(spec, lr_decay=1.5), 1, 0)
 
 
+def test_cosine_schedule_decays_every_step_from_the_scaled_rate_to_zero_over_the_epochs():
+    from reviewrec.config import load_config
+    from reviewrec.model.train import TrainSpec, spec_from_config, step_learning_rate
+
+    spec = TrainSpec(features_dir="x", net=_tiny_net("last"), num_users=1, num_items=1, learning_rate=0.002,
+                     epochs=2, lr_schedule="cosine")
+    rates = [step_learning_rate(spec, 2, e, b, 4) for e in range(2) for b in range(4)]
+    # 0.004 x (1 + cos(pi t / 8)) / 2 for t = 0..7: strictly falling, across the epoch boundary too
+    assert rates == pytest.approx([0.002 * (1 + np.cos(np.pi * t / 8)) for t in range(8)])
+    assert rates[0] == pytest.approx(0.004) and rates[4] == pytest.approx(0.002) and rates[-1] < 0.0002
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    # a run resumed at epoch 2 of a 3-epoch schedule takes up where the cosine was
+    three = replace(spec, epochs=3)
+    assert step_learning_rate(three, 1, 2, 0, 10) == pytest.approx(0.002 * 0.5 * (1 + np.cos(np.pi * 20 / 30)))
+    # "epoch" (the default) keeps the per-epoch rate whatever the step
+    flat = replace(spec, lr_schedule="epoch", lr_decay=0.5)
+    assert [step_learning_rate(flat, 2, 1, b, 4) for b in range(4)] == pytest.approx([0.002] * 4)
+    # the schedule's length shapes the trajectory, so with cosine `epochs` is in the train hash
+    assert spec.train_hash() != three.train_hash()
+    assert replace(flat, epochs=3).train_hash() == flat.train_hash()
+    meta = C.FeaturesMeta(vocab={}, num_users=3, num_items=2, seq_len=6, num_features=16, vocab_size=10)
+    with pytest.raises(ValueError, match="lr_schedule = 'linear'"):
+        spec_from_config(load_config((), ["model.lr_schedule=linear"]), meta)
+    with pytest.raises(ValueError, match="lr_decay = 0.5 must then be 1.0"):
+        spec_from_config(load_config((), ["model.lr_schedule=cosine", "model.lr_decay=0.5"]), meta)
+    assert spec_from_config(load_config((), ["model.lr_schedule=cosine"]), meta).lr_schedule == "cosine"
+
+
 # TrainSpec(features_dir="/f", net=_tiny_net("last"), num_users=10, num_items=5).train_hash() as
 # computed by the code of commit d233542, before the four options below existed.
 PRE_OPTIONS_HASH = "ecdf4ead3037"
@@ -378,8 +406,10 @@ def test_new_training_options_at_their_defaults_keep_the_train_hash():
     changed = {replace(spec, rating_loss_weight=0.3).train_hash(), replace(spec, lr_decay=0.7).train_hash(),
                replace(spec, net=replace(spec.net, embedding_dropout=0.2)).train_hash(),
                replace(spec, net=replace(spec.net, hidden_units=8)).train_hash(),
-               replace(spec, net=replace(spec.net, ngram_buckets=64)).train_hash()}
-    assert len(changed) == 5 and PRE_OPTIONS_HASH not in changed
+               replace(spec, net=replace(spec.net, ngram_buckets=64)).train_hash(),
+               replace(spec, net=replace(spec.net, ngram_order=3)).train_hash(),
+               replace(spec, lr_schedule="cosine").train_hash()}
+    assert len(changed) == 7 and PRE_OPTIONS_HASH not in changed
     # the gradient grouping changes how the ranks exchange the same sums, not the trajectory
     assert replace(spec, group_grads=True).train_hash() == PRE_OPTIONS_HASH
 
@@ -425,6 +455,59 @@ def test_bigram_ids_hash_adjacent_real_tokens_and_zero_pairs_touching_padding():
     # large ids do not overflow: 40,000 * 40,000 exceeds int32
     big = bigram_ids(tf, tf.constant([[39999, 39998]], dtype=tf.int32), 40000, 1 << 20).numpy()
     assert big[0, 0] == 1 + (39999 * 40000 + 39998) % ((1 << 20) - 1)
+
+
+def test_trigram_ids_hash_adjacent_real_triples_and_zero_triples_touching_padding():
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.net import trigram_ids
+
+    seq = np.array([[3, 4, 5, 0], [0, 0, 0, 0], [5, 5, 6, 29], [4, 3, 0, 9]], dtype=np.int32)
+    got = trigram_ids(tf, tf.constant(seq), 30, 11).numpy()
+    want = np.zeros((4, 2), dtype=np.int64)
+    for r in range(4):
+        for t in range(2):
+            a, b, c = (int(v) for v in seq[r, t:t + 3])
+            if a and b and c:
+                want[r, t] = 1 + (((a * 30 + b) % 10) * 30 + c + 7919) % 10
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64 and (got[[0, 2, 2], [0, 0, 1]] > 0).all() and not got[[1, 3]].any()
+    # ids near the int32 limit: the pair is reduced before it is multiplied again, no overflow
+    v = 2_000_000_000
+    big = trigram_ids(tf, tf.constant([[v - 1, v - 2, v - 3]], dtype=tf.int32), v, 1 << 20).numpy()
+    m = (1 << 20) - 1
+    assert big[0, 0] == 1 + ((((v - 1) * v + v - 2) % m) * v + v - 3 + 7919) % m
+
+
+def test_trigram_bag_adds_the_triples_to_the_pairs_mean_and_saves(tmp_path):
+    """ngram_order 3: a review's triples join its pairs in the bag (the same table), so moving
+    only the triple's bucket changes an order-3 prediction and not an order-2 one."""
+    tf = pytest.importorskip("tensorflow")
+    from reviewrec.model.net import bigram_ids, trigram_ids
+
+    tf.keras.utils.set_random_seed(4)
+    p2 = replace(_tiny_net("last_max_mean"), ngram_buckets=13, ngram_dim=3)
+    p3 = replace(p2, ngram_order=3)
+    m2, m3 = build_model(p2), build_model(p3)
+    m3.set_weights(m2.get_weights())  # no new weights: the same table serves both orders
+    x = _x([[3, 4, 5, 0, 0, 0], [0] * 6])
+    tri = int(trigram_ids(tf, tf.constant([[3, 4, 5]]), p3.vocab_size, 13).numpy()[0, 0])
+    assert tri not in bigram_ids(tf, tf.constant([[3, 4, 5]]), p3.vocab_size, 13).numpy()[0]
+    a2, a3 = _run(m2, x), _run(m3, x)
+    assert not np.allclose(a2[0], a3[0], atol=1e-4)  # the triple is in the order-3 mean
+    for m in (m2, m3):
+        emb = m.get_layer("bigram_emb")
+        w = emb.get_weights()[0]
+        w[tri] += 5.0
+        emb.set_weights([w])
+    np.testing.assert_allclose(_run(m2, x), a2, atol=1e-7)
+    b3 = _run(m3, x)
+    assert not np.allclose(a3[0], b3[0], atol=1e-3)
+    np.testing.assert_allclose(a3[1], b3[1], atol=1e-7)  # the empty sequence has no triples
+    m3.save(tmp_path / "m3.keras")
+    np.testing.assert_allclose(_run(tf.keras.models.load_model(tmp_path / "m3.keras", compile=False), x), b3,
+                               atol=1e-7)
+    with pytest.raises(ValueError, match="ngram_order = 4"):
+        build_model(replace(p3, ngram_order=4))
 
 
 @pytest.mark.parametrize("pooling", ["last", "last_max_mean"])

@@ -23,6 +23,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -75,6 +76,10 @@ class TrainSpec:
     rating_loss_weight: float = 0.0
     # Epoch e (0-based) trains with learning_rate * size * lr_decay**e (1.0 = constant).
     lr_decay: float = 1.0
+    # "epoch": the rate above, fixed within an epoch. "cosine": every step t of the T = epochs x
+    # steps_per_epoch steps trains with learning_rate * size * (1 + cos(pi t / T)) / 2, from the
+    # full rate down to ~0 at the end of the last epoch (lr_decay must stay 1.0).
+    lr_schedule: str = "epoch"
     # A (vocab_size, embedding_dim) .npy that initialises the token embedding (word2vec); its
     # file name carries a digest of its content, so the train hash changes with it.
     embedding_init: str | None = None
@@ -109,14 +114,17 @@ class TrainSpec:
         d = asdict(self)
         for k in ("checkpoint_dir", "return_weights", "return_model", "epochs", "patience", "pin_cpu",
                   "group_grads", "temperature_scaling"):
+            if k == "epochs" and self.lr_schedule != "epoch":
+                continue  # the cosine schedule's length is part of the trajectory
             d.pop(k)
         # Options added later leave the hash of a run that does not use them unchanged, so its
         # checkpoints stay resumable.
         for k, default in (("dedup_sparse_grads", False), ("sparse_as_dense", False), ("grad_compression", "none"),
-                           ("rating_loss_weight", 0.0), ("lr_decay", 1.0)):
+                           ("rating_loss_weight", 0.0), ("lr_decay", 1.0), ("lr_schedule", "epoch")):
             if d[k] == default:
                 d.pop(k)
-        for k, default in (("embedding_dropout", 0.0), ("hidden_units", 0), ("ngram_buckets", 0), ("ngram_dim", 32)):
+        for k, default in (("embedding_dropout", 0.0), ("hidden_units", 0), ("ngram_buckets", 0), ("ngram_dim", 32),
+                           ("ngram_order", 2)):
             if d["net"][k] == default:
                 d["net"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -202,6 +210,26 @@ def epoch_learning_rate(spec: TrainSpec, size: int, epoch: int) -> float:
     return float(spec.learning_rate * size * spec.lr_decay ** epoch)
 
 
+LR_SCHEDULES = ("epoch", "cosine")
+
+
+def check_lr_schedule(spec: TrainSpec) -> None:
+    if spec.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"model.lr_schedule = {spec.lr_schedule!r}: choose one of {LR_SCHEDULES}")
+    if spec.lr_schedule == "cosine" and spec.lr_decay != 1.0:
+        raise ValueError(f"model.lr_schedule = 'cosine' decays within the run; model.lr_decay = {spec.lr_decay!r} "
+                         "must then be 1.0")
+
+
+def step_learning_rate(spec: TrainSpec, size: int, epoch: int, step: int, steps: int) -> float:
+    """The rate of 0-based `step` (of `steps`) in 0-based `epoch` under spec.lr_schedule: the epoch's
+    rate (epoch_learning_rate) or the cosine from learning_rate * size down over spec.epochs epochs."""
+    if spec.lr_schedule != "cosine":
+        return epoch_learning_rate(spec, size, epoch)
+    t, total = epoch * steps + step, max(spec.epochs * steps, 1)
+    return float(spec.learning_rate * size * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total)))
+
+
 def weights_digest(weights: list[np.ndarray]) -> str:
     h = hashlib.sha256()
     for w in weights:
@@ -281,6 +309,16 @@ def pin_to_cpu(local_rank: int, local_size: int) -> list[int] | None:
     return [cpu]
 
 
+def _StepRate(tf: Any, opt: Any, spec: TrainSpec, size: int, epoch: int, steps: int) -> Any:
+    """A Keras callback that sets the optimizer's rate before every step (step_learning_rate)."""
+
+    class StepRate(tf.keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            tf.keras.backend.set_value(opt.learning_rate, step_learning_rate(spec, size, epoch, batch, steps))
+
+    return StepRate()
+
+
 def train_rank(spec: TrainSpec) -> dict[str, Any]:
     """Runs on every Horovod rank (a Spark task). Returns this rank's summary."""
     setup_logging()
@@ -305,6 +343,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     if spec.deterministic:
         tf.config.experimental.enable_op_determinism()
 
+    check_lr_schedule(spec)
     t_read = time.perf_counter()
     train = rank_shard(C.split_files(spec.features_dir, C.TRAIN), rank, size, spec.net.seq_len)
     val = (rank_shard(C.split_files(spec.features_dir, C.VAL), rank, size, spec.net.seq_len)
@@ -371,11 +410,15 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
         items = drop_ids(bucket_ids(part.item, spec.num_items, spec.net.item_buckets), spec.id_dropout, rng)
         seqs = drop_text(part.seq, spec.text_dropout, rng)
         ds = _dataset(tf, part, users, items, spec.batch_size, onehot, seqs)
-        if spec.lr_decay != 1.0:  # a function of the epoch only, so a resumed run gets the same
+        # The rate is a function of (epoch, step) only, so a resumed run gets the same.
+        epoch_callbacks = list(callbacks)
+        if spec.lr_schedule == "cosine":
+            epoch_callbacks.append(_StepRate(tf, opt, spec, size, epoch, steps))
+        elif spec.lr_decay != 1.0:
             tf.keras.backend.set_value(opt.learning_rate, epoch_learning_rate(spec, size, epoch))
         t0 = time.perf_counter()
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, class_weight=cw, verbose=0,
-                         callbacks=callbacks, shuffle=False)
+                         callbacks=epoch_callbacks, shuffle=False)
         dt = time.perf_counter() - t0
         epoch_seconds.append(dt)
         rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
@@ -627,6 +670,7 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         user_embedding_dim=m["user_embedding_dim"], item_embedding_dim=m["item_embedding_dim"],
         pooling=m["pooling"], embedding_dropout=float(m["embedding_dropout"]), hidden_units=int(m["hidden_units"]),
         ngram_buckets=int(m["ngram_buckets"]), ngram_dim=int(m["ngram_dim"]),
+        ngram_order=int(m["ngram_order"]),
     )
     spec = TrainSpec(
         features_dir=io.dataset_path(root, C.FEATURES), net=net, num_users=meta.num_users,
@@ -636,13 +680,15 @@ def spec_from_config(cfg: Config, meta: C.FeaturesMeta, **overrides: Any) -> Tra
         epochs=m["epochs"], patience=m["early_stopping_patience"], use_class_weights=m["class_weights"],
         id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]),
         label_smoothing=float(m["label_smoothing"]), rating_loss_weight=float(m["rating_loss_weight"]),
-        lr_decay=float(m["lr_decay"]), seed=m["seed"], intra_op_threads=m["intra_op_threads"],
+        lr_decay=float(m["lr_decay"]), lr_schedule=m["lr_schedule"], seed=m["seed"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], deterministic=m["deterministic"],
         max_steps_per_epoch=m["max_steps_per_epoch"], dedup_sparse_grads=m["dedup_sparse_grads"],
         sparse_as_dense=m["sparse_as_dense"], grad_compression=m["grad_compression"], pin_cpu=m["pin_cpu"],
         group_grads=m["group_grads"], temperature_scaling=m["temperature_scaling"],
     )
-    return replace(spec, **overrides) if overrides else spec
+    spec = replace(spec, **overrides) if overrides else spec
+    check_lr_schedule(spec)  # on the driver, before any Spark task starts
+    return spec
 
 
 def _versions() -> dict[str, str]:
