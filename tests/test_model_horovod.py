@@ -298,6 +298,25 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
     assert saved["models"]["tfidf_lr"]["accuracy"] > saved["models"]["majority"]["accuracy"]
     assert saved["models"]["lstm"]["accuracy"] > saved["models"]["majority"]["accuracy"]
     assert len(saved["models"]["tfidf_lr"]["params"]["selection"]) == 2
+    # bootstrap intervals: on the same n rows, around each model's reported numbers; the LSTM's
+    # differences are the reported metrics' differences
+    boot = saved["bootstrap"]
+    assert boot["rows"] == n and boot["reps"] == 1000 and boot["reference"] == "lstm"
+    for name, m in saved["models"].items():
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            lo, hi = boot["models"][name][key]
+            assert lo <= m[key] + 1e-9 and m[key] - 1e-9 <= hi, (name, key)
+    # the majority class always predicts one star, but the resampled label mix moves its accuracy
+    assert boot["models"]["majority"]["accuracy"][0] < boot["models"]["majority"]["accuracy"][1]
+    for base in ("majority", "tfidf_lr"):
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            d = boot["differences"][base][key]
+            assert d["estimate"] == pytest.approx(saved["models"]["lstm"][key] - saved["models"][base][key])
+            assert d["ahead"] == (d["interval"][0] > 0)
+    assert boot["differences"]["majority"]["accuracy"]["ahead"]  # the words carry the star
+    html = (out / "index.html").read_text()
+    assert "paired bootstrap" in html and "lstm − tfidf_lr" in html
+    assert "bootstrap" in res["timings"]
     assert res["measured_on"]["model_train_hash"] == saved["measured_on"]["model_train_hash"]
 
 
@@ -371,7 +390,8 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     from reviewrec.model import evaluate
 
     res = evaluate.run(spark, _cfg(ensemble_runs["root"], {"model.baseline_reg_params": "[0.1]",
-                                                           "model.baseline_max_iter": 20}))
+                                                           "model.baseline_max_iter": 20,
+                                                           "model.bootstrap_reps": 0}))
     got = res["ensemble_members"]
     assert [g["seed"] for g in got] == [42, 43]
     stars = np.arange(1, 6)
@@ -382,3 +402,5 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     assert res["models"]["lstm"]["accuracy"] == pytest.approx((mean.argmax(axis=1) == a.label).mean(), abs=1e-9)
     html = (Path(ensemble_runs["root"]) / "report" / "model" / "index.html").read_text()
     assert "each member alone" in html and "member 2 (seed 43)" in html
+    # model.bootstrap_reps = 0: no intervals, no bootstrap stage
+    assert res["bootstrap"] is None and "paired bootstrap" not in html and "bootstrap" not in res["timings"]

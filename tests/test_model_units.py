@@ -110,6 +110,85 @@ def test_metrics_from_confusion_match_a_per_row_reference():
     assert m["weighted_recall"] == pytest.approx(m["accuracy"])  # always true for weighted recall
 
 
+def _two_models(n: int, seed: int, agree: float = 0.9):
+    """Labels and two models' predictions on the same n rows; b copies a on a share `agree` of
+    the rows, so the two are strongly correlated (as two models of the same reviews are)."""
+    rng = np.random.RandomState(seed)
+    y = rng.choice(5, n, p=[0.25, 0.07, 0.08, 0.15, 0.45])
+    a = np.where(rng.rand(n) < 0.78, y, rng.randint(0, 5, n))
+    b = np.where(rng.rand(n) < agree, a, np.where(rng.rand(n) < 0.5, y, rng.randint(0, 5, n)))
+    joint = np.zeros((5, 5, 5), np.int64)
+    np.add.at(joint, (y, a, b), 1)
+    return y, a, b, joint
+
+
+def _acc_f1(y, p):
+    cm = np.zeros((5, 5), np.int64)
+    np.add.at(cm, (y, p), 1)
+    m = metrics_from_confusion(cm)
+    return m["accuracy"], m["macro_f1"], m["weighted_f1"]
+
+
+def test_paired_bootstrap_matches_a_row_bootstrap_and_is_paired():
+    """Multinomial draws over the joint cells give the same intervals as resampling the rows
+    themselves (reference: rows resampled with numpy, metrics_from_confusion), and the paired
+    interval of a difference is much narrower than resampling each model on its own would give."""
+    from reviewrec.model.evaluate import paired_bootstrap
+
+    y, a, b, joint = _two_models(2000, 5)
+    res = paired_bootstrap(joint, ["a", "b"], "a", reps=3000, seed=1)
+    rng = np.random.RandomState(9)
+    ref_a, ref_d, unpaired_d = [], [], []
+    for _ in range(3000):
+        i, j = rng.randint(0, len(y), len(y)), rng.randint(0, len(y), len(y))
+        ma, mb, mb_other = _acc_f1(y[i], a[i]), _acc_f1(y[i], b[i]), _acc_f1(y[j], b[j])
+        ref_a.append(ma)
+        ref_d.append(np.subtract(ma, mb))
+        unpaired_d.append(np.subtract(ma, mb_other))
+    ref_a, ref_d, unpaired_d = map(np.array, (ref_a, ref_d, unpaired_d))
+    for k, key in enumerate(["accuracy", "macro_f1", "weighted_f1"]):
+        lo, hi = np.percentile(ref_a[:, k], [2.5, 97.5])
+        assert res["models"]["a"][key] == pytest.approx([lo, hi], abs=0.004), key
+        lo, hi = np.percentile(ref_d[:, k], [2.5, 97.5])
+        d = res["differences"]["b"][key]
+        assert d["interval"] == pytest.approx([lo, hi], abs=0.004), key
+        assert d["estimate"] == pytest.approx(_acc_f1(y, a)[k] - _acc_f1(y, b)[k])
+        width = d["interval"][1] - d["interval"][0]
+        assert width < 0.6 * np.subtract(*np.percentile(unpaired_d[:, k], [97.5, 2.5])), key
+    assert res["rows"] == 2000 and res["reference"] == "a" and set(res["differences"]) == {"b"}
+
+
+def test_paired_bootstrap_says_ahead_only_when_the_interval_clears_zero():
+    from reviewrec.model.evaluate import paired_bootstrap
+
+    # a is right on 300 more of 20,000 rows than b, and they agree elsewhere: clearly ahead
+    y = np.repeat(np.arange(5), 4000)
+    a = y.copy()
+    b = y.copy()
+    b[::20] = (y[::20] + 1) % 5   # b wrong on 1,000 rows
+    a[::20][::3] = b[::20][::3]   # a shares 334 of those mistakes
+    joint = np.zeros((5, 5, 5), np.int64)
+    np.add.at(joint, (y, a, b), 1)
+    big = paired_bootstrap(joint, ["a", "b"], "a", reps=500)
+    acc = big["differences"]["b"]["accuracy"]
+    assert acc["estimate"] == pytest.approx(666 / 20000) and acc["ahead"] and acc["interval"][0] > 0
+    assert acc["share_not_ahead"] == 0.0
+    # the same 2-point lead on 100 rows (3 rows out of 100 against 1): not shown
+    ys = np.zeros(100, int)
+    a_s, b_s = ys.copy(), ys.copy()
+    b_s[:3] = 1
+    a_s[0] = 1
+    small = np.zeros((5, 5, 5), np.int64)
+    np.add.at(small, (ys, a_s, b_s), 1)
+    res = paired_bootstrap(small, ["a", "b"], "a", reps=2000)["differences"]["b"]["accuracy"]
+    assert res["estimate"] == pytest.approx(0.02) and not res["ahead"] and res["interval"][0] <= 0
+    assert 0.05 < res["share_not_ahead"] < 0.5
+    with pytest.raises(ValueError, match="names"):
+        paired_bootstrap(joint, ["a"], "a")
+    with pytest.raises(ValueError, match="empty"):
+        paired_bootstrap(np.zeros((5, 5, 5)), ["a", "b"], "a")
+
+
 def test_load_meta_accepts_sizes_in_a_sibling_file(tmp_path):
     d = tmp_path / "features_meta"
     d.mkdir()

@@ -4,7 +4,9 @@ Reads <root>/features (train/val/test), <root>/model; writes <root>/report/model
     metrics.json     per model: accuracy, weighted and macro P/R/F1, the per-class table
                      (the paper's Table 3: precision, recall, F1, support for stars 1..5),
                      the confusion matrix, RMSE/MAE of the expected rating; plus what it was
-                     measured on (data, split counts, config hash, model metadata)
+                     measured on (data, split counts, config hash, model metadata); and
+                     "bootstrap": intervals for accuracy, macro and weighted F1 of every model and for the
+                     LSTM's paired lead over each baseline (paired_bootstrap)
     index.html       the same as tables, with the figures
     confusion_<model>.png, training_curves.png, comparison.png
 
@@ -12,7 +14,8 @@ Baselines, trained in this job on the same train split:
     majority   the most frequent training star, predicted with probability 1
     tfidf_lr   Spark ML multinomial LogisticRegression on the `tfidf` vectors; regParam chosen
                on the val split (accuracy) from model.baseline_reg_params
-Predictions stay in Spark: only 5x5 confusion matrices and error sums reach the driver.
+Predictions stay in Spark: only confusion counts (5x5, and the 5x5x5x5 joint table of the three
+models for the bootstrap) and error sums reach the driver.
 """
 from __future__ import annotations
 
@@ -73,6 +76,92 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
                        "f1": float(f1[k]), "support": int(support[k])} for k in range(len(tp))],
         "confusion": cm.astype(np.int64).tolist(),
     }
+
+
+BOOTSTRAP_METRICS = ("accuracy", "macro_f1", "weighted_f1")
+
+
+def _accuracy_macro_f1(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(..., k, k) confusion matrices [true, pred] -> accuracy, macro-F1 and weighted F1 (...), the
+    definitions of metrics_from_confusion: F1 = 2 tp / (support + predicted), 0 where both are
+    0, averaged over the classes present (support > 0) or weighted by support."""
+    cms = np.asarray(cms, dtype=np.float64)
+    tp = np.diagonal(cms, axis1=-2, axis2=-1)
+    support, predicted = cms.sum(axis=-1), cms.sum(axis=-2)
+    n = support.sum(axis=-1)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
+    present = support > 0
+    macro = np.divide((f1 * present).sum(axis=-1), present.sum(axis=-1),
+                      out=np.zeros_like(n), where=present.sum(axis=-1) > 0)
+    weighted = np.divide((f1 * support).sum(axis=-1), n, out=np.zeros_like(n), where=n > 0)
+    return np.divide(tp.sum(axis=-1), n, out=np.zeros_like(n), where=n > 0), macro, weighted
+
+
+def joint_confusion(df: DataFrame, pred_cols: list[str], col_label: str = C.LABEL,
+                    k: int = C.NUM_CLASSES) -> np.ndarray:
+    """Counts of (true label, model 1's prediction, ..., model m's) over the rows of df, as an
+    array of shape (k,) * (m + 1), aggregated in Spark (k^(m+1) cells reach the driver)."""
+    cols = [col_label, *pred_cols]
+    out = np.zeros((k,) * len(cols), dtype=np.int64)
+    for r in df.groupBy(*cols).count().collect():
+        out[tuple(int(r[c]) for c in cols)] = int(r["count"])
+    return out
+
+
+def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals for accuracy, macro-F1 and weighted F1 of models scored on the same rows,
+    and for the reference model's paired differences from each other model.
+
+    joint: joint_confusion counts, axis 0 the true label, axis j the prediction of names[j-1].
+    Resampling the n rows with replacement only changes how many rows fall in each cell of the
+    joint table, so each replicate is one multinomial draw of n over the cells with their
+    observed shares: the same distribution as the row bootstrap, with no row on the driver.
+    Both models of a difference see the same resampled rows (paired), so their shared easy
+    and hard reviews cancel. The intervals cover the sampling of test reviews only, not the
+    randomness of training (seeds); RESULTS.md shows the latter is as large.
+    """
+    joint = np.asarray(joint, dtype=np.int64)
+    m = joint.ndim - 1
+    if len(names) != m or reference not in names:
+        raise ValueError(f"names {names} must name the joint table's {m} prediction axes, with {reference!r}")
+    if not 0 < level < 1 or reps < 1:
+        raise ValueError(f"level {level!r} must be in (0, 1) and reps {reps!r} >= 1")
+    n = int(joint.sum())
+    if n == 0:
+        raise ValueError("paired_bootstrap: the joint table is empty (no test rows)")
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, joint.ravel() / n, size=reps).reshape((reps,) + joint.shape)
+
+    def marginal(counts: np.ndarray, j: int) -> np.ndarray:  # (..., true, pred of model j)
+        keep = (0, j)
+        axes = tuple(a for a in range(1, m + 1) if a not in keep)
+        lead = counts.ndim - joint.ndim
+        return counts.sum(axis=tuple(lead + a for a in axes))
+
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    point = {nm: _accuracy_macro_f1(marginal(joint, j)) for j, nm in enumerate(names, start=1)}
+    boot = {nm: _accuracy_macro_f1(marginal(draws, j)) for j, nm in enumerate(names, start=1)}
+    keys = BOOTSTRAP_METRICS
+    out: dict[str, Any] = {
+        "method": "paired row bootstrap (multinomial over the joint confusion cells), percentile intervals",
+        "reps": reps, "level": level, "seed": seed, "rows": n, "reference": reference,
+        "models": {nm: {k: [float(v) for v in np.percentile(boot[nm][i], q)] for i, k in enumerate(keys)}
+                   for nm in names},
+        "differences": {},
+    }
+    for nm in names:
+        if nm == reference:
+            continue
+        diff = {}
+        for i, k in enumerate(keys):
+            d = boot[reference][i] - boot[nm][i]
+            lo, hi = (float(v) for v in np.percentile(d, q))
+            diff[k] = {"estimate": float(point[reference][i] - point[nm][i]), "interval": [lo, hi],
+                       # the share of replicates where the reference is not ahead
+                       "share_not_ahead": float(np.mean(d <= 0)), "ahead": lo > 0}
+        out["differences"][nm] = diff
+    return out
 
 
 def confusion(df: DataFrame, col_label: str = C.LABEL, col_pred: str = PRED, k: int = C.NUM_CLASSES) -> np.ndarray:
@@ -155,13 +244,14 @@ def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, 
     out = evaluate_predictions(pred, expected_from_probs(F.col("lr_probs")))
     out["params"] = {"reg_param": best[0], "elastic_net": elastic_net, "max_iter": max_iter,
                      "family": "multinomial", "selection": tried}
-    return out
+    return out, best[1]
 
 
 def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: int,
-              members: int = 0) -> dict[str, Any]:
+              members: int = 0) -> tuple[dict[str, Any], DataFrame]:
     """The saved model's metrics on `test`; for an ensemble (members = its size) also each
-    member's, as "members": [metrics of member 1, ...], from the same scoring pass."""
+    member's, as "members": [metrics of member 1, ...], from the same scoring pass. Also returns
+    the scored rows (test + the model's columns + pred_label), persisted: the caller unpersists."""
     scored = score(spark, test, model_dir, batch_size=batch_size, members=members > 1)
     scored = scored.withColumn(PRED, (F.col(C.PREDICTED_STAR) - 1).cast("int")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -171,9 +261,27 @@ def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: 
             for j in range(members):
                 one = scored.withColumn(PRED, predicted_star_of(f"{MEMBER_PROBS}[{j}]") - 1)
                 out["members"].append(evaluate_predictions(one, expected_of(F.col(MEMBER_PROBS)[j])))
-        return out
-    finally:
+        return out, scored
+    except BaseException:
         scored.unpersist()
+        raise
+
+
+def bootstrap_models(scored: DataFrame, lr_model: Any, majority_label: int, models: dict[str, dict[str, Any]],
+                     reps: int, seed: int) -> dict[str, Any]:
+    """paired_bootstrap of the three models on the LSTM's scored test rows: the LR model predicts
+    the same rows (no join), the majority class is a constant. The joint table's marginals must
+    give back each model's reported confusion matrix (same rows, deterministic models)."""
+    both = (lr_predict(lr_model, scored.select(C.TFIDF, C.LABEL, F.col(PRED).alias("lstm_pred")))
+            .withColumn("majority_pred", F.lit(int(majority_label))))
+    names = ["lstm", "majority", "tfidf_lr"]
+    joint = joint_confusion(both, ["lstm_pred", "majority_pred", PRED])
+    for j, nm in enumerate(names, start=1):
+        cm = joint.sum(axis=tuple(a for a in (1, 2, 3) if a != j))
+        if cm.tolist() != models[nm]["confusion"]:
+            raise RuntimeError(f"bootstrap: the {nm} predictions of the joint table {cm.tolist()} differ from its "
+                               f"reported confusion matrix {models[nm]['confusion']} (non-deterministic scoring?)")
+    return paired_bootstrap(joint, names, "lstm", reps=reps, seed=seed)
 
 
 # --------------------------------------------------------------------------- report
@@ -214,13 +322,17 @@ def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]]) -> Any:
     return fig
 
 
-def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]]) -> Any:
+def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]], boot: dict[str, Any] | None = None) -> Any:
+    """Accuracy, weighted and macro F1 per model; with the bootstrap, their intervals as error bars."""
     names = list(models)
     keys = ["accuracy", "weighted_f1", "macro_f1"]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     width = 0.8 / len(names)
     for j, n in enumerate(names):
-        ax.bar(np.arange(len(keys)) + j * width, [models[n][k] for k in keys], width, label=n)
+        vals = [models[n][k] for k in keys]
+        ci = boot["models"].get(n, {}) if boot else {}
+        err = np.maximum(np.array([[v - ci[k][0], ci[k][1] - v] for k, v in zip(keys, vals)]).T, 0) if ci else None
+        ax.bar(np.arange(len(keys)) + j * width, vals, width, label=n, yerr=err, capsize=3)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
     ax.set_ylim(0, 1)
     ax.legend()
@@ -235,6 +347,28 @@ def _histories(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {"lstm": result["history"]} if result.get("history") else {}
 
 
+def _bootstrap_section(boot: dict[str, Any], models: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    pct = f"{boot['level']:.0%}"
+
+    def iv(v: list[float]) -> str:
+        return f"[{v[0]:.4f}, {v[1]:.4f}]"
+
+    rows = [[nm] + [x for k in BOOTSTRAP_METRICS for x in (models[nm][k], iv(ci[k]))]
+            for nm, ci in boot["models"].items()]
+    ref = boot["reference"]
+    diffs = [[f"{ref} − {nm}", k, d["estimate"], iv(d["interval"]), d["share_not_ahead"],
+              f"{ref} ahead" if d["ahead"] else f"not shown at {pct}"]
+             for nm, dd in boot["differences"].items() for k, d in dd.items()]
+    html = (H.table(["model", "accuracy", f"{pct} interval", "macro F1", f"{pct} interval", "weighted F1",
+                     f"{pct} interval"], rows)
+            + H.table(["difference", "metric", "estimate", f"{pct} interval", "share of resamples not ahead",
+                       "verdict"], diffs)
+            + f"<p>{boot['reps']:,} resamples of the {boot['rows']:,} test reviews, both models of a difference "
+              "on the same resample (paired). The intervals cover which reviews were tested, not the "
+              "randomness of training: another seed moves the LSTM's numbers too.</p>")
+    return "Intervals (paired bootstrap over the test reviews)", html
+
+
 def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -> None:
     plt = H.plt()
     models = result["models"]
@@ -245,7 +379,8 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
         histories = _histories(result)
         if histories:
             H.savefig(_plot_curves(plt, histories), d, "training_curves.png")
-        H.savefig(_plot_comparison(plt, models), d, "comparison.png")
+        boot = result.get("bootstrap")
+        H.savefig(_plot_comparison(plt, models, boot), d, "comparison.png")
         with open(os.path.join(d, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, default=str)
         summary = H.table(
@@ -253,6 +388,8 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
             [[n, m["accuracy"], m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["macro_f1"],
               m["rmse"], m["mae"]] for n, m in models.items()])
         sections = [("Summary (test split)", summary + H.figure("comparison.png"))]
+        if boot:
+            sections.append(_bootstrap_section(boot, models))
         for name, m in models.items():
             t3 = H.table(["star", "precision", "recall", "F1", "support"],
                          [[c["star"], c["precision"], c["recall"], c["f1"], c["support"]] for c in m["per_class"]]
@@ -305,19 +442,34 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {}
     md = load_metadata(model_dir)
     n_members = ensemble_size(md)
+    reps = int(m["bootstrap_reps"])
+    if reps < 0:
+        raise ValueError(f"model.bootstrap_reps = {reps}: 0 (no intervals) or the number of resamples")
     with timer.stage("lstm"):
-        models["lstm"] = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members)
-    member_metrics = models["lstm"].pop("members", None)
-    with timer.stage("majority"):
-        models["majority"] = majority_baseline(train, test)
-    with timer.stage("tfidf_lr"):
-        models["tfidf_lr"] = tfidf_lr_baseline(train, val, test, list(m["baseline_reg_params"]),
-                                               float(m["baseline_elastic_net"]), m["baseline_max_iter"])
+        models["lstm"], scored = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members)
+    try:
+        member_metrics = models["lstm"].pop("members", None)
+        with timer.stage("majority"):
+            models["majority"] = majority_baseline(train, test)
+        with timer.stage("tfidf_lr"):
+            models["tfidf_lr"], lr_model = tfidf_lr_baseline(
+                train, val, test, list(m["baseline_reg_params"]), float(m["baseline_elastic_net"]),
+                m["baseline_max_iter"])
+        boot = None
+        if reps:
+            with timer.stage("bootstrap"):
+                boot = bootstrap_models(scored, lr_model, models["majority"]["params"]["star"] - 1, models, reps,
+                                        int(m["seed"]))
+    finally:
+        scored.unpersist()
     lstm, lr = models["lstm"], models["tfidf_lr"]
     result = {
         "models": models,
         "lstm_beats_tfidf_lr": {"accuracy": lstm["accuracy"] > lr["accuracy"],
                                 "macro_f1": lstm["macro_f1"] > lr["macro_f1"]},
+        # Percentile intervals over resampled test reviews, and whether the LSTM's paired lead
+        # over each baseline stays above 0 in the interval (None with model.bootstrap_reps = 0).
+        "bootstrap": boot,
         "history": md.get("history", []),
         "ensemble": md.get("ensemble"),
         # Each ensemble member alone on the same test rows (None for one network).
@@ -336,4 +488,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     write_report(spark, io.dataset_path(root, C.REPORT_MODEL), result)
     log.info("evaluate: %s", {n: {k: round(v[k], 4) for k in SUMMARY}
                               for n, v in models.items()})
+    if boot:
+        for k, d in boot["differences"]["tfidf_lr"].items():
+            log.info("evaluate: lstm - tfidf_lr %s %+.4f, %.0f%% interval [%+.4f, %+.4f]: %s", k, d["estimate"],
+                     100 * boot["level"], *d["interval"], "lstm ahead" if d["ahead"] else "not shown")
     return result
