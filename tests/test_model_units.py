@@ -517,44 +517,39 @@ def test_embedding_dropout_and_hidden_layer_build_save_and_keep_the_empty_sequen
     assert "emb_dropout" not in [layer.name for layer in build_model(_tiny_net(pooling)).layers]
 
 
-def test_bigram_ids_hash_adjacent_real_tokens_and_zero_pairs_touching_padding():
+def _ngram_ref(seq: np.ndarray, n: int, vocab: int, buckets: int) -> np.ndarray:
+    """Reference buckets of every run of n adjacent tokens (0 where one of them is padding), in
+    Python integers (no overflow): pairs 1 + (a V + b) mod (B - 1); triples reduce the pair first,
+    1 + (((a V + b) mod (B - 1)) V + c + 7919) mod (B - 1)."""
+    m = buckets - 1
+    out = np.zeros((seq.shape[0], seq.shape[1] - n + 1), np.int64)
+    for r in range(seq.shape[0]):
+        for t in range(out.shape[1]):
+            w = [int(v) for v in seq[r, t:t + n]]
+            if all(w):
+                h = w[0] * vocab + w[1]
+                out[r, t] = 1 + (h % m if n == 2 else ((h % m) * vocab + w[2] + 7919) % m)
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_ngram_ids_hash_adjacent_real_tokens_and_zero_runs_touching_padding(n):
     tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.net import bigram_ids
+    from reviewrec.model.net import bigram_ids, trigram_ids
 
-    seq = np.array([[3, 4, 0, 0], [0, 0, 0, 0], [5, 5, 6, 29], [4, 3, 9, 0]], dtype=np.int32)
-    got = bigram_ids(tf, tf.constant(seq), 30, 11).numpy()
-    want = np.zeros((4, 3), dtype=np.int64)
-    for r in range(4):
-        for t in range(3):
-            a, b = int(seq[r, t]), int(seq[r, t + 1])
-            if a and b:
-                want[r, t] = 1 + (a * 30 + b) % 10
-    np.testing.assert_array_equal(got, want)
-    assert got.dtype == np.int64 and got[0, 0] != got[3, 0]  # (3, 4) and (4, 3) are different pairs
-    # large ids do not overflow: 40,000 * 40,000 exceeds int32
-    big = bigram_ids(tf, tf.constant([[39999, 39998]], dtype=tf.int32), 40000, 1 << 20).numpy()
-    assert big[0, 0] == 1 + (39999 * 40000 + 39998) % ((1 << 20) - 1)
-
-
-def test_trigram_ids_hash_adjacent_real_triples_and_zero_triples_touching_padding():
-    tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.net import trigram_ids
-
+    fn = bigram_ids if n == 2 else trigram_ids
     seq = np.array([[3, 4, 5, 0], [0, 0, 0, 0], [5, 5, 6, 29], [4, 3, 0, 9]], dtype=np.int32)
-    got = trigram_ids(tf, tf.constant(seq), 30, 11).numpy()
-    want = np.zeros((4, 2), dtype=np.int64)
-    for r in range(4):
-        for t in range(2):
-            a, b, c = (int(v) for v in seq[r, t:t + 3])
-            if a and b and c:
-                want[r, t] = 1 + (((a * 30 + b) % 10) * 30 + c + 7919) % 10
-    np.testing.assert_array_equal(got, want)
-    assert got.dtype == np.int64 and (got[[0, 2, 2], [0, 0, 1]] > 0).all() and not got[[1, 3]].any()
-    # ids near the int32 limit: the pair is reduced before it is multiplied again, no overflow
+    got = fn(tf, tf.constant(seq), 30, 11).numpy()
+    np.testing.assert_array_equal(got, _ngram_ref(seq, n, 30, 11))
+    assert got.dtype == np.int64 and not got[1].any() and (got[2] > 0).all()
+    if n == 2:
+        assert got[0, 0] != got[3, 0]  # (3, 4) and (4, 3) are different pairs
+    else:
+        assert got[0, 0] > 0 and not got[3].any()  # every triple of row 3 touches the padding
+    # ids near the int32 limit: no overflow (the pair's product fits int64, the triple reduces it first)
     v = 2_000_000_000
-    big = trigram_ids(tf, tf.constant([[v - 1, v - 2, v - 3]], dtype=tf.int32), v, 1 << 20).numpy()
-    m = (1 << 20) - 1
-    assert big[0, 0] == 1 + ((((v - 1) * v + v - 2) % m) * v + v - 3 + 7919) % m
+    big = np.array([[v - 1, v - 2, v - 3]], dtype=np.int32)
+    np.testing.assert_array_equal(fn(tf, tf.constant(big), v, 1 << 20).numpy(), _ngram_ref(big, n, v, 1 << 20))
 
 
 def test_trigram_bag_adds_the_triples_to_the_pairs_mean_and_saves(tmp_path):
