@@ -316,6 +316,10 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
     assert boot["differences"]["majority"]["accuracy"]["ahead"]  # the words carry the star
     html = (out / "index.html").read_text()
     assert "paired bootstrap" in html and "lstm − tfidf_lr" in html
+    # the training table marks the one epoch whose weights were saved
+    best = saved["measured_on"]["model_best_epoch"]
+    rows = [r for r in html.split("<tr>") if "<td>yes</td></tr>" in r]
+    assert len(rows) == 1 and rows[0].startswith(f"<td>lstm</td><td>{best}</td>")
     assert "bootstrap" in res["timings"]
     assert res["measured_on"]["model_train_hash"] == saved["measured_on"]["model_train_hash"]
 
@@ -402,5 +406,6 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     assert res["models"]["lstm"]["accuracy"] == pytest.approx((mean.argmax(axis=1) == a.label).mean(), abs=1e-9)
     html = (Path(ensemble_runs["root"]) / "report" / "model" / "index.html").read_text()
     assert "each member alone" in html and "member 2 (seed 43)" in html
+    assert html.count("<td>yes</td>") == 2  # each member's saved epoch
     # model.bootstrap_reps = 0: no intervals, no bootstrap stage
     assert res["bootstrap"] is None and "paired bootstrap" not in html and "bootstrap" not in res["timings"]

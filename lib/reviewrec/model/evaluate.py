@@ -303,10 +303,11 @@ def _plot_confusion(plt: Any, cm: list[list[int]], title: str) -> Any:
     return fig
 
 
-def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]]) -> Any:
+def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]], best: dict[str, int] | None = None) -> Any:
     """Loss and accuracy per epoch, train and val, one pair of lines per network (an ensemble's
-    members are labelled by name)."""
+    members are labelled by name); the epoch whose weights were saved (best val loss) ringed."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ringed = False
     for name, history in histories.items():
         ep = [h["epoch"] for h in history]
         tag = f" {name}" if len(histories) > 1 else ""
@@ -314,6 +315,11 @@ def _plot_curves(plt: Any, histories: dict[str, list[dict[str, Any]]]) -> Any:
             line, = ax.plot(ep, [h[key] for h in history], "o-", label=f"train{tag}")
             if history and f"val_{key}" in history[0]:
                 ax.plot(ep, [h[f"val_{key}"] for h in history], "s--", color=line.get_color(), label=f"val{tag}")
+                saved = [h for h in history if h["epoch"] == (best or {}).get(name)]
+                if saved:
+                    ax.plot([saved[0]["epoch"]], [saved[0][f"val_{key}"]], "o", ms=13, mfc="none",
+                            color="black", label=None if ringed else "saved epoch")
+        ringed = ringed or bool(best and best.get(name))
     for ax, key in ((a1, "loss"), (a2, "accuracy")):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -336,15 +342,23 @@ def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]], boot: dict[str
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
     ax.set_ylim(0, 1)
     ax.legend()
+    if boot:
+        ax.set_title(f"test split; error bars: {boot['level']:.0%} bootstrap intervals", fontsize="medium")
     return fig
 
 
-def _histories(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Network name -> its training history: the ensemble's members, or the one network."""
+def _histories(result: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """Network name -> its training history, and -> the epoch whose weights were saved (the best
+    val loss; absent when unknown): the ensemble's members, or the one network."""
     ens = result.get("ensemble")
     if ens:
-        return {f"member {mb['member']} (seed {mb['seed']})": mb["history"] for mb in ens["members"]}
-    return {"lstm": result["history"]} if result.get("history") else {}
+        names = {f"member {mb['member']} (seed {mb['seed']})": mb for mb in ens["members"]}
+        return ({n: mb["history"] for n, mb in names.items()},
+                {n: mb["best_epoch"] for n, mb in names.items() if mb.get("best_epoch")})
+    if not result.get("history"):
+        return {}, {}
+    best = (result.get("measured_on") or {}).get("model_best_epoch")
+    return {"lstm": result["history"]}, ({"lstm": best} if best else {})
 
 
 def _bootstrap_section(boot: dict[str, Any], models: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -376,9 +390,9 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
         figs = []
         for name, m in models.items():
             figs.append(H.savefig(_plot_confusion(plt, m["confusion"], name), d, f"confusion_{name}.png"))
-        histories = _histories(result)
+        histories, best = _histories(result)
         if histories:
-            H.savefig(_plot_curves(plt, histories), d, "training_curves.png")
+            H.savefig(_plot_curves(plt, histories, best), d, "training_curves.png")
         boot = result.get("bootstrap")
         H.savefig(_plot_comparison(plt, models, boot), d, "comparison.png")
         with open(os.path.join(d, "metrics.json"), "w", encoding="utf-8") as fh:
@@ -396,9 +410,9 @@ def write_report(spark: SparkSession | None, out: str, result: dict[str, Any]) -
                          + [["weighted", m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["n"]]])
             sections.append((f"{name}: per-class (Table 3 format)", t3 + H.figure(f"confusion_{name}.png")))
         if histories:
-            hist = H.table(["network", "epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds"],
+            hist = H.table(["network", "epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds", "saved"],
                            [[name, h["epoch"], h["loss"], h["accuracy"], h.get("val_loss", ""),
-                             h.get("val_accuracy", ""), h["seconds"]]
+                             h.get("val_accuracy", ""), h["seconds"], "yes" if best.get(name) == h["epoch"] else ""]
                             for name, history in histories.items() for h in history])
             title = "LSTM training" + (f" (ensemble of {len(histories)}: the mean of their star distributions)"
                                        if len(histories) > 1 else "")
