@@ -125,8 +125,9 @@ def bigram_ids(tf: Any, seq: Any, vocab_size: int, buckets: int) -> Any:
 def trigram_ids(tf: Any, seq: Any, vocab_size: int, buckets: int) -> Any:
     """(batch, T) token ids -> (batch, T-2) int64 trigram buckets in 1..buckets-1; 0 where any
     token of the triple is padding. The pair (a, b) is reduced mod (buckets - 1) first, so the
-    product with vocab_size stays far inside int64 for any vocabulary; the offset keeps a
-    trigram (a, b, c) off the bucket of the bigram (a * vocab_size + b, c) would share."""
+    product with vocab_size stays far inside int64 for any vocabulary. Without the offset 7919,
+    a triple whose reduced pair equals a token id x would always share the bucket of the pair
+    (x, c); with it, triples and pairs collide only as two unrelated hashes do."""
     a = tf.cast(seq[:, :-2], tf.int64)
     b = tf.cast(seq[:, 1:-1], tf.int64)
     c = tf.cast(seq[:, 2:], tf.int64)
