@@ -81,7 +81,7 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
 BOOTSTRAP_METRICS = ("accuracy", "macro_f1", "weighted_f1")
 
 
-def _accuracy_macro_f1(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _boot_metrics(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(..., k, k) confusion matrices [true, pred] -> accuracy, macro-F1 and weighted F1 (...), the
     definitions of metrics_from_confusion: F1 = 2 tp / (support + predicted), 0 where both are
     0, averaged over the classes present (support > 0) or weighted by support."""
@@ -110,8 +110,8 @@ def joint_confusion(df: DataFrame, pred_cols: list[str], col_label: str = C.LABE
 
 def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: int = 1000, seed: int = 0,
                      level: float = 0.95) -> dict[str, Any]:
-    """Percentile bootstrap intervals for accuracy, macro-F1 and weighted F1 of models scored on the same rows,
-    and for the reference model's paired differences from each other model.
+    """Percentile bootstrap intervals for accuracy, macro-F1 and weighted F1 of models scored on
+    the same rows, and for the reference model's paired differences from each other model.
 
     joint: joint_confusion counts, axis 0 the true label, axis j the prediction of names[j-1].
     Resampling the n rows with replacement only changes how many rows fall in each cell of the
@@ -140,8 +140,8 @@ def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: 
         return counts.sum(axis=tuple(lead + a for a in axes))
 
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    point = {nm: _accuracy_macro_f1(marginal(joint, j)) for j, nm in enumerate(names, start=1)}
-    boot = {nm: _accuracy_macro_f1(marginal(draws, j)) for j, nm in enumerate(names, start=1)}
+    point = {nm: _boot_metrics(marginal(joint, j)) for j, nm in enumerate(names, start=1)}
+    boot = {nm: _boot_metrics(marginal(draws, j)) for j, nm in enumerate(names, start=1)}
     keys = BOOTSTRAP_METRICS
     out: dict[str, Any] = {
         "method": "paired row bootstrap (multinomial over the joint confusion cells), percentile intervals",
