@@ -313,7 +313,19 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
             d = boot["differences"][base][key]
             assert d["estimate"] == pytest.approx(saved["models"]["lstm"][key] - saved["models"][base][key])
             assert d["ahead"] == (d["interval"][0] > 0)
+    # RMSE / MAE from per-group error sums: around the reported values, lower error is ahead
+    for name, m in saved["models"].items():
+        for key in ("rmse", "mae"):
+            lo, hi = boot["models"][name][key]
+            assert lo <= m[key] + 1e-9 and m[key] - 1e-9 <= hi, (name, key)
+    for base in ("majority", "tfidf_lr"):
+        for key in ("rmse", "mae"):
+            d = boot["differences"][base][key]
+            assert d["estimate"] == pytest.approx(saved["models"]["lstm"][key] - saved["models"][base][key])
+            assert d["ahead"] == (d["interval"][1] < 0)
+    assert 0 < boot["error_groups"] <= n
     assert boot["differences"]["majority"]["accuracy"]["ahead"]  # the words carry the star
+    assert boot["differences"]["majority"]["rmse"]["ahead"]
     html = (out / "index.html").read_text()
     assert "paired bootstrap" in html and "lstm − tfidf_lr" in html
     # the training table marks the one epoch whose weights were saved

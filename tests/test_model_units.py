@@ -189,6 +189,48 @@ def test_paired_bootstrap_says_ahead_only_when_the_interval_clears_zero():
         paired_bootstrap(np.zeros((5, 5, 5)), ["a", "b"], "a")
 
 
+def test_grouped_error_bootstrap_matches_a_row_bootstrap_of_rmse_and_mae():
+    """With one row per group the grouped bootstrap is the row bootstrap (reference: rows
+    resampled with numpy); with the rows summed into random groups of ~4 it stays close; the
+    paired RMSE difference is narrower than the unpaired one, and lower error counts as ahead."""
+    from reviewrec.model.evaluate import grouped_error_bootstrap
+
+    rng = np.random.RandomState(4)
+    n = 3000
+    star = rng.choice(5, n, p=[0.25, 0.07, 0.08, 0.15, 0.45]) + 1
+    ea = rng.normal(0, 0.6, n) * (1 + (star <= 2))           # model a's expected-rating errors
+    eb = ea + rng.normal(0.05, 0.3, n)                       # b: a's errors, worse and noisier
+    errs = np.stack([ea, eb], axis=1)
+    ref_r, ref_m, ref_d, unpaired = [], [], [], []
+    for _ in range(3000):
+        i, j = rng.randint(0, n, n), rng.randint(0, n, n)
+        ra, rb = np.sqrt((errs[i] ** 2).mean(axis=0))
+        ref_r.append(ra)
+        ref_m.append(np.abs(errs[i, 0]).mean())
+        ref_d.append(ra - rb)
+        unpaired.append(ra - np.sqrt((errs[j, 1] ** 2).mean()))
+    want = {"rmse": np.percentile(ref_r, [2.5, 97.5]), "mae": np.percentile(ref_m, [2.5, 97.5]),
+            "diff": np.percentile(ref_d, [2.5, 97.5])}
+    ones = grouped_error_bootstrap(np.ones(n), errs ** 2, np.abs(errs), ["a", "b"], "a", reps=3000, seed=2)
+    assert ones["models"]["a"]["rmse"] == pytest.approx(want["rmse"], abs=0.004)
+    assert ones["models"]["a"]["mae"] == pytest.approx(want["mae"], abs=0.004)
+    d = ones["differences"]["b"]["rmse"]
+    assert d["interval"] == pytest.approx(want["diff"], abs=0.003)
+    assert d["estimate"] == pytest.approx(np.sqrt((ea ** 2).mean()) - np.sqrt((eb ** 2).mean()))
+    assert d["interval"][1] < 0 and d["ahead"] and d["share_not_ahead"] == 0.0  # a's error is lower
+    paired_w = d["interval"][1] - d["interval"][0]
+    assert paired_w < 0.5 * np.subtract(*np.percentile(unpaired, [97.5, 2.5]))
+    # rows pooled into 750 random groups: per-group sums, about the same intervals
+    g = rng.randint(0, 750, n)
+    sums = lambda x: np.stack([np.bincount(g, x[:, k], minlength=750) for k in range(2)], axis=1)  # noqa: E731
+    grouped = grouped_error_bootstrap(np.bincount(g, minlength=750), sums(errs ** 2), sums(np.abs(errs)),
+                                      ["a", "b"], "a", reps=3000, seed=3)
+    assert grouped["models"]["a"]["rmse"] == pytest.approx(want["rmse"], abs=0.008)
+    assert grouped["differences"]["b"]["rmse"]["interval"] == pytest.approx(want["diff"], abs=0.006)
+    with pytest.raises(ValueError, match="must be"):
+        grouped_error_bootstrap(np.ones(3), np.ones((3, 1)), np.ones((3, 1)), ["a", "b"], "a")
+
+
 def test_load_meta_accepts_sizes_in_a_sibling_file(tmp_path):
     d = tmp_path / "features_meta"
     d.mkdir()

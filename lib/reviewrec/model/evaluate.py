@@ -164,6 +164,49 @@ def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: 
     return out
 
 
+ERROR_METRICS = ("rmse", "mae")
+
+
+def grouped_error_bootstrap(counts: np.ndarray, sse: np.ndarray, sae: np.ndarray, names: list[str],
+                            reference: str, reps: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Bootstrap intervals for RMSE and MAE of the expected rating, per model and as the reference
+    model's paired differences, from per-group sums: counts (G,) rows per group, sse / sae (G, m)
+    each model's sum of squared / absolute errors in the group.
+
+    The groups are random shares of the rows (a hash of the review id), so resampling the G
+    groups with replacement, the same groups for every model (paired), approximates resampling
+    the rows; with one row per group it is the row bootstrap. Per-row errors are continuous, so
+    unlike paired_bootstrap's confusion cells the rows cannot be pooled exactly; G sums can.
+    Lower is better: a difference is "ahead" when its whole interval is below 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    sse, sae = np.asarray(sse, dtype=np.float64), np.asarray(sae, dtype=np.float64)
+    if sse.shape != (len(counts), len(names)) or sae.shape != sse.shape or reference not in names:
+        raise ValueError(f"sse/sae shapes {sse.shape}/{sae.shape} must be (groups {len(counts)}, models "
+                         f"{len(names)}) with {reference!r} among {names}")
+    if counts.sum() == 0:
+        raise ValueError("grouped_error_bootstrap: no rows")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(counts), size=(reps, len(counts)))
+    n_b = counts[pick].sum(axis=1)[:, None]
+    boot = {"rmse": np.sqrt(sse[pick].sum(axis=1) / n_b), "mae": sae[pick].sum(axis=1) / n_b}  # (reps, m)
+    point = {"rmse": np.sqrt(sse.sum(axis=0) / counts.sum()), "mae": sae.sum(axis=0) / counts.sum()}
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    r = names.index(reference)
+    out: dict[str, Any] = {"groups": int(len(counts)), "models": {}, "differences": {}}
+    for j, nm in enumerate(names):
+        out["models"][nm] = {k: [float(v) for v in np.percentile(boot[k][:, j], q)] for k in ERROR_METRICS}
+        if j == r:
+            continue
+        diff = {}
+        for k in ERROR_METRICS:
+            d = boot[k][:, r] - boot[k][:, j]
+            lo, hi = (float(v) for v in np.percentile(d, q))
+            diff[k] = {"estimate": float(point[k][r] - point[k][j]), "interval": [lo, hi],
+                       "share_not_ahead": float(np.mean(d >= 0)), "ahead": hi < 0}
+        out["differences"][nm] = diff
+    return out
+
+
 def confusion(df: DataFrame, col_label: str = C.LABEL, col_pred: str = PRED, k: int = C.NUM_CLASSES) -> np.ndarray:
     """k x k confusion counts from label / predicted-label columns (0-based), aggregated in Spark."""
     cm = np.zeros((k, k), dtype=np.int64)
@@ -267,12 +310,17 @@ def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: 
         raise
 
 
+# Random groups of test rows whose error sums the RMSE / MAE bootstrap resamples.
+ERROR_GROUPS = 2000
+
+
 def bootstrap_models(scored: DataFrame, lr_model: Any, majority_label: int, models: dict[str, dict[str, Any]],
                      reps: int, seed: int) -> dict[str, Any]:
     """paired_bootstrap of the three models on the LSTM's scored test rows: the LR model predicts
     the same rows (no join), the majority class is a constant. The joint table's marginals must
     give back each model's reported confusion matrix (same rows, deterministic models)."""
-    both = (lr_predict(lr_model, scored.select(C.TFIDF, C.LABEL, F.col(PRED).alias("lstm_pred")))
+    both = (lr_predict(lr_model, scored.select(S.REVIEW_ID, S.STAR_RATING, C.TFIDF, C.LABEL, C.EXPECTED_RATING,
+                                               F.col(PRED).alias("lstm_pred")))
             .withColumn("majority_pred", F.lit(int(majority_label))))
     names = ["lstm", "majority", "tfidf_lr"]
     joint = joint_confusion(both, ["lstm_pred", "majority_pred", PRED])
@@ -281,7 +329,32 @@ def bootstrap_models(scored: DataFrame, lr_model: Any, majority_label: int, mode
         if cm.tolist() != models[nm]["confusion"]:
             raise RuntimeError(f"bootstrap: the {nm} predictions of the joint table {cm.tolist()} differ from its "
                                f"reported confusion matrix {models[nm]['confusion']} (non-deterministic scoring?)")
-    return paired_bootstrap(joint, names, "lstm", reps=reps, seed=seed)
+    out = paired_bootstrap(joint, names, "lstm", reps=reps, seed=seed)
+    # RMSE / MAE: per-group error sums over ERROR_GROUPS random groups of rows (hash of the review id)
+    star = F.col(S.STAR_RATING)
+    errors = [F.col(C.EXPECTED_RATING) - star, F.lit(float(majority_label + 1)) - star,
+              expected_from_probs(F.col("lr_probs")) - star]
+    group = F.pmod(F.xxhash64(F.col(S.REVIEW_ID), F.lit(seed)), F.lit(ERROR_GROUPS)).alias("g")
+    sums = ([F.sum(e * e).alias(f"se{j}") for j, e in enumerate(errors)]
+            + [F.sum(F.abs(e)).alias(f"ae{j}") for j, e in enumerate(errors)])
+    rows = both.groupBy(group).agg(F.count(F.lit(1)).alias("n"), *sums).collect()
+    counts = np.array([r["n"] for r in rows], dtype=np.float64)
+    sse = np.array([[r[f"se{j}"] for j in range(len(names))] for r in rows], dtype=np.float64)
+    sae = np.array([[r[f"ae{j}"] for j in range(len(names))] for r in rows], dtype=np.float64)
+    for j, nm in enumerate(names):
+        got = float(np.sqrt(sse[:, j].sum() / counts.sum()))
+        if not np.isclose(got, models[nm]["rmse"], rtol=1e-6, atol=1e-9):
+            raise RuntimeError(f"bootstrap: the {nm} errors of the grouped sums give RMSE {got} where the report "
+                               f"has {models[nm]['rmse']} (non-deterministic scoring?)")
+    err = grouped_error_bootstrap(counts, sse, sae, names, "lstm", reps=reps, seed=seed, level=out["level"])
+    for nm in names:
+        out["models"][nm].update(err["models"][nm])
+        if nm in out["differences"]:
+            out["differences"][nm].update(err["differences"][nm])
+    out["error_groups"] = err["groups"]
+    out["method"] += (f"; RMSE and MAE: paired bootstrap of {err['groups']} random groups of rows (per-group "
+                      "error sums)")
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -367,19 +440,21 @@ def _bootstrap_section(boot: dict[str, Any], models: dict[str, dict[str, Any]]) 
     def iv(v: list[float]) -> str:
         return f"[{v[0]:.4f}, {v[1]:.4f}]"
 
-    rows = [[nm] + [x for k in BOOTSTRAP_METRICS for x in (models[nm][k], iv(ci[k]))]
-            for nm, ci in boot["models"].items()]
+    keys = [k for k in BOOTSTRAP_METRICS + ERROR_METRICS if k in next(iter(boot["models"].values()))]
+    rows = [[nm] + [x for k in keys for x in (models[nm][k], iv(ci[k]))] for nm, ci in boot["models"].items()]
+    label = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "rmse": "RMSE",
+             "mae": "MAE"}
     ref = boot["reference"]
     diffs = [[f"{ref} − {nm}", k, d["estimate"], iv(d["interval"]), d["share_not_ahead"],
               f"{ref} ahead" if d["ahead"] else f"not shown at {pct}"]
              for nm, dd in boot["differences"].items() for k, d in dd.items()]
-    html = (H.table(["model", "accuracy", f"{pct} interval", "macro F1", f"{pct} interval", "weighted F1",
-                     f"{pct} interval"], rows)
+    html = (H.table(["model"] + [x for k in keys for x in (label[k], f"{pct} interval")], rows)
             + H.table(["difference", "metric", "estimate", f"{pct} interval", "share of resamples not ahead",
                        "verdict"], diffs)
             + f"<p>{boot['reps']:,} resamples of the {boot['rows']:,} test reviews, both models of a difference "
-              "on the same resample (paired). The intervals cover which reviews were tested, not the "
-              "randomness of training: another seed moves the LSTM's numbers too.</p>")
+              "on the same resample (paired); RMSE and MAE resample random groups of reviews (their errors "
+              "are summed per group), and a lower error is ahead. The intervals cover which reviews were "
+              "tested, not the randomness of training: another seed moves the LSTM's numbers too.</p>")
     return "Intervals (paired bootstrap over the test reviews)", html
 
 
