@@ -5,8 +5,9 @@ Reads <root>/features (train/val/test), <root>/model; writes <root>/report/model
                      (the paper's Table 3: precision, recall, F1, support for stars 1..5),
                      the confusion matrix, RMSE/MAE of the expected rating; plus what it was
                      measured on (data, split counts, config hash, model metadata); and
-                     "bootstrap": intervals for accuracy, macro and weighted F1 of every model and for the
-                     LSTM's paired lead over each baseline (paired_bootstrap)
+                     "bootstrap": intervals for accuracy, macro / weighted F1, RMSE and MAE of
+                     every model and for the LSTM's paired lead over each baseline
+                     (paired_bootstrap, grouped_error_bootstrap)
     index.html       the same as tables, with the figures
     confusion_<model>.png, training_curves.png, comparison.png
 
@@ -108,6 +109,27 @@ def joint_confusion(df: DataFrame, pred_cols: list[str], col_label: str = C.LABE
     return out
 
 
+def joint_marginal(counts: np.ndarray, j: int, models: int) -> np.ndarray:
+    """(..., true, pred 1, ..., pred m) joint counts (any leading axes) -> (..., true, pred j):
+    model j's confusion counts."""
+    lead = counts.ndim - (models + 1)
+    return counts.sum(axis=tuple(lead + a for a in range(1, models + 1) if a != j))
+
+
+def _percentiles(level: float) -> list[float]:
+    return [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+
+
+def _difference(d: np.ndarray, estimate: float, level: float, lower_is_better: bool) -> dict[str, Any]:
+    """One paired difference (reference - other): its estimate, the percentile interval of its
+    bootstrap replicates d, the share of replicates where the reference is not ahead, and whether
+    the whole interval is on the reference's side of 0."""
+    lo, hi = (float(v) for v in np.percentile(d, _percentiles(level)))
+    return {"estimate": float(estimate), "interval": [lo, hi],
+            "share_not_ahead": float(np.mean(d >= 0 if lower_is_better else d <= 0)),
+            "ahead": hi < 0 if lower_is_better else lo > 0}
+
+
 def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: int = 1000, seed: int = 0,
                      level: float = 0.95) -> dict[str, Any]:
     """Percentile bootstrap intervals for accuracy, macro-F1 and weighted F1 of models scored on
@@ -133,15 +155,9 @@ def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: 
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, joint.ravel() / n, size=reps).reshape((reps,) + joint.shape)
 
-    def marginal(counts: np.ndarray, j: int) -> np.ndarray:  # (..., true, pred of model j)
-        keep = (0, j)
-        axes = tuple(a for a in range(1, m + 1) if a not in keep)
-        lead = counts.ndim - joint.ndim
-        return counts.sum(axis=tuple(lead + a for a in axes))
-
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    point = {nm: _boot_metrics(marginal(joint, j)) for j, nm in enumerate(names, start=1)}
-    boot = {nm: _boot_metrics(marginal(draws, j)) for j, nm in enumerate(names, start=1)}
+    q = _percentiles(level)
+    point = {nm: _boot_metrics(joint_marginal(joint, j, m)) for j, nm in enumerate(names, start=1)}
+    boot = {nm: _boot_metrics(joint_marginal(draws, j, m)) for j, nm in enumerate(names, start=1)}
     keys = BOOTSTRAP_METRICS
     out: dict[str, Any] = {
         "method": "paired row bootstrap (multinomial over the joint confusion cells), percentile intervals",
@@ -151,16 +167,10 @@ def paired_bootstrap(joint: np.ndarray, names: list[str], reference: str, reps: 
         "differences": {},
     }
     for nm in names:
-        if nm == reference:
-            continue
-        diff = {}
-        for i, k in enumerate(keys):
-            d = boot[reference][i] - boot[nm][i]
-            lo, hi = (float(v) for v in np.percentile(d, q))
-            diff[k] = {"estimate": float(point[reference][i] - point[nm][i]), "interval": [lo, hi],
-                       # the share of replicates where the reference is not ahead
-                       "share_not_ahead": float(np.mean(d <= 0)), "ahead": lo > 0}
-        out["differences"][nm] = diff
+        if nm != reference:
+            out["differences"][nm] = {k: _difference(boot[reference][i] - boot[nm][i],
+                                                     point[reference][i] - point[nm][i], level, False)
+                                      for i, k in enumerate(keys)}
     return out
 
 
@@ -190,20 +200,14 @@ def grouped_error_bootstrap(counts: np.ndarray, sse: np.ndarray, sae: np.ndarray
     n_b = counts[pick].sum(axis=1)[:, None]
     boot = {"rmse": np.sqrt(sse[pick].sum(axis=1) / n_b), "mae": sae[pick].sum(axis=1) / n_b}  # (reps, m)
     point = {"rmse": np.sqrt(sse.sum(axis=0) / counts.sum()), "mae": sae.sum(axis=0) / counts.sum()}
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    q = _percentiles(level)
     r = names.index(reference)
     out: dict[str, Any] = {"groups": int(len(counts)), "models": {}, "differences": {}}
     for j, nm in enumerate(names):
         out["models"][nm] = {k: [float(v) for v in np.percentile(boot[k][:, j], q)] for k in ERROR_METRICS}
-        if j == r:
-            continue
-        diff = {}
-        for k in ERROR_METRICS:
-            d = boot[k][:, r] - boot[k][:, j]
-            lo, hi = (float(v) for v in np.percentile(d, q))
-            diff[k] = {"estimate": float(point[k][r] - point[k][j]), "interval": [lo, hi],
-                       "share_not_ahead": float(np.mean(d >= 0)), "ahead": hi < 0}
-        out["differences"][nm] = diff
+        if j != r:
+            out["differences"][nm] = {k: _difference(boot[k][:, r] - boot[k][:, j], point[k][r] - point[k][j],
+                                                     level, True) for k in ERROR_METRICS}
     return out
 
 
@@ -291,11 +295,12 @@ def tfidf_lr_baseline(train: DataFrame, val: DataFrame | None, test: DataFrame, 
 
 
 def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: int,
-              members: int = 0) -> tuple[dict[str, Any], DataFrame]:
+              members: int = 0, keep: bool = False) -> tuple[dict[str, Any], DataFrame | None]:
     """The saved model's metrics on `test`; for an ensemble (members = its size) also each
-    member's, as "members": [metrics of member 1, ...], from the same scoring pass. Also returns
-    what the bootstrap needs of the scored rows (review id, star, tfidf, label, expected rating,
-    pred_label), persisted without the sequences and distributions: the caller unpersists."""
+    member's, as "members": [metrics of member 1, ...], from the same scoring pass. With keep,
+    also returns what the bootstrap needs of the scored rows (review id, star, tfidf, label,
+    expected rating, pred_label), persisted without the sequences and distributions: the caller
+    unpersists; else None."""
     scored = score(spark, test, model_dir, batch_size=batch_size, members=members > 1)
     scored = scored.withColumn(PRED, (F.col(C.PREDICTED_STAR) - 1).cast("int")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -305,6 +310,8 @@ def lstm_eval(spark: SparkSession, test: DataFrame, model_dir: str, batch_size: 
             for j in range(members):
                 one = scored.withColumn(PRED, predicted_star_of(f"{MEMBER_PROBS}[{j}]") - 1)
                 out["members"].append(evaluate_predictions(one, expected_of(F.col(MEMBER_PROBS)[j])))
+        if not keep:
+            return out, None
         kept = (scored.select(S.REVIEW_ID, S.STAR_RATING, C.TFIDF, C.LABEL, C.EXPECTED_RATING, PRED)
                 .persist(StorageLevel.MEMORY_AND_DISK))
         kept.count()  # materialised from the cached scoring before that cache goes
@@ -327,7 +334,7 @@ def bootstrap_models(scored: DataFrame, lr_model: Any, majority_label: int, mode
     names = ["lstm", "majority", "tfidf_lr"]
     joint = joint_confusion(both, ["lstm_pred", "majority_pred", PRED])
     for j, nm in enumerate(names, start=1):
-        cm = joint.sum(axis=tuple(a for a in (1, 2, 3) if a != j))
+        cm = joint_marginal(joint, j, len(names))
         if cm.tolist() != models[nm]["confusion"]:
             raise RuntimeError(f"bootstrap: the {nm} predictions of the joint table {cm.tolist()} differ from its "
                                f"reported confusion matrix {models[nm]['confusion']} (non-deterministic scoring?)")
@@ -537,7 +544,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if reps < 0:
         raise ValueError(f"model.bootstrap_reps = {reps}: 0 (no intervals) or the number of resamples")
     with timer.stage("lstm"):
-        models["lstm"], scored = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members)
+        models["lstm"], scored = lstm_eval(spark, test, model_dir, m["score_batch_size"], n_members,
+                                           keep=reps > 0)
     try:
         member_metrics = models["lstm"].pop("members", None)
         with timer.stage("majority"):
@@ -552,7 +560,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                 boot = bootstrap_models(scored, lr_model, models["majority"]["params"]["star"] - 1, models, reps,
                                         int(m["seed"]))
     finally:
-        scored.unpersist()
+        if scored is not None:
+            scored.unpersist()
     lstm, lr = models["lstm"], models["tfidf_lr"]
     result = {
         "models": models,
