@@ -57,7 +57,7 @@ measure() {
   # HOROVOD_CYCLE_TIME / HOROVOD_CACHE_CAPACITY unset: Horovod's defaults, as in the train job.
   env -u HOROVOD_CYCLE_TIME -u HOROVOD_CACHE_CAPACITY PYTHONPATH="$REPO/lib" TF_CPP_MIN_LOG_LEVEL=2 \
     "$venv/bin/python" "$REPO/benchmarks/bench_train.py" --root "$ds" --launcher gloo "$@" \
-    > "$out/ratio.json" 2>> "$out/ratio.log"
+    > "$out/ratio.json" 2>> "$out/ratio.log" || { tail -20 "$out/ratio.log" >&2; exit 1; }
   "$venv/bin/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: d.get(k) for k in ("speedup_2_vs_1", "independent_2_vs_1", "machine")}, {n: r["samples_per_s"] for n, r in d["runs"].items()})' "$out/ratio.json" 2>/dev/null \
     || tail -5 "$out/ratio.log"
 }
