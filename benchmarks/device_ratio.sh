@@ -21,10 +21,12 @@ D=$REPO/.device
 
 pack() {
   local feat=${1:?usage: device_ratio.sh pack FEATURES_ROOT}
+  local mib=${CARRY_MIB:-62}
+  local limit=$(( mib * 1024 * 1024 )) group=1 used=0 size f
   rm -rf "$D"; mkdir -p "$D"
-  bash "$REPO/benchmarks/stack_bundle.sh" "$D" "$feat" 60 >/dev/null
+  # The venv is split into parts of the carry limit itself, so no part can exceed it.
+  bash "$REPO/benchmarks/stack_bundle.sh" "$D" "$feat" "$mib" >/dev/null
   readlink -f "$REPO/.venv/bin/python" > "$D/python_path"
-  local limit=$(( ${CARRY_MIB:-62} * 1024 * 1024 )) group=1 used=0 size f
   echo "call 1: .device/carry-plan.txt (0 MiB)" > "$D/carry-plan.txt"
   for f in python_path ds.tar py.tar.xz "$D"/venv.tar.xz.*; do
     f=$(basename "$f"); size=$(stat -c %s "$D/$f")
