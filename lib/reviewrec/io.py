@@ -117,7 +117,11 @@ def write_parquet_atomic(df: DataFrame, path: str, partition_by: list[str] | Non
 
 def write_json_atomic(spark: SparkSession | None, path: str, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically (os.replace locally, rename through Hadoop else)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    write_text_atomic(spark, path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_text_atomic(spark: SparkSession | None, path: str, text: str) -> None:
+    """Write `text` (UTF-8) to `path`, atomically, as write_json_atomic does."""
     if _is_local(path):
         local = _local(path)
         os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
