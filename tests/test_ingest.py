@@ -39,7 +39,9 @@ CASES = [
     ("crlf", line(review_id="R2") + "\r", P.OK),
     ("14 columns", "\t".join(GOOD[:-1]), S.R_COLUMN_COUNT),
     ("16 columns", line(review_body="a\tb"), S.R_COLUMN_COUNT),
-    ("blank line", "", S.R_COLUMN_COUNT),
+    ("blank line", "", P.BLANK),
+    ("spaces only", "   ", P.BLANK),
+    ("tab only", "\t", S.R_COLUMN_COUNT),
     ("undecodable", line(review_body="caf\ufffd"), S.R_UNDECODABLE),
     ("no review id", line(review_id=""), S.R_MISSING_ID),
     ("blank customer", line(customer_id="   "), S.R_MISSING_ID),
@@ -160,6 +162,8 @@ def ref_kind(raw: bytes) -> str:
         return S.R_UNDECODABLE
     if s == S.PDS_HEADER:
         return P.HEADER
+    if s.strip(" ") == "":
+        return P.BLANK
     f = s.split("\t")
     if len(f) != 15:
         return S.R_COLUMN_COUNT
@@ -203,6 +207,7 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     src = gzip.open(raw / "part-00000.tsv.gz", "rb").read()
     good = [ln for ln in _split_lines(src)[1:] if ref_kind(ln) == P.OK][:400]
     fuzz = b"\n".join([S.PDS_HEADER.encode()] + [(_mutate(ln, r) if r.random() < 0.6 else ln) for ln in good]) + b"\n"
+    fuzz += b"\n  \n\r\n"  # trailing empty lines (one of spaces): blank, not records
     (raw / "part-fuzz.tsv").write_bytes(fuzz)
 
     expected: dict[str, int] = {}
@@ -219,10 +224,12 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"run.root={root}", "input.categories=all"])
     summary = ingest_job.run(spark, cfg)
 
-    records = sum(n for k, n in expected.items() if k != P.HEADER)
+    records = sum(n for k, n in expected.items() if k not in P.NOT_RECORDS)
     assert summary["input"]["records"] == records
     assert summary["input"]["header_lines"] == expected[P.HEADER] == 3
-    assert summary["quarantined_by_reason"] == {k: n for k, n in expected.items() if k not in (P.OK, P.HEADER)}
+    assert summary["input"]["blank_lines"] == expected[P.BLANK] >= 3
+    assert summary["input"]["lines"] == records + 3 + expected[P.BLANK]
+    assert summary["quarantined_by_reason"] == {k: n for k, n in expected.items() if k not in (P.OK, *P.NOT_RECORDS)}
     assert summary["duplicates"] == exp_dups >= stats.duplicate_rows
     assert summary["accepted"] == len(set(ids_ok))
     assert summary["accepted"] + summary["quarantined"] + summary["duplicates"] + summary["excluded_by_category"] == records
@@ -237,6 +244,7 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     q = spark.read.parquet(f"{root}/quarantine")
     assert q.count() == summary["quarantined"]
     assert q.filter(F.col(S.RAW_RECORD).isNull() | F.col(S.SOURCE_FILE).isNull()).count() == 0
+    assert q.filter(F.trim(F.col(S.RAW_RECORD)) == "").count() == 0
     assert set(q.columns) == {S.SOURCE_FILE, S.REASON, S.RAW_RECORD}
     assert spark.read.parquet(f"{root}/duplicates").count() == exp_dups
     on_disk = json.loads((tmp_path / "run" / "report" / "ingest.json").read_text())

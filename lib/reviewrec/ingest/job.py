@@ -4,8 +4,9 @@ Outputs under run.root:
   reviews/      canonical typed reviews (schema.REVIEWS_SCHEMA), one row per review_id
   quarantine/   source_file, reason, raw_record for every row not accepted
   duplicates/   the rows dropped by deduplication (same columns as reviews + source_file)
-  report/ingest.json   the reconciliation: every input line is accepted, quarantined, a
-                       duplicate, or excluded by the category filter, and the four add up.
+  report/ingest.json   the reconciliation: every input line is a header, blank, accepted,
+                       quarantined, a duplicate, or excluded by the category filter, and they
+                       add up.
 """
 from __future__ import annotations
 
@@ -93,14 +94,16 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         parsed = P.validate_fields(read_fields(spark, fmt, path, inp.get("category")))
         # Accepted rows do not need their raw text: cache only what later steps read.
         parsed = (parsed
-                  .withColumn(P.RAW, F.when(~F.col(P.KIND).isin(P.OK, P.HEADER), F.col(P.RAW)))
+                  .withColumn(P.RAW, F.when(~F.col(P.KIND).isin(P.OK, *P.NOT_RECORDS), F.col(P.RAW)))
                   .persist(StorageLevel.MEMORY_AND_DISK))
         tally = _tally(parsed)
     lines = sum(tally.values())
     headers = sum(n for (k, _), n in tally.items() if k == P.HEADER)
-    if lines - headers == 0:
+    blanks = sum(n for (k, _), n in tally.items() if k == P.BLANK)
+    records = lines - headers - blanks
+    if records == 0:
         raise ValueError(f"no input records found at {path} (format {fmt})")
-    quarantined = {k: n for (k, _), n in tally.items() if k not in (P.OK, P.HEADER)}
+    quarantined = {k: n for (k, _), n in tally.items() if k not in (P.OK, *P.NOT_RECORDS)}
     ok_by_cat = {c: n for (k, c), n in tally.items() if k == P.OK}
     excluded = {c: n for c, n in ok_by_cat.items() if cats is not None and c not in cats}
     if cats is not None:
@@ -110,7 +113,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     with timer.stage("write quarantine"):
         io.write_parquet_atomic(
-            parsed.filter(~F.col(P.KIND).isin(P.OK, P.HEADER))
+            parsed.filter(~F.col(P.KIND).isin(P.OK, *P.NOT_RECORDS))
                   .select(F.col(S.SOURCE_FILE), F.col(P.KIND).alias(S.REASON), F.col(P.RAW).alias(S.RAW_RECORD)),
             io.dataset_path(root, "quarantine"),
         )
@@ -127,10 +130,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     accepted = spark.read.parquet(io.dataset_path(root, "reviews")).count()
     n_dups = spark.read.parquet(io.dataset_path(root, "duplicates")).count()
-    records = lines - headers
     total = accepted + sum(quarantined.values()) + n_dups + sum(excluded.values())
     summary = {
-        "input": {"format": fmt, "path": path, "lines": lines, "header_lines": headers, "records": records},
+        "input": {"format": fmt, "path": path, "lines": lines, "header_lines": headers,
+                  "blank_lines": blanks, "records": records},
         "accepted": accepted,
         "quarantined": sum(quarantined.values()),
         "quarantined_by_reason": dict(sorted(quarantined.items())),
@@ -147,7 +150,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if total != records:
         raise ReconciliationError(
             f"ingest does not reconcile: accepted {accepted} + quarantined {summary['quarantined']} + "
-            f"duplicates {n_dups} + excluded {summary['excluded_by_category']} = {total} != {records} input records"
+            f"duplicates {n_dups} + excluded {summary['excluded_by_category']} = {total} != {records} input records "
+            f"({lines} lines - {headers} headers - {blanks} blank)"
         )
     _log_quarantine_examples(spark, root, quarantined, cfg["ingest"]["log_examples"])
     io.write_json_atomic(spark, io.dataset_path(root, "report/ingest.json"), summary)

@@ -2,7 +2,7 @@
 
 Every source is first brought to the same shape, "fields": the 15 pds columns as strings plus
 `_raw` (the raw record, for quarantine), `source_file` and `_kind` ("header" for TSV header
-lines, a quarantine reason found while reading, or null). `validate_fields` then assigns each
+lines, "blank" for empty TSV lines, a quarantine reason found while reading, or null). `validate_fields` then assigns each
 row its first failing check as `_kind` ("ok" if none) and types the columns. All of it is
 Spark built-ins: no Python UDF touches a row.
 """
@@ -18,6 +18,9 @@ KIND = "_kind"
 RAW = "_raw"
 OK = "ok"
 HEADER = "header"
+BLANK = "blank"
+# Lines that are not records: counted in the reconciliation, never quarantined.
+NOT_RECORDS = (HEADER, BLANK)
 _ID_COLS = (S.CUSTOMER_ID, S.REVIEW_ID, S.PRODUCT_ID)
 _MAX_INT_DIGITS = 9  # votes must fit an int
 
@@ -27,7 +30,8 @@ def tsv_lines_to_fields(lines: DataFrame, line_col: str = "value") -> DataFrame:
 
     Tabs split columns; there is no quoting in pds files, so a tab or newline inside a review
     shows up as a wrong column count. Invalid UTF-8 was decoded by Spark's text reader into
-    U+FFFD, which is how undecodable bytes are recognised.
+    U+FFFD, which is how undecodable bytes are recognised. An empty line (or one of spaces only,
+    e.g. the trailing newlines of a file) is "blank": not a record.
     """
     line = F.regexp_replace(F.col(line_col), "\r$", "")
     parts = F.split(line, "\t", -1)
@@ -36,6 +40,7 @@ def tsv_lines_to_fields(lines: DataFrame, line_col: str = "value") -> DataFrame:
         line.alias(RAW),
         F.col(S.SOURCE_FILE),
         F.when(line == S.PDS_HEADER, F.lit(HEADER))
+        .when(F.trim(line) == "", F.lit(BLANK))
         .when(F.instr(line, "\ufffd") > 0, F.lit(S.R_UNDECODABLE))
         .when(F.size(parts) != len(S.PDS_COLUMNS), F.lit(S.R_COLUMN_COUNT))
         .alias(KIND),
@@ -153,7 +158,7 @@ def validate_fields(fields: DataFrame) -> DataFrame:
     """Assign every row its first failing check, then type the columns.
 
     Output: the canonical REVIEWS_COLUMNS (typed; null for rows that are not ok), `_kind`
-    ("header", "ok" or a reason from schema.REASONS), `_raw` and `source_file`.
+    ("header", "blank", "ok" or a reason from schema.REASONS), `_raw` and `source_file`.
     Check order: reading problems (header, bytes, column count, JSON), ids, star, votes, date,
     Y/N flags.
     """
