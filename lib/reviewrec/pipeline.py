@@ -1,8 +1,10 @@
 """The pipeline job: every stage in order, on one run root, with stage timings.
 
-Each stage is a job's `run(spark, cfg)`; stages that have not landed yet are simply absent
-from STAGES. With run.skip_existing, a stage whose outputs exist and whose marker records the
-same config hash is skipped, so a rerun after a failure resumes where it stopped.
+Each stage is a job's `run(spark, cfg)`. With run.skip_existing, a stage whose outputs exist
+and whose marker records the same config hash is skipped, so a rerun after a failure resumes
+where it stopped.
+At the end, <root>/report/index.html links every stage's report with its headline numbers
+(`reviewrec.report.index`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from reviewrec import io
 from reviewrec.config import Config
+from reviewrec.report import index
 from reviewrec.runtime import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -67,11 +70,13 @@ def _done(spark: SparkSession, cfg: Config, stage: Stage) -> bool:
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     root = cfg["run"]["root"]
     timings: dict[str, float] = {}
+    skipped: list[str] = []
     for stage in STAGES:
         if not stage.when(cfg):
             continue
         if cfg["run"]["skip_existing"] and _done(spark, cfg, stage):
             log.info("pipeline: %s skipped (outputs exist for config %s)", stage.name, cfg.hash())
+            skipped.append(stage.name)
             continue
         log.info("pipeline: stage %s", stage.name)
         t0 = time.perf_counter()
@@ -80,10 +85,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         io.write_json_atomic(spark, _marker(root, stage.name),
                              {"stage": stage.name, "config_hash": cfg.hash(), "seconds": timings[stage.name]})
         log.info("pipeline: %s done in %.1fs (driver peak RSS %.0f MiB)", stage.name, timings[stage.name], peak_rss_mb())
-    summary = {"config_hash": cfg.hash(), "stage_seconds": timings, "root": root}
+    summary = {"config_hash": cfg.hash(), "stage_seconds": timings, "skipped_stages": skipped, "root": root}
     io.write_json_atomic(spark, io.dataset_path(root, "report/pipeline.json"), summary)
-    report = io.dataset_path(root, "report")
-    shown = os.path.abspath(report) if "://" not in report else report
+    page = index.write(spark, root)
+    shown = os.path.abspath(page) if "://" not in page else page
     log.info("pipeline finished: %s", json.dumps(timings))
-    print(f"\nreviewrec pipeline done. Reports under {shown}/ (EDA: {shown}/eda/index.html)")
+    print(f"\nreviewrec pipeline done. Report: {shown}")
     return summary

@@ -25,7 +25,17 @@ def savefig(fig: Any, out_dir: str, name: str) -> str:
     return name
 
 
+class Markup(str):
+    """HTML that a table cell shows as is (a link, say); every other cell value is escaped."""
+
+
+def link(href: str, text: str) -> Markup:
+    return Markup(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>")
+
+
 def _cell(v: Any) -> str:
+    if isinstance(v, Markup):
+        return str(v)
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
@@ -47,7 +57,7 @@ def page(title: str, sections: Sequence[tuple[str, str]], subtitle: str = "") ->
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}"
-        ".sub{color:#666}</style></head><body>",
+        ".sub{color:#666}.missing{color:#a33}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     if subtitle:
