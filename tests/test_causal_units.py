@@ -375,3 +375,50 @@ def test_window_ratio_balance_and_correlation(spark):
     c = quasi.correlation(df, "z", "y")
     assert c["r"] == pytest.approx(np.corrcoef(u.z, u.y)[0, 1], rel=1e-9)
     assert c["ci_low"] < c["r"] < c["ci_high"]
+
+
+# Two waves of the same stores (treated state / control state), employment y; some waves have
+# no y (store closed or not interviewed), unequally across the four cells, as in Card-Krueger.
+DID_ROWS = [
+    # store, treated, post, y
+    (1, 1, 0, 20.0), (1, 1, 1, 21.5), (2, 1, 0, 17.5), (2, 1, 1, None), (3, 1, 0, 25.0), (3, 1, 1, 27.0),
+    (4, 1, 0, None), (4, 1, 1, 14.0), (5, 1, 0, 30.5), (5, 1, 1, 29.0), (6, 1, 0, 22.0), (6, 1, 1, None),
+    (7, 1, 0, 19.0), (7, 1, 1, 23.5), (8, 1, 0, 16.0), (8, 1, 1, 18.5),
+    (9, 0, 0, 24.0), (9, 0, 1, 20.0), (10, 0, 0, 31.0), (10, 0, 1, 26.5), (11, 0, 0, None), (11, 0, 1, None),
+    (12, 0, 0, 18.5), (12, 0, 1, 19.0), (13, 0, 0, 27.5), (13, 0, 1, None), (14, 0, 0, 21.0), (14, 0, 1, 17.0),
+]
+
+
+def test_did_2x2_counts_only_used_rows_and_matches_statsmodels(spark):
+    """Cell counts and every SE (iid, HC1, cluster) are of the rows with an outcome."""
+    import statsmodels.formula.api as smf
+
+    from reviewrec.causal.did import did_2x2
+
+    p = pd.DataFrame(DID_ROWS, columns=["store", "treated", "post", "y"])
+    df = spark.createDataFrame([tuple(None if isinstance(v, float) and math.isnan(v) else v for v in r)
+                                for r in p.itertuples(index=False)], "store int, treated int, post int, y double")
+    used = p.dropna(subset=["y"])
+    fit = smf.ols("y ~ treated * post", data=used)
+    names = "treated:post"
+    ref_iid, ref_hc1 = fit.fit(), fit.fit(cov_type="HC1")
+    ref_cl = fit.fit(cov_type="cluster", cov_kwds={"groups": used.store})
+
+    out = did_2x2(df, "y", "treated", "post")
+    cells = {(c["treated"], c["post"]): c for c in out["cell_means"]}
+    expected = used.groupby(["treated", "post"]).y.agg(["count", "mean"])
+    assert {k: c["n"] for k, c in cells.items()} == {k: int(v) for k, v in expected["count"].items()} \
+        == {(0, 0): 5, (0, 1): 4, (1, 0): 7, (1, 1): 6}
+    for k, c in cells.items():
+        assert c["mean"] == pytest.approx(expected["mean"][k], rel=1e-12)
+    assert out["rows_dropped_missing"] == len(p) - len(used) == 6
+    assert out["regression"]["n"] == len(used)
+    assert out["estimate"]["coef"] == pytest.approx(ref_iid.params[names], rel=1e-9)
+    assert out["estimate_iid"]["coef"] == pytest.approx(ref_iid.params[names], rel=1e-9)
+    assert out["estimate_iid"]["se"] == pytest.approx(ref_iid.bse[names], rel=1e-8)
+    assert out["estimate"]["se"] == pytest.approx(ref_hc1.bse[names], rel=1e-8)
+    assert out["estimate_iid"]["se"] != pytest.approx(out["estimate"]["se"], rel=1e-3)
+    # cluster by store: statsmodels' default small-sample correction is Stata's CR1
+    clustered = did_2x2(df, "y", "treated", "post", cluster="store")
+    assert clustered["estimate"]["se"] == pytest.approx(ref_cl.bse[names], rel=1e-8)
+    assert clustered["estimate_iid"]["se"] == pytest.approx(ref_iid.bse[names], rel=1e-8)

@@ -21,20 +21,31 @@ def did_2x2(df: DataFrame, y: str, treated: str, post: str, *, covariates: Seque
             cluster: str | None = None) -> dict[str, Any]:
     """y ~ 1 + treated + post + treated·post (+ covariates); the interaction is the DID.
 
-    Input columns: y, treated (0/1), post (0/1), covariates, cluster. Output: the effect with
-    SE/CI/p (cluster-robust when `cluster` is given, else HC1) and the four cell means.
+    Input columns: y, treated (0/1), post (0/1), covariates, cluster. Rows with a null in any
+    of them are left out of everything reported (the regression and the cells alike). Output:
+    the effect with SE/CI/p, robust (cluster-robust CR1 when `cluster` is given, else HC1), the
+    same effect with the conventional (iid) SE, the four cell means and counts, and how many
+    rows were left out.
     """
-    require(df, [y, treated, post, *covariates] + ([cluster] if cluster else []), "did_2x2")
-    d = df.withColumn(DID_TERM, F.col(treated).cast("double") * F.col(post).cast("double"))
-    res = ols(d, y, [treated, post, DID_TERM, *covariates], vce="cluster" if cluster else "hc1",
-              cluster=cluster)
+    used = [y, treated, post, *covariates] + ([cluster] if cluster else [])
+    require(df, used, "did_2x2")
+    d = (df.dropna(subset=used)
+           .withColumn(DID_TERM, F.col(treated).cast("double") * F.col(post).cast("double")))
+    x = [treated, post, DID_TERM, *covariates]
+    res = ols(d, y, x, vce="cluster" if cluster else "hc1", cluster=cluster)
+    iid = ols(d, y, x, vce="iid")
     cells = (d.groupBy(F.col(treated).cast("int").alias("treated"), F.col(post).cast("int").alias("post"))
               .agg(F.avg(F.col(y).cast("double")).alias("mean"), F.count(F.lit(1)).alias("n"))
               .collect())
     means = {(r["treated"], r["post"]): (float(r["mean"]), int(r["n"])) for r in cells}
-    row = next(r for r in res.table() if r["term"] == DID_TERM)
-    return {"estimate": row, "cell_means": [
+    n_all = df.count()
+
+    def did_row(r: LinearResult) -> dict[str, Any]:
+        return next(row for row in r.table() if row["term"] == DID_TERM)
+
+    return {"estimate": did_row(res), "estimate_iid": did_row(iid), "cell_means": [
         {"treated": t, "post": p, "mean": m, "n": n} for (t, p), (m, n) in sorted(means.items())],
+        "rows_dropped_missing": n_all - res.n,
         "regression": res.to_dict()}
 
 
