@@ -118,6 +118,10 @@ def test_links_resolve_and_numbers_are_the_reports(tmp_path: Path) -> None:
         assert (root / "report" / href).is_file(), href
     assert page.missing == []
 
+    assert page.row("Star-rating model") == [
+        "Star-rating model", "LSTM accuracy 0.796, macro F1 0.670, RMSE 0.658 (TF-IDF + LR: 0.758, 0.577, 0.871)",
+        "model/index.html"]
+    assert page.row("Ingest")[1].startswith("19,943 of 20,040 records accepted, 58 quarantined, 39 duplicates")
     assert page.row("accepted") == ["accepted", "19,943"]
     assert page.row("input records") == ["input records", "20,040"]
     assert page.row("quarantined: bad_date") == ["quarantined: bad_date", "31"]
@@ -128,6 +132,7 @@ def test_links_resolve_and_numbers_are_the_reports(tmp_path: Path) -> None:
     assert page.row("TF-IDF + logistic regression")[1:3] == ["0.7577", "0.5767"]
     assert page.row("majority class")[1] == "0.4441"
     assert page.row("accuracy") == ["accuracy", "0.0384", "[+0.0323, +0.0447]", "LSTM ahead"]
+    assert page.row("RMSE") == ["RMSE", "-0.213", "[-0.2300, -0.1980]", "LSTM ahead"]
     assert page.row("matrix filled by") == ["matrix filled by", "model"]
     assert page.row("recommendations from popularity") == ["recommendations from popularity", "870"]
     assert page.row("filled") == ["filled", "1.607", "1.452", "1,308"]
@@ -150,6 +155,8 @@ def test_missing_stages_are_shown_as_missing(tmp_path: Path) -> None:
     # What is there is still shown: the model's numbers without its page, the EDA with its link.
     assert page.row("LSTM")[1] == "0.7961"
     assert page.row("reviews") == ["reviews", "19,943"]
+    assert page.row("Recommendations") == ["Recommendations", "missing", "—"]
+    assert page.row("Star-rating model")[2] == "—"
 
 
 def test_empty_root_gives_a_page_of_missing_reports(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def page(title: str, sections: Sequence[tuple[str, str]], subtitle: str = "") ->
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}"
-        ".sub{color:#666}.missing{color:#a33}</style></head><body>",
+        ".sub{color:#666}.missing{color:#a33}table.glance td,table.glance th{text-align:left}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     if subtitle:

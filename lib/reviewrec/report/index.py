@@ -144,7 +144,9 @@ def _model(entry: dict[str, Any]) -> str:
     diffs = _get(boot, "differences", "tfidf_lr")
     if isinstance(diffs, dict) and diffs:
         level = boot.get("level", 0.95)
-        rows = [[k, v.get("estimate", MISSING),
+        label = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "rmse": "RMSE",
+                 "mae": "MAE"}
+        rows = [[label.get(k, k), v.get("estimate", MISSING),
                  "[{:+.4f}, {:+.4f}]".format(*v["interval"]) if len(v.get("interval") or []) == 2 else MISSING,
                  "LSTM ahead" if v.get("ahead") else "not shown"] for k, v in diffs.items()]
         out += (f"<p>LSTM minus TF-IDF + logistic regression, {level:.0%} paired bootstrap interval:</p>"
@@ -174,9 +176,48 @@ def _recs(entry: dict[str, Any]) -> str:
     return out
 
 
+def _num(v: Any, fmt: str) -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else MISSING
+
+
+def _glance(reports: dict[str, Any]) -> str:
+    """One row per report: its headline and where to read more."""
+    rows: list[Sequence[Any]] = []
+    d = reports["ingest"]["data"]
+    rows.append(("Ingest", "missing" if d is None else
+                 f"{_num(_get(d, 'accepted'), ',')} of {_num(_get(d, 'input', 'records'), ',')} records accepted, "
+                 f"{_num(_get(d, 'quarantined'), ',')} quarantined, {_num(_get(d, 'duplicates'), ',')} duplicates; "
+                 f"reconciled: {'yes' if d.get('reconciled') else 'NO'}",
+                 H.link(REPORTS["ingest"][0], REPORTS["ingest"][0]) if d is not None else MISSING))
+    d = reports["eda"]["data"]
+    rows.append(("Exploratory analysis", "missing" if d is None else
+                 f"{_num(_get(d, 'reviews'), ',')} reviews by {_num(_get(d, 'customers'), ',')} customers of "
+                 f"{_num(_get(d, 'products'), ',')} products, mean star {_num(_get(d, 'mean_star'), '.2f')}",
+                 _page_link("eda", reports["eda"])))
+    d = reports["model"]["data"]
+    lstm, lr = _get(d, "models", "lstm"), _get(d, "models", "tfidf_lr")
+    rows.append(("Star-rating model", "missing" if d is None else
+                 f"LSTM accuracy {_num(_get(lstm, 'accuracy'), '.3f')}, macro F1 {_num(_get(lstm, 'macro_f1'), '.3f')}, "
+                 f"RMSE {_num(_get(lstm, 'rmse'), '.3f')} (TF-IDF + LR: {_num(_get(lr, 'accuracy'), '.3f')}, "
+                 f"{_num(_get(lr, 'macro_f1'), '.3f')}, {_num(_get(lr, 'rmse'), '.3f')})",
+                 _page_link("model", reports["model"])))
+    d = reports["recs"]["data"]
+    rows.append(("Recommendations", "missing" if d is None else
+                 f"{_num(_get(d, 'counts', 'recommendation_rows'), ',')} recommendations for "
+                 f"{_num(_get(d, 'counts', 'users'), ',')} users; matrix filled by {_get(d, 'scorer')}",
+                 _page_link("recs", reports["recs"])))
+    return H.table(["report", "headline", "page"], rows).replace("<table>", "<table class='glance'>", 1)
+
+
+def _page_link(name: str, entry: dict[str, Any]) -> Any:
+    page = REPORTS[name][1] or ""
+    return H.link(page, page) if entry["page"] else MISSING
+
+
 def render(reports: dict[str, Any], root: str = "") -> str:
     """The index page for `reports` (as returned by `read_reports`)."""
     sections = [
+        ("At a glance", _glance(reports)),
         ("Ingest", _ingest(reports["ingest"])),
         ("Exploratory analysis", _eda(reports["eda"])),
         ("Star-rating model", _model(reports["model"])),
