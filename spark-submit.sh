@@ -1,35 +1,49 @@
 #!/usr/bin/env bash
-# reviewrec launcher.
-#
-#   ./spark-submit.sh pipeline                  set up if needed, run the whole pipeline locally
-#                                               on the embedded synthetic data, print the report
-#   ./spark-submit.sh test [pytest args]        set up if needed, run the test suite
-#   ./spark-submit.sh setup                     only set up (.venv, Java check, horovod wheel)
-#   ./spark-submit.sh <job> [--conf conf/X.yaml ...] [--set key=value ...] [-- spark-submit args]
-#
-# <job> is a file in jobs/ (generate, ingest, eda, pipeline, ...). Without --conf, or with
-# conf/local.yaml, the job runs in Spark local mode from .venv. With any other --conf (emr.yaml,
-# dataproc.yaml, your own) it is submitted to YARN with the cluster's spark-submit:
-#   * lib/reviewrec is zipped to build/reviewrec.zip and shipped with --py-files,
-#   * conf/base.yaml and the given confs are shipped with --files,
-#   * REVIEWREC_PYENV_ARCHIVE=path/to/env.tar.gz (made with venv-pack) ships a packed Python
-#     environment with --archives and points PYSPARK_PYTHON at it,
-#   * Spark NLP's --packages coordinates are added when the config sets text.engine=sparknlp.
-# Extra spark-submit arguments go after "--", e.g. -- --deploy-mode cluster --num-executors 20.
+# reviewrec launcher: ./spark-submit.sh --help prints what it does (usage() below).
 set -euo pipefail
 RR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/bootstrap.sh
 source "$RR_ROOT/lib/bootstrap.sh"
 cd "$RR_ROOT"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() {
+  cat <<'USAGE'
+reviewrec launcher.
 
-[ $# -ge 1 ] || { usage; exit 2; }
+  ./spark-submit.sh pipeline                  set up if needed, run the whole pipeline locally
+                                              on the embedded synthetic data, print the report
+  ./spark-submit.sh test [pytest args]        set up if needed, run the test suite
+  ./spark-submit.sh setup                     only set up (.venv, Java check, horovod wheel)
+  ./spark-submit.sh cluster up|down|status|pack
+                                              a Spark standalone cluster on this machine and
+                                              the packed environment (docs/cluster.md)
+  ./spark-submit.sh <job> [--conf conf/X.yaml ...] [--set key=value ...] [-- spark-submit args]
+
+<job> is a file in jobs/ (generate, ingest, eda, pipeline, ...). The master is the config's
+spark.master. local[...] (conf/local.yaml, the default without --conf) runs in Spark local mode
+from .venv. spark://host:port (conf/standalone.yaml), or none, meaning YARN (conf/emr.yaml,
+conf/dataproc.yaml), is a cluster submission, packaged the same way for every cluster manager:
+  * lib/reviewrec is zipped to build/reviewrec.zip and shipped with --py-files,
+  * conf/base.yaml and the given confs are shipped with --files,
+  * a Python environment packed with venv-pack is shipped with --archives (#environment) and
+    executors run ./environment/bin/python: REVIEWREC_PYENV_ARCHIVE=path or URL of one, else
+    .venv packed once per set of pins (./spark-submit.sh cluster pack);
+    REVIEWREC_PYENV_ARCHIVE=none ships none (executors use the cluster's Python),
+  * the config's spark.conf is passed as --conf key=value (driver memory and the like only take
+    effect when the JVM starts),
+  * Spark NLP's --packages coordinates are added when the config sets text.engine=sparknlp.
+The cluster's spark-submit is SPARK_SUBMIT, else spark-submit on PATH, else (spark:// masters)
+the one in .venv. Extra spark-submit arguments go after "--", e.g. -- --deploy-mode cluster.
+USAGE
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
 cmd="$1"; shift
 
 case "$cmd" in
   -h|--help|help) usage; exit 0 ;;
   setup) ensure_env; rr_log "ready: $RR_VENV"; exit 0 ;;
+  cluster) exec bash "$RR_ROOT/lib/cluster.sh" "$@" ;;
   test)
     ensure_env
     export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
@@ -57,12 +71,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cluster=0
-for c in "${confs[@]+"${confs[@]}"}"; do
-  [ "$(basename "$c")" = local.yaml ] || cluster=1
-done
-
-if [ "$cluster" = 0 ]; then
+run_local() {
   ensure_env
   [ ${#confs[@]} -gt 0 ] || app_args=("--conf" "conf/local.yaml" "${app_args[@]+"${app_args[@]}"}")
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
@@ -70,39 +79,115 @@ if [ "$cluster" = 0 ]; then
   packages=$("$RR_VENV/bin/python" -m reviewrec.submit packages "${app_args[@]}")
   exec "$RR_VENV/bin/spark-submit" ${packages:+--packages "$packages"} \
     "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${app_args[@]}"
+}
+
+[ ${#confs[@]} -gt 0 ] || run_local
+
+# The Python that reads the config here: the launcher's own (an EMR/Dataproc gateway has no
+# .venv; it needs PyYAML), else .venv's, else python3.
+if [ -n "${REVIEWREC_SUBMIT_PYTHON:-}" ]; then PY="$REVIEWREC_SUBMIT_PYTHON"
+elif [ -x "$RR_VENV/bin/python" ]; then PY="$RR_VENV/bin/python"
+else PY=python3; fi
+submit_py() { PYTHONPATH="$RR_ROOT/lib" "$PY" -m reviewrec.submit "$@"; }
+
+master=$(submit_py master "${app_args[@]}") || exit 2
+case "$master" in local*) run_local ;; esac
+
+# Cluster submission: the cluster's spark-submit, with lib/, the confs and the environment shipped.
+deploy_mode=client
+for ((i = 0; i < ${#spark_args[@]}; i++)); do
+  case "${spark_args[$i]}" in
+    --deploy-mode) deploy_mode="${spark_args[$((i + 1))]:-client}" ;;
+    --deploy-mode=*) deploy_mode="${spark_args[$i]#--deploy-mode=}" ;;
+  esac
+done
+
+if [ -n "${SPARK_SUBMIT:-}" ]; then SUBMIT="$SPARK_SUBMIT"
+elif command -v spark-submit >/dev/null 2>&1; then SUBMIT=spark-submit
+elif [[ "$master" == spark://* ]] && [ -x "$RR_VENV/bin/spark-submit" ]; then
+  SUBMIT="$RR_VENV/bin/spark-submit"
+  SPARK_HOME="${SPARK_HOME:-$("$RR_VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
+  export SPARK_HOME
+else SUBMIT=""; fi
+[ -n "$SUBMIT" ] && { [ -x "$SUBMIT" ] || command -v "$SUBMIT" >/dev/null 2>&1; } \
+  || rr_die "cluster submission to $master needs Spark's spark-submit on PATH (or SPARK_SUBMIT=/path/to/spark-submit)"
+
+if [[ "$master" == spark://* ]]; then
+  # A standalone master that is down makes spark-submit retry for a minute before it gives up:
+  # say so at once, naming the URL.
+  "$PY" - "$master" <<'PROBE' || exit 1
+import socket, sys
+url = sys.argv[1]
+host, _, port = url[len("spark://"):].rstrip("/").rpartition(":")
+try:
+    socket.create_connection((host, int(port)), timeout=3).close()
+except (OSError, ValueError) as e:
+    sys.stderr.write(f"[reviewrec] ERROR: the Spark master {url} is not reachable ({e}); "
+                     "is the cluster up? (./spark-submit.sh cluster status / cluster up)\n")
+    sys.exit(1)
+PROBE
+  # The cluster lib/cluster.sh started for this master has event logging set up there.
+  state="${REVIEWREC_CLUSTER_DIR:-$RR_CACHE/cluster}"
+  if [ -z "${SPARK_CONF_DIR:-}" ] && [ -f "$state/cluster.env" ] && grep -qx "RR_MASTER_URL=$master" "$state/cluster.env"; then
+    export SPARK_CONF_DIR="$state/conf"
+  fi
+  host="${master#spark://}"; host="${host%:*}"
+  case "$host" in 127.*|localhost) export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" ;; esac
 fi
 
-# Cluster submission: the cluster's own spark-submit, with lib/ and the confs shipped.
-SUBMIT="${SPARK_SUBMIT:-spark-submit}"
-command -v "$SUBMIT" >/dev/null 2>&1 || rr_die "cluster submission needs Spark's spark-submit on PATH (or SPARK_SUBMIT=/path/to/spark-submit)"
-PY="${REVIEWREC_SUBMIT_PYTHON:-python3}"
+# The environment archive, checked before anything is submitted.
+archive="${REVIEWREC_PYENV_ARCHIVE:-}"
+if [ -z "$archive" ]; then
+  archive=$(bash "$RR_ROOT/lib/cluster.sh" pack) || rr_die "packing the Python environment failed (or set REVIEWREC_PYENV_ARCHIVE)"
+elif [ "$archive" = none ]; then
+  archive=""
+elif [[ "$archive" != *://* || "$archive" == file://* ]]; then
+  [ -f "${archive#file://}" ] || rr_die "REVIEWREC_PYENV_ARCHIVE: environment archive not found: $archive"
+fi
+
 mkdir -p build
 "$PY" - <<'PYZIP'
 import os, zipfile
-with zipfile.ZipFile("build/reviewrec.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    for d, _, files in os.walk("lib/reviewrec"):
-        for f in files:
+tmp = "build/reviewrec.zip.tmp"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    for d, _, files in sorted(os.walk("lib/reviewrec")):
+        for f in sorted(files):
             if not f.endswith(".pyc"):
                 p = os.path.join(d, f)
                 z.write(p, os.path.relpath(p, "lib"))
+os.replace(tmp, "build/reviewrec.zip")
 PYZIP
 files="conf/base.yaml"
 for c in "${confs[@]}"; do files="$files,$c"; done
-# The job sees the shipped confs by base name in its working directory (YARN --files).
+# A cluster-mode driver sees the shipped confs by base name in its working directory (YARN
+# --files); a client-mode driver runs here and reads them where they are.
 shipped_args=()
 i=0
 while [ $i -lt ${#app_args[@]} ]; do
-  if [ "${app_args[$i]}" = --conf ]; then shipped_args+=("--conf" "$(basename "${app_args[$((i+1))]}")"); i=$((i+2))
+  if [ "${app_args[$i]}" = --conf ] && [ "$deploy_mode" = cluster ]; then
+    shipped_args+=("--conf" "$(basename "${app_args[$((i+1))]}")"); i=$((i+2))
   else shipped_args+=("${app_args[$i]}"); i=$((i+1)); fi
 done
-packages=$(PYTHONPATH="$RR_ROOT/lib" "$PY" -m reviewrec.submit packages "${app_args[@]}")
+packages=$(submit_py packages "${app_args[@]}")
+conf_args=()
+while IFS= read -r kv; do
+  [ -n "$kv" ] && conf_args+=(--conf "$kv")
+done < <(submit_py spark-conf "${app_args[@]}")
 archive_args=()
-if [ -n "${REVIEWREC_PYENV_ARCHIVE:-}" ]; then
-  archive_args=(--archives "$REVIEWREC_PYENV_ARCHIVE#environment"
+if [ -n "$archive" ]; then
+  archive_args=(--archives "$archive#environment"
                 --conf spark.pyspark.python=./environment/bin/python
                 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python)
 fi
+if [ "$deploy_mode" = client ]; then
+  # A client-mode driver runs here: its Python is this machine's (.venv), not the archive's.
+  driver_py="${PYSPARK_DRIVER_PYTHON:-}"
+  if [ -z "$driver_py" ] && [ -x "$RR_VENV/bin/python" ]; then driver_py="$RR_VENV/bin/python"; fi
+  [ -z "$driver_py" ] || archive_args+=(--conf "spark.pyspark.driver.python=$driver_py")
+fi
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 set -x
-exec "$SUBMIT" --master yarn --py-files build/reviewrec.zip --files "$files" \
-  ${packages:+--packages "$packages"} "${archive_args[@]+"${archive_args[@]}"}" \
+exec "$SUBMIT" --master "$master" --py-files build/reviewrec.zip --files "$files" \
+  ${packages:+--packages "$packages"} "${conf_args[@]+"${conf_args[@]}"}" \
+  "${archive_args[@]+"${archive_args[@]}"}" \
   "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${shipped_args[@]}"
