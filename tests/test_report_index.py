@@ -14,7 +14,7 @@ import pytest
 
 from reviewrec.report import index
 
-INGEST = {"input": {"format": "synthetic", "records": 20040}, "accepted": 19943, "quarantined": 58,
+INGEST = {"input": {"format": "synthetic", "lines": 20044, "header_lines": 2, "blank_lines": 2, "records": 20040}, "accepted": 19943, "quarantined": 58,
           "quarantined_by_reason": {"bad_date": 31, "wrong_column_count": 27}, "duplicates": 39,
           "excluded_by_category": 0, "reconciled": True}
 EDA = {"reviews": 19943, "customers": 3987, "products": 800, "mean_star": 3.6712,
@@ -124,6 +124,7 @@ def test_links_resolve_and_numbers_are_the_reports(tmp_path: Path) -> None:
     assert page.row("Ingest")[1].startswith("19,943 of 20,040 records accepted, 58 quarantined, 39 duplicates")
     assert page.row("accepted") == ["accepted", "19,943"]
     assert page.row("input records") == ["input records", "20,040"]
+    assert page.row("blank lines") == ["blank lines", "2"]
     assert page.row("quarantined: bad_date") == ["quarantined: bad_date", "31"]
     assert page.row("reconciled") == ["reconciled", "yes"]
     assert page.row("vocabulary size") == ["vocabulary size", "2,417"]

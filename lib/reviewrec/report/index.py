@@ -113,7 +113,9 @@ def _ingest(entry: dict[str, Any]) -> str:
     if d is None:
         return _missing("ingest", entry)
     reasons = d.get("quarantined_by_reason") or {}
-    rows = [("input records", _get(d, "input", "records")), ("accepted", _get(d, "accepted")),
+    rows = [("input lines", _get(d, "input", "lines")), ("header lines", _get(d, "input", "header_lines")),
+            ("blank lines", _get(d, "input", "blank_lines")),
+            ("input records", _get(d, "input", "records")), ("accepted", _get(d, "accepted")),
             ("quarantined", _get(d, "quarantined")), ("duplicates dropped", _get(d, "duplicates")),
             ("excluded by category", _get(d, "excluded_by_category")),
             ("reconciled", {True: "yes", False: "NO"}.get(d.get("reconciled"), MISSING))]
