@@ -25,6 +25,8 @@ cd "$RR_ROOT"
 STATE="${REVIEWREC_CLUSTER_DIR:-$RR_CACHE/cluster}"
 WORKERS="${REVIEWREC_CLUSTER_WORKERS:-2}"
 READY_TIMEOUT="${REVIEWREC_CLUSTER_TIMEOUT:-90}"
+# Part of the packed archive's name: bump it when what is packed changes.
+PACK_LAYOUT=p2
 
 cluster_usage() {
   cat <<'EOF'
@@ -233,7 +235,7 @@ cmd_pack() {
   ensure_env
   local stamp out stage
   stamp=$(rr_stamp)
-  out="$RR_CACHE/envs/reviewrec-env-$stamp.tar.gz"
+  out="$RR_CACHE/envs/reviewrec-env-$stamp-$PACK_LAYOUT.tar.gz"
   if [ -f "$out" ]; then echo "$out"; return 0; fi
   mkdir -p "$RR_CACHE/envs"
   exec 8>"$RR_CACHE/envs/pack.lock"
@@ -245,7 +247,11 @@ cmd_pack() {
   cp -al "$RR_VENV" "$stage" 2>/dev/null || cp -a "$RR_VENV" "$stage"
   rm -f "$stage"/lib/python3*/site-packages/__editable__*reviewrec*
   rm -rf "$stage"/lib/python3*/site-packages/reviewrec-*.dist-info "$stage"/lib/python3*/site-packages/reviewrec.egg-link
+  # Left out: Spark's jars (executors run the cluster's Spark; Python only needs pyspark's
+  # modules) and TensorFlow's C++ headers. Compression level 1: packs in about a minute.
   "$RR_VENV/bin/venv-pack" -p "$stage" -o "$out.tmp.$$" --format tar.gz --compress-level 1 -q \
+    --exclude 'lib/python*/site-packages/pyspark/jars/*' \
+    --exclude 'lib/python*/site-packages/tensorflow/include/*' \
     || { rm -rf "$stage" "$out.tmp.$$"; rr_die "venv-pack failed"; }
   mv "$out.tmp.$$" "$out"
   rm -rf "$stage"

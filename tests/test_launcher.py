@@ -51,6 +51,59 @@ def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
     assert {"reviewrec/__init__.py", "reviewrec/config.py", "reviewrec/ingest/job.py"} <= names
 
 
+def test_standalone_master_comes_from_the_conf_and_client_mode_reads_confs_in_place(tmp_path):
+    import socket
+
+    env = _fake_submit(tmp_path)
+    env["REVIEWREC_PYENV_ARCHIVE"] = str(tmp_path / "env.tar.gz")
+    (tmp_path / "env.tar.gz").write_bytes(b"packed")
+    with socket.socket() as listener:  # a live "master" port, so the reachability probe passes
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"spark://127.0.0.1:{listener.getsockname()[1]}"
+        res = _launch(["ingest", "--conf", "conf/standalone.yaml", "--set", f"spark.master={url}"], env)
+    assert res.returncode == 0, res.stderr
+    argv = res.stdout.splitlines()
+    assert argv[argv.index("--master") + 1] == url
+    assert argv[argv.index("--py-files") + 1] == "build/reviewrec.zip"
+    assert argv[argv.index("--archives") + 1] == f"{tmp_path / 'env.tar.gz'}#environment"
+    confs = [argv[i + 1] for i, a in enumerate(argv[:argv.index("jobs/ingest.py")]) if a == "--conf"]
+    assert "spark.pyspark.python=./environment/bin/python" in confs
+    assert "spark.executor.memory=4g" in confs and "spark.driver.memory=4g" in confs
+    # A client-mode driver runs on this machine and reads the conf where it is.
+    assert argv[argv.index("jobs/ingest.py") + 1:] == ["--conf", "conf/standalone.yaml", "--set", f"spark.master={url}"]
+
+
+def test_cluster_submission_fails_fast_naming_a_down_master_or_a_missing_archive(tmp_path):
+    import socket
+    import time
+
+    env = _fake_submit(tmp_path)
+    env["REVIEWREC_PYENV_ARCHIVE"] = "none"
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    res = _launch(["ingest", "--conf", "conf/standalone.yaml", "--set", f"spark.master=spark://127.0.0.1:{port}"], env)
+    assert res.returncode != 0 and time.perf_counter() - t0 < 30
+    assert f"spark://127.0.0.1:{port} is not reachable" in res.stderr
+    env["REVIEWREC_PYENV_ARCHIVE"] = str(tmp_path / "no-such-env.tar.gz")
+    res = _launch(["ingest", "--conf", "conf/emr.yaml"], env)
+    assert res.returncode != 0
+    assert f"environment archive not found: {tmp_path / 'no-such-env.tar.gz'}" in res.stderr
+    assert "--master" not in res.stdout  # nothing was submitted
+
+
+def test_help_is_the_usage_text_only():
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert lines[0] == "reviewrec launcher." and "-- --deploy-mode cluster" in lines[-1]
+    for code in ("set -euo pipefail", "RR_ROOT=", "source ", "usage()"):
+        assert code not in res.stdout
+    assert "cluster up|down|status|pack" in res.stdout
+
+
 def test_unknown_job_and_bad_arguments_are_explained(tmp_path):
     env = _fake_submit(tmp_path)
     res = _launch(["ingestt", "--conf", "conf/emr.yaml"], env)
