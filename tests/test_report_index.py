@@ -121,7 +121,8 @@ def test_links_resolve_and_numbers_are_the_reports(tmp_path: Path) -> None:
     assert page.row("Star-rating model") == [
         "Star-rating model", "LSTM accuracy 0.796, macro F1 0.670, RMSE 0.658 (TF-IDF + LR: 0.758, 0.577, 0.871)",
         "model/index.html"]
-    assert page.row("Ingest")[1].startswith("19,943 of 20,040 records accepted, 58 quarantined, 39 duplicates")
+    assert page.row("Ingest")[1] == ("20,040 records: 19,943 accepted, 58 quarantined, 39 duplicates dropped, "
+                                     "0 outside the kept categories; reconciled: yes")
     assert page.row("accepted") == ["accepted", "19,943"]
     assert page.row("input records") == ["input records", "20,040"]
     assert page.row("blank lines") == ["blank lines", "2"]

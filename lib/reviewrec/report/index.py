@@ -187,8 +187,9 @@ def _glance(reports: dict[str, Any]) -> str:
     rows: list[Sequence[Any]] = []
     d = reports["ingest"]["data"]
     rows.append(("Ingest", "missing" if d is None else
-                 f"{_num(_get(d, 'accepted'), ',')} of {_num(_get(d, 'input', 'records'), ',')} records accepted, "
-                 f"{_num(_get(d, 'quarantined'), ',')} quarantined, {_num(_get(d, 'duplicates'), ',')} duplicates; "
+                 f"{_num(_get(d, 'input', 'records'), ',')} records: {_num(_get(d, 'accepted'), ',')} accepted, "
+                 f"{_num(_get(d, 'quarantined'), ',')} quarantined, {_num(_get(d, 'duplicates'), ',')} duplicates "
+                 f"dropped, {_num(_get(d, 'excluded_by_category'), ',')} outside the kept categories; "
                  f"reconciled: {'yes' if d.get('reconciled') else 'NO'}",
                  H.link(REPORTS["ingest"][0], REPORTS["ingest"][0]) if d is not None else MISSING))
     d = reports["eda"]["data"]
