@@ -1,1 +1,2 @@
-"""Reports: EDA of the reviews, and the small HTML/plot helpers every report uses."""
+"""Reports: the EDA of the reviews (eda), the run's front page (index), and the small HTML and
+plot writer every report uses (html)."""
