@@ -1,4 +1,5 @@
-"""The whole pipeline, stage by stage (generate when synthetic, ingest, eda, ...).
+"""The whole pipeline, stage by stage (generate when the input is synthetic, ingest, preprocess,
+eda, features, train, evaluate, recommend), then <root>/report/index.html linking every report.
 
     ./spark-submit.sh pipeline [--conf conf/emr.yaml] [--set run.skip_existing=true]
 """
