@@ -255,6 +255,8 @@ cmd_pack() {
     || { rm -rf "$stage" "$out.tmp.$$"; rr_die "venv-pack failed"; }
   mv "$out.tmp.$$" "$out"
   rm -rf "$stage"
+  # Archives of earlier pins are not used again.
+  find "$RR_CACHE/envs" -maxdepth 1 -name 'reviewrec-env-*.tar.gz' ! -path "$out" -delete
   rr_log "packed $(du -h "$out" | cut -f1): $out"
   echo "$out"
 }

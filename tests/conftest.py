@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "integration: reads the real data in ../shared/data",
         "horovod: runs distributed training with horovod",
         "gpu: needs a GPU",
+        "cluster: runs on the Spark standalone cluster tests/test_cluster.py starts",
     ):
         config.addinivalue_line("markers", marker)
 
