@@ -34,6 +34,19 @@ def test_assign_time_split_includes_cut_days(spark):
     assert got == ["train", "train", "val", "val", "test"]
 
 
+def test_time_split_by_whole_days_and_reports_the_cut_offs(spark):
+    """time_split (what the features job and the recommender's evaluation use): the oldest 60% of
+    the rows train, the next 20% val, the rest test, never splitting a day."""
+    rows = [(i, D(2015, 1, 1 + i // 2)) for i in range(10)]  # two reviews a day for 5 days
+    df = spark.createDataFrame(rows, "id int, review_date date")
+    out, info = X.time_split(df, 0.6, 0.2)
+    assert info == {"method": "time", "train_until": "2015-01-03", "val_until": "2015-01-04"}
+    got = [r[S.SPLIT] for r in out.orderBy("id").collect()]
+    assert got == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+    _, two = X.time_split(df, 0.8, 0.0)  # no val share: train, then test
+    assert two["train_until"] == two["val_until"] == "2015-01-04"
+
+
 def test_random_split_is_seeded_and_partition_independent(spark):
     df = spark.range(4000).select(F.format_string("R%05d", "id").alias(S.REVIEW_ID))
     a = X.assign_random_split(df.repartition(1), 0.8, 0.1, seed=7)
@@ -121,8 +134,8 @@ def _write_inputs(spark, root):
 @pytest.mark.slow
 def test_features_job_end_to_end(spark, run_root):
     from reviewrec.config import load_config
+    from reviewrec.features import meta as M
     from reviewrec.features.job import run
-    from reviewrec.model import contract as C
 
     _write_inputs(spark, run_root)
     cfg = load_config([], [f"run.root={run_root}", "features.num_features=64", "features.seq_len=4",
@@ -132,12 +145,12 @@ def test_features_job_end_to_end(spark, run_root):
     assert summary["split"]["train_until"] == "2015-01-16"
     assert summary["total_words"] == 60
 
-    meta = C.load_meta(f"{run_root}/features_meta")
+    meta = M.read(f"{run_root}/features_meta")
     assert (meta.num_users, meta.num_items, meta.seq_len, meta.num_features) == (5, 3, 4, 64)
     assert set(meta.vocab) == {"great", "cheap", "broken", "love", "return"}  # "rare" is below min_count
     assert sorted(meta.vocab.values()) == [2, 3, 4, 5, 6] and meta.vocab["great"] == 2
     for split in S.SPLITS:
-        assert C.split_files(f"{run_root}/features", split), split
+        assert M.split_files(f"{run_root}/features", split), split
 
     feats = spark.read.parquet(f"{run_root}/features")
     assert set(S.FEATURES_COLUMNS) == set(feats.columns)

@@ -101,7 +101,7 @@ def require_columns(df_columns: list[str], required: tuple[str, ...] | list[str]
             f"{what}: missing required column(s) {missing}; present: {sorted(df_columns)}"
         )
 
-# -- the `tokens` dataset (output of preprocess, issue 3) -------------------------------------
+# -- the `tokens` dataset (output of preprocess) ----------------------------------------------
 LEMMAS = "lemmas"
 POS = "pos"
 TOKENS_SCHEMA = T.StructType([
@@ -110,7 +110,7 @@ TOKENS_SCHEMA = T.StructType([
     T.StructField(POS, T.ArrayType(T.StringType()), True),
 ])
 
-# -- the `features` dataset (output of features, issue 3; read by the model, issue 4) ---------
+# -- the `features` dataset (output of features; read by train, evaluate, recommend) ----------
 FEATURES = "features"
 FEATURES_META = "features_meta"
 USER_IDX = "user_idx"
@@ -129,7 +129,14 @@ FEATURES_COLUMNS: tuple[str, ...] = (
     STAR_RATING, REVIEW_DATE, SPLIT,
 )
 
-# -- recommend job outputs (issue 5): neighbors, predictions, recommendations ------------------
+# -- the trained model (output of train) and the columns its scoring adds ----------------------
+MODEL = "model"
+STAR_PROBS = "star_probs"              # array<float>: p(star = 1..5)
+EXPECTED_RATING = "expected_rating"    # double: sum_s p(s) * s
+PREDICTED_STAR = "predicted_star"      # int: the most probable star
+MEMBER_STAR_PROBS = "member_star_probs"  # array<array<float>>: an ensemble's members' p(star)
+
+# -- recommend job outputs: neighbors, predictions, recommendations ----------------------------
 USER = "user"
 NEIGHBOR = "neighbor"
 COSINE = "cosine"
@@ -139,6 +146,8 @@ SCORE = "score"
 SOURCE = "source"
 PREDICTED_RATING = "predicted_rating"
 CF_SUPPORT = "cf_support"
+CF_PRED = "cf_pred"                    # a candidate cell's CF prediction (may be null)
+FALLBACK_RATING = "fallback_rating"    # the item's Bayesian-average rating, where CF has none
 NEIGHBORS_COLUMNS: tuple[str, ...] = (USER, NEIGHBOR, COSINE)
 RECOMMENDATIONS_COLUMNS: tuple[str, ...] = (USER, RANK, ITEM, SCORE, SOURCE)
 PREDICTIONS_COLUMNS: tuple[str, ...] = (USER, ITEM, PREDICTED_RATING, CF_SUPPORT, SOURCE)

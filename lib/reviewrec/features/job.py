@@ -7,8 +7,8 @@
   seq (array<int>, seq_len ids, 0 = padding, 1 = OOV), label (int, star - 1),
   label_onehot (array<float>, 5), star_rating (int), review_date (date), split (string)
 <root>/features_meta/
-  vocab.json     {"vocab": {lemma: id}, "vocab_size", "num_users", "num_items", "seq_len",
-                  "num_features", "pad_id", "oov_id"}
+  vocab.json     features.meta.FeaturesMeta: {"vocab": {lemma: id}, "vocab_size", "num_users",
+                  "num_items", "seq_len", "num_features", "pad_id", "oov_id", "num_classes"}
   meta.json      the same sizes plus split cut-offs and counts, total words, config hash
   user_indexer/, item_indexer/, idf/   the fitted Spark ML models (StringIndexerModel, IDFModel)
 <root>/report/features.json   vocabulary size, total words, rows per split
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark import StorageLevel
@@ -26,12 +27,33 @@ from pyspark.sql import functions as F
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
+from reviewrec.features import meta as M
 from reviewrec.features import transforms as X
 from reviewrec.runtime import StageTimer, peak_rss_mb
 
 log = logging.getLogger(__name__)
 
 SHARD = "__shard"
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    """The features stage's settings: conf `features:` key for key (no defaults of its own)."""
+
+    num_features: int
+    idf_min_doc_freq: int
+    min_count: int
+    vocab_size: int
+    seq_len: int
+    split: str
+    train_fraction: float
+    val_fraction: float
+    seed: int
+    files_per_split: int
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> FeaturesParams:
+        return cls(**cfg["features"])
 REVIEW_COLUMNS = (S.REVIEW_ID, S.CUSTOMER_ID, S.PRODUCT_ID, S.STAR_RATING, S.REVIEW_DATE)
 
 
@@ -45,11 +67,7 @@ def split_rows(df: DataFrame, how: str, train_fraction: float, val_fraction: flo
                seed: int) -> tuple[DataFrame, dict[str, Any]]:
     """Add the split column; returns (df, what the split was: method, cut-off dates)."""
     if how == "time":
-        counts = [(r[S.REVIEW_DATE], int(r["count"]))
-                  for r in df.groupBy(S.REVIEW_DATE).count().collect()]  # one row per day: small
-        cut_train, cut_val = X.time_cutoffs(counts, train_fraction, val_fraction)
-        info = {"method": "time", "train_until": cut_train.isoformat(), "val_until": cut_val.isoformat()}
-        return X.assign_time_split(df, cut_train, cut_val), info
+        return X.time_split(df, train_fraction, val_fraction)
     if how == "random":
         return (X.assign_random_split(df, train_fraction, val_fraction, seed),
                 {"method": "random", "seed": seed})
@@ -73,11 +91,11 @@ def build_features(base: DataFrame, *, num_features: int, idf_min_doc_freq: int,
     out = X.apply_indexer(X.apply_indexer(out, users), items)
     out = X.token_sequences(out, vocab_df, seq_len)
     out = X.star_labels(out)
-    models = {"user_indexer": users, "item_indexer": items, "idf": idf, "vocab": vocab}
+    models = {M.USER_INDEXER: users, M.ITEM_INDEXER: items, M.IDF: idf, "vocab": vocab}
     return out.select(*S.FEATURES_COLUMNS), models
 
 
-def _num_labels(indexer_model) -> int:  # noqa: ANN001 - a fitted StringIndexerModel
+def num_labels(indexer_model) -> int:  # noqa: ANN001 - a fitted StringIndexerModel
     """Label count of a fitted StringIndexerModel, read in the JVM: `labelsArray` would copy every
     label (one per customer) into the Python driver just to count them."""
     return len(indexer_model._java_obj.labelsArray()[0])  # noqa: SLF001 - py4j JavaArray: length only
@@ -86,10 +104,10 @@ def _num_labels(indexer_model) -> int:  # noqa: ANN001 - a fitted StringIndexerM
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("features")
     root = cfg["run"]["root"]
-    f = cfg["features"]
-    if f["train_fraction"] + f["val_fraction"] > 1.0 + 1e-9 or f["train_fraction"] <= 0:
-        raise ValueError(f"features.train_fraction ({f['train_fraction']}) + features.val_fraction "
-                         f"({f['val_fraction']}) must be in (0, 1]")
+    f = FeaturesParams.from_config(cfg)
+    if f.train_fraction + f.val_fraction > 1.0 + 1e-9 or f.train_fraction <= 0:
+        raise ValueError(f"features.train_fraction ({f.train_fraction}) + features.val_fraction "
+                         f"({f.val_fraction}) must be in (0, 1]")
     reviews = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
     tokens = io.read_parquet(spark, io.dataset_path(root, "tokens"), "preprocess")
     S.require_columns(reviews.columns, REVIEW_COLUMNS, f"{root}/reviews")
@@ -97,7 +115,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     with timer.stage("join+split"):
         base = join_inputs(reviews, tokens)
-        base, split_info = split_rows(base, f["split"], f["train_fraction"], f["val_fraction"], f["seed"])
+        base, split_info = split_rows(base, f.split, f.train_fraction, f.val_fraction, f.seed)
         base = base.persist(StorageLevel.MEMORY_AND_DISK)
         per_split = {r[S.SPLIT]: (int(r["n"]), int(r["words"] or 0)) for r in
                      base.groupBy(S.SPLIT).agg(F.count(F.lit(1)).alias("n"),
@@ -108,13 +126,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         raise ValueError(f"{root}/tokens covers {n_joined} of the {n_reviews} reviews in {root}/reviews: "
                          "rerun the preprocess job on the current reviews")
     if per_split.get(S.SPLIT_TRAIN, (0, 0))[0] == 0:
-        raise ValueError(f"features: the {f['split']} split left no training rows ({per_split})")
+        raise ValueError(f"features: the {f.split} split left no training rows ({per_split})")
 
     with timer.stage("fit"):
         feats, models = build_features(
-            base, num_features=f["num_features"], idf_min_doc_freq=f["idf_min_doc_freq"],
-            min_count=f["min_count"], vocab_size=f["vocab_size"], seq_len=f["seq_len"])
-    k = f["files_per_split"]
+            base, num_features=f.num_features, idf_min_doc_freq=f.idf_min_doc_freq,
+            min_count=f.min_count, vocab_size=f.vocab_size, seq_len=f.seq_len)
+    k = f.files_per_split
     shard = F.pmod(F.xxhash64(F.col(S.REVIEW_ID)), F.lit(k))
     out = io.dataset_path(root, S.FEATURES)
     with timer.stage("transform+write"):
@@ -124,28 +142,25 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         io.write_parquet_atomic(shaped, out, partition_by=[S.SPLIT])
     base.unpersist()
 
-    users, items = models["user_indexer"], models["item_indexer"]
+    users, items = models[M.USER_INDEXER], models[M.ITEM_INDEXER]
     vocab = models["vocab"]
-    sizes = {
-        "vocab_size": len(vocab) + 2, "num_users": _num_labels(users),
-        "num_items": _num_labels(items), "seq_len": f["seq_len"],
-        "num_features": f["num_features"], "pad_id": S.SEQ_PAD_ID, "oov_id": S.SEQ_OOV_ID,
-        "num_classes": S.NUM_STAR_CLASSES,
-    }
+    meta = M.FeaturesMeta(vocab={t: i + 2 for i, t in enumerate(vocab)}, vocab_size=len(vocab) + 2,
+                          num_users=num_labels(users), num_items=num_labels(items), seq_len=f.seq_len,
+                          num_features=f.num_features)
+    sizes = {k: v for k, v in meta.to_json().items() if k != "vocab"}
     meta_dir = io.dataset_path(root, S.FEATURES_META)
     with timer.stage("meta"):
-        io.write_json_atomic(spark, meta_dir + "/vocab.json",
-                             {"vocab": {t: i + 2 for i, t in enumerate(vocab)}, **sizes})
-        for name in ("user_indexer", "item_indexer", "idf"):
+        M.write(spark, meta_dir, meta)
+        for name in (M.USER_INDEXER, M.ITEM_INDEXER, M.IDF):
             models[name].write().overwrite().save(meta_dir + "/" + name)
     total_words = sum(w for _, w in per_split.values())
     summary = {
         **sizes,
-        "vocabulary": {"sequence_vocab_size": len(vocab), "min_count": f["min_count"],
+        "vocabulary": {"sequence_vocab_size": len(vocab), "min_count": f.min_count,
                        "note": "ids 0 = padding, 1 = out of vocabulary, 2.. = lemmas by training frequency"},
         "total_words": total_words,
         "reviews": n_reviews,
-        "split": {**split_info, "train_fraction": f["train_fraction"], "val_fraction": f["val_fraction"],
+        "split": {**split_info, "train_fraction": f.train_fraction, "val_fraction": f.val_fraction,
                   "rows": {s: per_split.get(s, (0, 0))[0] for s in S.SPLITS},
                   "words": {s: per_split.get(s, (0, 0))[1] for s in S.SPLITS}},
         "unseen_index": {"user_idx": sizes["num_users"], "item_idx": sizes["num_items"]},

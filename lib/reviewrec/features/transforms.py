@@ -61,6 +61,17 @@ def assign_time_split(df: DataFrame, cut_train: dt.date, cut_val: dt.date,
     return df.withColumn(col_out, split)
 
 
+def time_split(df: DataFrame, train_fraction: float, val_fraction: float,
+               col_date: str = S.REVIEW_DATE, col_out: str = S.SPLIT) -> tuple[DataFrame, dict[str, str]]:
+    """`col_out` = train / val / test by date: the oldest `train_fraction` of the rows train, the
+    next `val_fraction` val, the rest test (whole days; see time_cutoffs). Collects one count per
+    day. Returns (df, {"method": "time", "train_until": ISO date, "val_until": ISO date})."""
+    counts = [(r[col_date], int(r["count"])) for r in df.groupBy(col_date).count().collect()]
+    cut_train, cut_val = time_cutoffs(counts, train_fraction, val_fraction)
+    info = {"method": "time", "train_until": cut_train.isoformat(), "val_until": cut_val.isoformat()}
+    return assign_time_split(df, cut_train, cut_val, col_date, col_out), info
+
+
 def assign_random_split(df: DataFrame, train_fraction: float, val_fraction: float, seed: int,
                         col_key: str = S.REVIEW_ID, col_out: str = S.SPLIT) -> DataFrame:
     """`col_out` from a seeded hash of `col_key`: the same row lands in the same split whatever

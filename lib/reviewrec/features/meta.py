@@ -1,0 +1,91 @@
+"""What the features job leaves for the stages after it (train, evaluate, recommend).
+
+    <root>/features/split=<train|val|test>/*.parquet   the rows (schema.FEATURES_COLUMNS)
+    <root>/features_meta/vocab.json   {"vocab": {lemma: id}, "vocab_size", "num_users", "num_items",
+                                       "seq_len", "num_features", "pad_id", "oov_id", "num_classes"}
+    <root>/features_meta/user_indexer/, item_indexer/   the fitted StringIndexerModels
+
+FeaturesMeta is that vocab.json as one object: the features job writes it, the train job reads it
+and copies it next to the model, scoring reads the sizes back from the model's metadata.
+Training ranks and the model loader read files directly (pyarrow, Keras), so the paths they
+are given must be local or mounted (`file://` is accepted).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from reviewrec import io
+from reviewrec import schema as S
+
+VOCAB_FILE = "vocab.json"
+USER_INDEXER = "user_indexer"
+ITEM_INDEXER = "item_indexer"
+IDF = "idf"
+
+
+@dataclass(frozen=True)
+class FeaturesMeta:
+    """Sizes and vocabulary of one features run."""
+
+    vocab: dict[str, int]  # lemma -> sequence id (2..; 0 = padding, 1 = out of vocabulary)
+    vocab_size: int        # ids 0..vocab_size-1
+    num_users: int         # user_idx of a customer unseen in training = num_users
+    num_items: int         # item_idx of a product unseen in training = num_items
+    seq_len: int
+    num_features: int      # TF-IDF vector size
+
+    def sizes(self) -> dict[str, int]:
+        return {"vocab_size": self.vocab_size, "num_users": self.num_users, "num_items": self.num_items,
+                "seq_len": self.seq_len, "num_features": self.num_features}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vocab": self.vocab, **self.sizes(), "pad_id": S.SEQ_PAD_ID, "oov_id": S.SEQ_OOV_ID,
+                "num_classes": S.NUM_STAR_CLASSES}
+
+
+def local_path(path: str) -> str:
+    """A path for plain file APIs: `file://` stripped; remote schemes are an error."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    if "://" in path:
+        raise ValueError(f"{path}: training ranks and the model loader read local or mounted paths "
+                         "(use a shared mount such as /dbfs or an NFS path on clusters)")
+    return path
+
+
+def write(spark: SparkSession | None, meta_dir: str, meta: FeaturesMeta) -> None:
+    io.write_json_atomic(spark, io.dataset_path(meta_dir, VOCAB_FILE), meta.to_json())
+
+
+def read(meta_dir: str) -> FeaturesMeta:
+    path = os.path.join(local_path(meta_dir), VOCAB_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found (written by the features job; run it first)")
+    with open(path, encoding="utf-8") as fh:
+        d = json.load(fh)
+    return FeaturesMeta(vocab=d["vocab"], vocab_size=int(d["vocab_size"]), num_users=int(d["num_users"]),
+                        num_items=int(d["num_items"]), seq_len=int(d["seq_len"]),
+                        num_features=int(d["num_features"]))
+
+
+def _split_dir(features_dir: str, split: str) -> str:
+    return os.path.join(local_path(features_dir).rstrip("/"), f"{S.SPLIT}={split}")
+
+
+def split_path(features_dir: str, split: str) -> str:
+    """The `split=<name>` partition directory of one split, for Spark readers."""
+    d = _split_dir(features_dir, split)
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"{features_dir}: no {split!r} split ({d} does not exist)")
+    return d
+
+
+def split_files(features_dir: str, split: str) -> list[str]:
+    """Sorted Parquet files of one split (empty when the split has none)."""
+    return sorted(glob.glob(os.path.join(_split_dir(features_dir, split), "*.parquet")))
