@@ -1,9 +1,10 @@
 """Training throughput with 1 and 2 Horovod workers (one intra-op thread each), same data, one run.
 
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=.venv/bin/python \\
-    .venv/bin/python benchmarks/bench_train.py --root /tmp/t4/ds [--steps 60] [--epochs 2] [--procs 1 2]
+    .venv/bin/python benchmarks/bench_train.py --root RUN_ROOT [--steps 60] [--epochs 2] [--procs 1 2] \
+        [--cycle-time-ms 10] [--set model.group_grads=true]
 
-Needs <root>/features and <root>/features_meta (the features job, or model/standin.py). For each
+Needs <root>/features and <root>/features_meta (the features job). For each
 worker count it trains the configured network (conf/base.yaml `model:`) for `--epochs` epochs of
 `--steps` steps per worker, with no checkpoints and no validation, and reports samples/s of the
 epochs after the first (the first includes graph tracing). Global samples per step = batch * workers.
@@ -19,8 +20,11 @@ of the attainable speedup that the exchange keeps).
 --launcher gloo starts the same ranks (the same `train_rank`, same spec, Gloo) with Horovod's own
 launcher (horovod.runner.run on localhost) instead of horovod.spark.run, and counts the train rows
 from the Parquet footers: no JVM and no Spark. It is for a machine that has Python, TensorFlow and
-Horovod but no Java or Spark jars (the accelerator machine: see RESULTS.md). What is timed, the
-epochs inside the ranks, is the same code either way; only the process launch differs.
+Horovod but no Java or Spark jars. What is timed, the epochs inside the ranks, is the same code
+either way; only the process launch differs.
+
+--cycle-time-ms sets HOROVOD_CYCLE_TIME for the ranks (how often each rank's background thread
+negotiates with the others; Horovod's default is 1 ms).
 """
 from __future__ import annotations
 
@@ -33,9 +37,12 @@ import sys
 import time
 from dataclasses import replace
 
+from reviewrec import schema as S
 from reviewrec.config import load_config
-from reviewrec.model import contract as C
-from reviewrec.model.train import rank_env, run_horovod, spec_from_config, train_rank
+from reviewrec.features import meta as M
+from reviewrec.model.rank import train_rank
+from reviewrec.model.spec import spec_from_config
+from reviewrec.model.train import run_horovod
 from reviewrec.runtime import setup_logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +91,7 @@ def count_rows(features_dir: str, split: str) -> int:
     """Rows of one split of the features from its Parquet footers (no Spark)."""
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in C.split_files(features_dir, split))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in M.split_files(features_dir, split))
 
 
 def _fixed_horovod_args():
@@ -105,13 +112,13 @@ def _fixed_horovod_args():
     return Args
 
 
-def run_gloo(spec, n: int, cycle_time_ms) -> list[dict]:
+def run_gloo(spec, n: int) -> list[dict]:
     """train_rank on n local ranks through Horovod's own launcher (no Spark); results in rank order."""
     from unittest import mock
 
     import horovod.runner
 
-    os.environ.update(rank_env(cycle_time_ms))  # horovod.runner.run passes this process's environment on
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # horovod.runner.run passes this environment on
     with mock.patch.object(horovod.runner, "_HorovodArgs", _fixed_horovod_args()):
         return horovod.runner.run(train_rank, args=(spec,), np=n, use_gloo=True, network_interfaces=["lo"],
                                   start_timeout=600, verbose=0)
@@ -127,32 +134,38 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run this many independent size-1 processes at once (the ceiling)")
     ap.add_argument("--launcher", choices=["spark", "gloo"], default="spark",
                     help="spark: horovod.spark.run in local Spark (as the train job); gloo: horovod.runner.run, no JVM")
+    ap.add_argument("--cycle-time-ms", type=float, help="HOROVOD_CYCLE_TIME for the ranks (default: Horovod's)")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     a = ap.parse_args(argv)
     setup_logging("WARNING")
+    if a.cycle_time_ms is not None:  # the ranks start with this process's environment
+        os.environ["HOROVOD_CYCLE_TIME"] = f"{a.cycle_time_ms:g}"
     cfg = load_config([os.path.join(REPO, "conf", "local.yaml")], [f"run.root={a.root}", *a.overrides])
-    meta = C.load_meta(os.path.join(a.root, C.FEATURES_META))
+    meta = M.read(os.path.join(a.root, S.FEATURES_META))
+    features_dir = os.path.join(a.root, S.FEATURES)
     if a.launcher == "spark":
         from reviewrec.session import build_session
 
         spark = build_session(cfg, "bench-train")
-        n_train = spark.read.parquet(C.split_path(os.path.join(a.root, C.FEATURES), C.TRAIN)).count()
+        n_train = spark.read.parquet(M.split_path(features_dir, S.SPLIT_TRAIN)).count()
     else:
         spark = None
-        n_train = count_rows(os.path.join(a.root, C.FEATURES), C.TRAIN)
+        n_train = count_rows(features_dir, S.SPLIT_TRAIN)
     out: dict = {"root": a.root, "train_rows": n_train, "config_hash": cfg.hash(), "steps_per_worker": a.steps,
                  "epochs": a.epochs, "batch_size": cfg["model"]["batch_size"], "net": None,
                  "machine": f"{os.cpu_count()} cores, {platform.machine()}", "launcher": a.launcher,
-                 "cpu_model": _cpu_model(), "runs": {}}
+                 "cpu_model": _cpu_model(), "horovod_cycle_time_ms": os.environ.get("HOROVOD_CYCLE_TIME"),
+                 "runs": {}}
+    # Timed epochs of `--steps` steps, no checkpoints, no validation, one TensorFlow thread a worker.
+    spec = replace(spec_from_config(cfg, meta), epochs=a.epochs, max_steps_per_epoch=a.steps, checkpoint_dir=None,
+                   validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
+    out["net"] = spec.net.to_dict()
     for n in a.procs:
-        spec = spec_from_config(cfg, meta, epochs=a.epochs, max_steps_per_epoch=a.steps, checkpoint_dir=None,
-                                validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
-        out["net"] = spec.net.to_dict()
         t0 = time.perf_counter()
         if spark is not None:
-            res = run_horovod(spark, spec, n, verbose=0, cycle_time_ms=cfg["model"]["horovod_cycle_time_ms"])
+            res = run_horovod(spark, spec, n, verbose=0)
         else:
-            res = run_gloo(spec, n, cfg["model"]["horovod_cycle_time_ms"])
+            res = run_gloo(spec, n)
         wall = time.perf_counter() - t0
         hist = res[0]["history"]
         timed = hist[1:] or hist
@@ -160,15 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         secs = sum(h["seconds"] for h in timed)
         out["runs"][str(n)] = {"samples_per_s": round(samples / secs, 2), "epoch_seconds": [h["seconds"] for h in hist],
                                "samples_per_epoch": hist[0]["samples"], "wall_s_incl_startup": round(wall, 1),
-                               "read_seconds_rank0": res[0]["read_seconds"],
-                               "horovod_cycle_time_ms": res[0]["horovod_cycle_time_ms"]}
+                               "read_seconds_rank0": res[0]["read_seconds"]}
         print(json.dumps({n: out["runs"][str(n)]}), file=sys.stderr, flush=True)
     if "1" in out["runs"] and "2" in out["runs"]:
         out["speedup_2_vs_1"] = round(out["runs"]["2"]["samples_per_s"] / out["runs"]["1"]["samples_per_s"], 3)
     if a.independent:
         out["independent"] = {}
-        spec = spec_from_config(cfg, meta, epochs=a.epochs, max_steps_per_epoch=a.steps, checkpoint_dir=None,
-                                validate=False, return_model=False, intra_op_threads=1, inter_op_threads=1)
         for n in a.independent:
             out["independent"][str(n)] = independent(spec, n)
             print(json.dumps({f"independent_{n}": out["independent"][str(n)]}), file=sys.stderr, flush=True)

@@ -1,16 +1,20 @@
-"""Tiny features fixtures for the model tests, and tests of the stand-in features builder.
+"""Small features for the model and recommender tests, written by the features job itself.
 
 `literal_reviews` makes canonical reviews whose words carry the star (each star has its own
-words, neighbouring stars share some), so a model can learn them in a few epochs.
+words, neighbouring stars share some), so a model can learn them in a few epochs; their tokens
+are the review's words. `make_features` runs the real features job (reviewrec.features.job) on
+them, so the model tests read exactly what the pipeline writes: features, vocab.json, indexers.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 # A network small enough to train in seconds on CPU (the Horovod and recommender tests).
 TINY_MODEL = {
@@ -48,42 +52,53 @@ def literal_reviews(spark, n: int = 600, seed: int = 0):
     return spark.createDataFrame(rows, S.REVIEWS_SCHEMA)
 
 
-def make_features(spark, root: str, n: int = 600, seq_len: int = 12, seed: int = 0) -> dict:
-    """Write <root>/features and <root>/features_meta with the stand-in builder; returns meta."""
-    from reviewrec.model import standin
+def literal_tokens(reviews):
+    """The `tokens` dataset of `reviews`: headline + body words as lemmas (the words are lemmas)."""
+    from pyspark.sql import functions as F
 
-    feats, meta = standin.build(spark, literal_reviews(spark, n, seed), seq_len=seq_len, vocab_size=200,
-                                min_count=1, num_features=1 << 10)
-    standin.write(spark, root, feats, meta)
-    return meta
+    from reviewrec import schema as S
+
+    words = F.split(F.concat_ws(" ", F.col(S.REVIEW_HEADLINE), F.col(S.REVIEW_BODY)), " ")
+    return reviews.select(S.REVIEW_ID, words.alias(S.LEMMAS), F.array().cast("array<string>").alias(S.POS))
+
+
+def make_features(spark, root: str, n: int = 600, seq_len: int = 12, seed: int = 0) -> dict:
+    """<root>/reviews and tokens from literal_reviews, then the features job; its summary."""
+    from reviewrec import io
+    from reviewrec.config import load_config
+    from reviewrec.features.job import run
+
+    reviews = literal_reviews(spark, n, seed)
+    io.write_parquet_atomic(reviews, io.dataset_path(root, "reviews"))
+    io.write_parquet_atomic(literal_tokens(reviews), io.dataset_path(root, "tokens"))
+    cfg = load_config([str(REPO / "conf" / "local.yaml")],
+                      [f"run.root={root}", f"features.seq_len={seq_len}", "features.min_count=1",
+                       "features.num_features=1024", "features.files_per_split=2"])
+    return run(spark, cfg)
 
 
 @pytest.mark.spark
-def test_standin_writes_the_features_contract(spark, tmp_path):
-    from reviewrec.model import contract as C
+def test_make_features_writes_what_the_model_reads(spark, tmp_path):
+    """The fixture is the features job's output: FeaturesMeta sizes match the rows, every split
+    has files, ids and sequences follow the vocabulary and the indexers."""
+    from reviewrec import schema as S
+    from reviewrec.features import meta as M
 
     root = str(tmp_path / "run")
-    meta = make_features(spark, root, n=200, seq_len=8)
-    loaded = C.load_meta(os.path.join(root, C.FEATURES_META))
-    assert loaded.seq_len == 8 and loaded.vocab_size == meta["vocab_size"]
-    assert loaded.vocab["<pad>"] == 0 and loaded.vocab["<oov>"] == 1
-    df = spark.read.parquet(os.path.join(root, C.FEATURES))
-    for col in ("review_id", "customer_id", "product_id", "user_idx", "item_idx", "tfidf", "seq",
-                "label", "label_onehot", "star_rating", "review_date", "split"):
-        assert col in df.columns, col
-    rows = df.select("seq", "label", "star_rating", "label_onehot", "split", "review_date").collect()
-    assert {len(r["seq"]) for r in rows} == {8}
-    assert all(r["label"] == r["star_rating"] - 1 and r["label_onehot"][r["label"]] == 1
-               and sum(r["label_onehot"]) == 1 for r in rows)
-    # time split: every test review is at least as late as every train review
-    last_train = max(r["review_date"] for r in rows if r["split"] == "train")
-    first_test = min(r["review_date"] for r in rows if r["split"] == "test")
-    assert first_test >= last_train
-    assert {r["split"] for r in rows} == {"train", "val", "test"}
-    assert C.split_files(os.path.join(root, C.FEATURES), "train")
+    summary = make_features(spark, root, n=200, seq_len=8)
+    meta = M.read(os.path.join(root, S.FEATURES_META))
+    assert meta.seq_len == 8 and meta.vocab_size == len(meta.vocab) + 2 == summary["vocab_size"]
+    assert sorted(meta.vocab.values()) == list(range(2, meta.vocab_size))
+    for split in S.SPLITS:
+        assert M.split_files(os.path.join(root, S.FEATURES), split), split
+    df = spark.read.parquet(os.path.join(root, S.FEATURES))
+    rows = df.collect()
+    assert {len(r[S.SEQ]) for r in rows} == {8}
+    train = [r for r in rows if r[S.SPLIT] == S.SPLIT_TRAIN]
+    assert max(r[S.USER_IDX] for r in train) == meta.num_users - 1  # seen ids: 0..num_users-1
+    assert max(r[S.ITEM_IDX] for r in train) == meta.num_items - 1
     # the first word of review R00000 maps to its vocabulary id
-    with open(os.path.join(root, C.FEATURES_META, "vocab.json")) as fh:
-        vocab = json.load(fh)
-    first = df.filter("review_id = 'R00000'").select("seq").first()["seq"]
-    assert first[0] == vocab.get(literal_reviews(spark, 200, 0).filter("review_id='R00000'")
-                                 .first()["review_headline"], 1)
+    first = next(r for r in rows if r[S.REVIEW_ID] == "R00000")[S.SEQ][0]
+    headline = literal_reviews(spark, 200, 0).filter("review_id = 'R00000'").first()[S.REVIEW_HEADLINE]
+    assert first == meta.vocab[headline]
+    assert os.path.isdir(os.path.join(root, S.FEATURES_META, M.USER_INDEXER, "metadata"))

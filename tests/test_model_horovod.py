@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reviewrec import schema as S
+from reviewrec.features import meta as M
 from test_model_fixtures import TINY_MODEL, make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,22 +42,21 @@ def _cfg(root: str, extra: dict | None = None):
 
 @pytest.fixture(scope="module")
 def trained(spark, feats_root):
-    """trained(num_proc, **TrainSpec overrides) -> per-rank results of 4 epochs (cached per args)."""
-    from reviewrec.model import contract as C
-    from reviewrec.model.train import run_horovod, spec_from_config
+    """trained(num_proc, **TrainSpec changes) -> per-rank results of 4 epochs (cached per args)."""
+    from reviewrec.model.spec import spec_from_config
+    from reviewrec.model.train import run_horovod
 
-    cfg = _cfg(feats_root)
-    meta = C.load_meta(os.path.join(feats_root, C.FEATURES_META))
+    spec0 = spec_from_config(_cfg(feats_root), M.read(os.path.join(feats_root, S.FEATURES_META)))
     cache: dict = {}
 
-    def get(num_proc: int, cycle_time_ms: float | None = None, net: dict | None = None, **overrides):
-        spec = spec_from_config(cfg, meta, epochs=4, checkpoint_dir=None, return_weights=True,
-                                return_model=False, patience=10, **overrides)
+    def get(num_proc: int, net: dict | None = None, **changes):
+        spec = replace(spec0, epochs=4, checkpoint_dir=None, return_weights=True, return_model=False, patience=10,
+                       **changes)
         if net:
             spec = replace(spec, net=replace(spec.net, **net))
-        key = (num_proc, cycle_time_ms, spec)
+        key = (num_proc, spec)
         if key not in cache:
-            cache[key] = run_horovod(spark, spec, num_proc, cycle_time_ms=cycle_time_ms)
+            cache[key] = run_horovod(spark, spec, num_proc)
         return cache[key]
 
     return get
@@ -63,13 +64,11 @@ def trained(spark, feats_root):
 
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_proc):
-    from reviewrec.model import contract as C
-
     results = trained(num_proc)
     assert [r["rank"] for r in results] == list(range(num_proc))
     assert {r["size"] for r in results} == {num_proc}
     # every rank read a disjoint share of the train split, together all of it
-    n_train = spark.read.parquet(C.split_path(os.path.join(feats_root, C.FEATURES), "train")).count()
+    n_train = spark.read.parquet(M.split_path(os.path.join(feats_root, S.FEATURES), "train")).count()
     assert sum(results[0]["rows_per_rank"]) == n_train
     assert sum(r["local_rows"] for r in results) == n_train
     # identical weights on every rank after training (broadcast + averaged gradients)
@@ -88,80 +87,34 @@ def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_
         assert r["history"][-1]["val_loss"] == pytest.approx(hist[-1]["val_loss"], rel=1e-9)
 
 
-def test_deduplicated_grouped_gradients_give_the_same_training(trained):
-    """Summing duplicate embedding-gradient rows before Horovod's allgather, and exchanging the
-    gradients in groups (one grouped allreduce of the dense ones, one grouped allgather of the
-    embedding rows a step), change how much is sent and how often the ranks negotiate, not the
-    update: same weights as the default per-tensor exchange (to float rounding), on every rank;
-    the configured cycle time reaches the ranks."""
-    base = trained(2, dedup_sparse_grads=False)
-    dedup = trained(2, cycle_time_ms=7.5, dedup_sparse_grads=True, group_grads=True)
-    assert len({r["weights_sha256"] for r in dedup}) == 1
-    assert {r["horovod_cycle_time_ms"] for r in dedup} == {"7.5"}
-    for a, b in zip(base[0]["weights"], dedup[0]["weights"]):
+def test_grouped_gradients_give_the_same_training(trained):
+    """Exchanging the gradients in groups (one grouped allreduce of the dense ones, one grouped
+    allgather of the embedding rows per index dtype a step) changes how often the ranks
+    negotiate, not the update: the same weights as the per-tensor exchange (to float rounding),
+    on every rank."""
+    base = trained(2)
+    grouped = trained(2, group_grads=True)
+    assert len({r["weights_sha256"] for r in grouped}) == 1
+    for a, b in zip(base[0]["weights"], grouped[0]["weights"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert [h["loss"] for h in dedup[0]["history"]] == pytest.approx([h["loss"] for h in base[0]["history"]],
-                                                                     rel=1e-4)
+    assert [h["loss"] for h in grouped[0]["history"]] == pytest.approx([h["loss"] for h in base[0]["history"]],
+                                                                       rel=1e-4)
 
 
-def test_dense_fp16_exchange_and_pinned_ranks_stay_identical_and_learn(trained):
-    """sparse_as_dense + fp16 compression + CPU pinning: a different exchange (dense updates of
-    the embeddings, rounded gradients), still identical weights on both ranks and a falling
-    loss; each rank was pinned to its own CPU."""
-    res = trained(2, sparse_as_dense=True, grad_compression="fp16", pin_cpu=True)
-    assert len({r["weights_sha256"] for r in res}) == 1
-    for a, b in zip(res[0]["weights"], res[1]["weights"]):
-        np.testing.assert_array_equal(a, b)
-    hist = res[0]["history"]
-    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
-    if len(os.sched_getaffinity(0)) >= 2:
-        assert sorted(r["pinned_cpus"][0] for r in res) == sorted(os.sched_getaffinity(0))[:2]
-    # a different exchange really ran: the weights differ from the default (sparse) exchange's
+def test_lr_decay_and_optional_layers_train_identically_on_two_ranks(trained):
+    """lr_decay sets every epoch's rate (learning_rate x 2 workers x decay^epoch, Horovod's
+    LearningRateScheduleCallback) on both ranks; with embedding dropout, a hidden layer and the
+    n-gram bag (int64 ids), its gradients exchanged in groups, the ranks still end identical,
+    the loss falls, and the result differs from the default."""
     base = trained(2)
-    assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
-
-
-def test_lr_decay_rating_loss_and_optional_layers_train_identically_on_two_ranks(trained):
-    """lr_decay sets every epoch's rate (learning_rate x 2 workers x decay^epoch) on both ranks;
-    with the rating loss, embedding dropout, a hidden layer and the n-gram bag (int64 ids), its
-    gradients exchanged in groups, the ranks still end identical, the loss (cross-entropy +
-    rating error) falls, and the result differs from the default; temperature scaling fits one
-    T on the val rows of both ranks."""
-    base = trained(2)
-    res = trained(2, lr_decay=0.5, rating_loss_weight=0.3, group_grads=True, temperature_scaling=True,
-                  net={"embedding_dropout": 0.2, "hidden_units": 8, "ngram_buckets": 16})
+    res = trained(2, lr_decay=0.5, group_grads=True, net={"embedding_dropout": 0.2, "hidden_units": 8,
+                                                          "ngram_buckets": 16})
     hist = res[0]["history"]
     rates = [h["learning_rate"] for h in hist]
     assert rates == pytest.approx([float(TINY["model.learning_rate"]) * 2 * 0.5 ** e for e in range(4)], rel=1e-6)
     assert [h["learning_rate"] for h in res[1]["history"]] == rates
     # the default run keeps one rate throughout
     assert len({h["learning_rate"] for h in base[0]["history"]}) == 1
-    assert len({r["weights_sha256"] for r in res}) == 1
-    assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
-    assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
-    # temperature scaling: one T for both ranks, fitted on all val rows, never worse than T = 1
-    cal = res[0]["calibration"]
-    assert res[1]["calibration"] == cal and "calibration" not in base[0]
-    assert cal["val_rows"] == sum(r["val_rows_local"] for r in res)
-    assert cal["val_loss_calibrated"] <= cal["val_loss_t1"]
-
-
-def test_cosine_schedule_and_trigram_bag_train_identically_on_two_ranks(trained):
-    """lr_schedule=cosine sets the rate before every step on both ranks (each epoch ends at its
-    last step's cosine value, the run near 0); with the pairs-and-triples bag (ngram_order 3)
-    the ranks still end identical, the loss falls, and the result differs from the default."""
-    from reviewrec.model.net import NetParams
-    from reviewrec.model.train import TrainSpec, step_learning_rate
-
-    base = trained(2)
-    res = trained(2, lr_schedule="cosine", group_grads=True, net={"ngram_buckets": 16, "ngram_order": 3})
-    hist, steps = res[0]["history"], res[0]["steps_per_epoch"]
-    schedule = TrainSpec(features_dir="-", net=NetParams(vocab_size=2, seq_len=2), num_users=1, num_items=1,
-                         learning_rate=float(TINY["model.learning_rate"]), epochs=4, lr_schedule="cosine")
-    want = [step_learning_rate(schedule, 2, e, steps - 1, steps) for e in range(4)]
-    assert [h["learning_rate"] for h in hist] == pytest.approx(want, rel=1e-5)
-    assert [h["learning_rate"] for h in res[1]["history"]] == [h["learning_rate"] for h in hist]
-    assert want[0] < float(TINY["model.learning_rate"]) * 2 and want[-1] < want[0] / 20
     assert len({r["weights_sha256"] for r in res}) == 1
     assert hist[-1]["loss"] < hist[0]["loss"] - 0.05
     assert res[0]["weights_sha256"] != base[0]["weights_sha256"]
@@ -226,7 +179,7 @@ def killed_and_resumed(feats_root, tmp_path_factory):
     assert proc2.returncode == 0, err.decode()[-4000:]
     with open(os.path.join(feats_root, "model", "metadata.json")) as fh:
         md = json.load(fh)
-    return {"after_kill": done_after_kill, "epochs": epochs, "metadata": md}
+    return {"after_kill": done_after_kill, "epochs": epochs, "metadata": md, "ckpt": ckpt}
 
 
 def test_kill_after_epoch_one_then_rerun_resumes(killed_and_resumed):
@@ -239,34 +192,42 @@ def test_kill_after_epoch_one_then_rerun_resumes(killed_and_resumed):
     assert [h["epoch"] for h in md["history"]] == list(range(1, k["epochs"] + 1))
     # epochs before the kill come from the checkpoint, the rest were run by the rerun
     assert md["history"][-1]["loss"] < md["history"][0]["loss"]
-    for f in ("model.keras", "vocab.json", "features_meta.json", "metadata.json"):
+    for f in ("model.keras", "vocab.json", "metadata.json"):
         assert (Path(md["training"]["features_dir"]).parent / "model" / f).exists(), f
+    # the job trained with the settings built from its config, nothing else
+    from reviewrec.model.spec import spec_from_config
+
+    root = str(Path(md["training"]["features_dir"]).parent)
+    cfg = _cfg(root, {"model.checkpoint_dir": k["ckpt"], "model.epochs": k["epochs"],
+                      "model.early_stopping_patience": k["epochs"], "model.num_proc": 1})
+    want = spec_from_config(cfg, M.read(os.path.join(root, S.FEATURES_META)))
+    assert md["training"] == json.loads(json.dumps({f: v for f, v in vars(want).items() if f != "net"}))
+    assert md["net"] == vars(want.net) and md["train_hash"] == want.train_hash()
     assert md["versions"]["horovod"] == "0.28.1"
     assert md["data_counts"]["train"]["rows"] > 0 and md["config_hash"]
 
 
 def test_score_in_executors_matches_local_prediction(spark, feats_root, killed_and_resumed):
-    from reviewrec.model import contract as C
     from reviewrec.model.data import read_files
     from reviewrec.model.score import load_metadata, load_model, predict_arrays, score
 
     model_dir = os.path.join(feats_root, "model")
-    test_dir = os.path.join(feats_root, C.FEATURES)
-    df = spark.read.parquet(C.split_path(test_dir, "test"))
+    test_dir = os.path.join(feats_root, S.FEATURES)
+    df = spark.read.parquet(M.split_path(test_dir, "test"))
     out = score(spark, df, model_dir).orderBy("review_id").collect()
     assert len(out) == df.count() > 0
     assert "tfidf" in out[0].asDict()  # other columns pass through
-    probs = np.array([r[C.PROBS] for r in out])
+    probs = np.array([r[S.STAR_PROBS] for r in out])
     assert probs.shape[1] == 5 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    exp = np.array([r[C.EXPECTED_RATING] for r in out])
+    exp = np.array([r[S.EXPECTED_RATING] for r in out])
     assert np.allclose(exp, probs @ np.arange(1, 6), atol=1e-5)
-    assert [r[C.PREDICTED_STAR] for r in out] == (probs.argmax(axis=1) + 1).tolist()
+    assert [r[S.PREDICTED_STAR] for r in out] == (probs.argmax(axis=1) + 1).tolist()
     # reference: the same rows predicted in this process
     md = load_metadata(model_dir)
-    a = read_files(C.split_files(test_dir, "test"), md["net"]["seq_len"])
+    a = read_files(M.split_files(test_dir, "test"), md["net"]["seq_len"])
     import pyarrow.parquet as pq
     ids = np.concatenate([pq.read_table(f, columns=["review_id"]).column(0).to_numpy(zero_copy_only=False)
-                          for f in C.split_files(test_dir, "test")])
+                          for f in M.split_files(test_dir, "test")])
     ref = predict_arrays(load_model(model_dir), a.seq, a.user, a.item, md["features_meta"]["num_users"],
                          md["features_meta"]["num_items"], md["net"]["user_buckets"], md["net"]["item_buckets"])
     ref = ref[np.argsort(ids)]
@@ -284,6 +245,13 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
         assert (out / f).stat().st_size > 0, f
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["models"]) == {"lstm", "majority", "tfidf_lr"}
+    # the job evaluated with the settings built from its config
+    from dataclasses import asdict
+
+    from reviewrec.model.spec import EvaluateParams
+
+    assert saved["params"] == json.loads(json.dumps(asdict(EvaluateParams.from_config(cfg))))
+    assert saved["params"]["baseline_reg_params"] == [0.01, 0.1]
     test = spark.read.parquet(os.path.join(feats_root, "features", "split=test"))
     n = test.count()
     for name, m in saved["models"].items():
@@ -363,7 +331,6 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     and saves the same model."""
     import tensorflow as tf
 
-    from reviewrec.model import contract as C
     from reviewrec.model.data import read_files
     from reviewrec.model.score import predict_arrays, score
 
@@ -383,8 +350,8 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
 
     model_dir = os.path.join(ensemble_runs["root"], "model")
     ens = tf.keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
-    test_dir = os.path.join(ensemble_runs["root"], C.FEATURES)
-    a = read_files(C.split_files(test_dir, "test"), md["net"]["seq_len"])
+    test_dir = os.path.join(ensemble_runs["root"], S.FEATURES)
+    a = read_files(M.split_files(test_dir, "test"), md["net"]["seq_len"])
     fm, net = md["features_meta"], md["net"]
 
     def predict(model):
@@ -398,8 +365,8 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     first.write_bytes(ensemble_runs["first_bytes"])
     np.testing.assert_allclose(predict(tf.keras.models.load_model(first, compile=False)), predict(ens), atol=0)
     # executors score with it like with one network
-    df = spark.read.parquet(C.split_path(test_dir, "test"))
-    probs = np.array([r[C.PROBS] for r in score(spark, df, model_dir).collect()])
+    df = spark.read.parquet(M.split_path(test_dir, "test"))
+    probs = np.array([r[S.STAR_PROBS] for r in score(spark, df, model_dir).collect()])
     assert probs.shape == (df.count(), 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
     # the evaluate job reports each member alone, from the same scoring pass, as computed here

@@ -1,8 +1,6 @@
-"""Fast unit tests of the model package: id bucketing, shards, epoch order, metrics, meta."""
+"""Fast unit tests of the model package: id bucketing, shards, epoch order, network, metrics, settings."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -10,12 +8,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reviewrec.model import contract as C
+from reviewrec import schema as S
+from reviewrec.config import load_config
+from reviewrec.features import meta as M
 from reviewrec.model.data import epoch_order, rank_shard, read_files
-from reviewrec.model.evaluate import metrics_from_confusion
+from reviewrec.model.metrics import metrics_from_confusion
 from reviewrec.model.net import (
     NetParams, bucket_ids, build_ensemble, build_model, class_weights, drop_ids, drop_text, expected_rating,
 )
+from reviewrec.model.spec import EvaluateParams, LaunchParams, TrainSpec, net_from_config, spec_from_config
+
+META = M.FeaturesMeta(vocab={"good": 2, "bad": 3}, vocab_size=4, num_users=10, num_items=5, seq_len=6,
+                      num_features=16)
 
 
 def test_bucket_ids_unseen_go_to_zero_and_known_are_hashed():
@@ -59,10 +63,10 @@ def _write_split(tmp_path, n_files: int, rows_per_file: int, seq_len: int = 4) -
         ids = list(range(k, k + rows_per_file))
         k += rows_per_file
         t = pa.table({
-            C.SEQ: pa.array([[i % 7 + 2] * seq_len for i in ids], pa.list_(pa.int32())),
-            C.USER_IDX: pa.array(ids, pa.int32()),
-            C.ITEM_IDX: pa.array([i % 3 for i in ids], pa.int32()),
-            C.LABEL: pa.array([i % 5 for i in ids], pa.int32()),
+            S.SEQ: pa.array([[i % 7 + 2] * seq_len for i in ids], pa.list_(pa.int32())),
+            S.USER_IDX: pa.array(ids, pa.int32()),
+            S.ITEM_IDX: pa.array([i % 3 for i in ids], pa.int32()),
+            S.LABEL: pa.array([i % 5 for i in ids], pa.int32()),
             "review_id": pa.array([f"R{i}" for i in ids]),
         })
         d = tmp_path / "features" / "split=train"
@@ -75,7 +79,7 @@ def _write_split(tmp_path, n_files: int, rows_per_file: int, seq_len: int = 4) -
 
 def test_rank_shards_cover_all_rows_once(tmp_path):
     files = _write_split(tmp_path, n_files=3, rows_per_file=5)
-    assert C.split_files(str(tmp_path / "features"), "train") == files
+    assert M.split_files(str(tmp_path / "features"), "train") == files
     for size in (1, 2, 4):  # 4 > 3 files: row striping instead of file sharding
         users = [rank_shard(files, r, size, 4).user.tolist() for r in range(size)]
         flat = sorted(u for part in users for u in part)
@@ -231,22 +235,6 @@ def test_grouped_error_bootstrap_matches_a_row_bootstrap_of_rmse_and_mae():
         grouped_error_bootstrap(np.ones(3), np.ones((3, 1)), np.ones((3, 1)), ["a", "b"], "a")
 
 
-def test_load_meta_accepts_sizes_in_a_sibling_file(tmp_path):
-    d = tmp_path / "features_meta"
-    d.mkdir()
-    (d / "vocab.json").write_text(json.dumps({"<pad>": 0, "<oov>": 1, "good": 2, "bad": 3}))
-    with pytest.raises(ValueError, match="num_users"):
-        C.load_meta(str(d))
-    (d / "meta.json").write_text(json.dumps({"n_users": 10, "num_items": 4, "seq_len": 7}))
-    m = C.load_meta(str(d))
-    assert (m.num_users, m.num_items, m.seq_len, m.vocab_size) == (10, 4, 7, 4)
-    (d / "vocab.json").write_text(json.dumps({"vocab": {"<pad>": 0, "<oov>": 1, "x": 2}, "num_users": 3,
-                                              "num_items": 2, "seq_len": 5, "vocab_size": 9}))
-    m = C.load_meta(str(d))
-    assert (m.num_users, m.seq_len, m.vocab_size, m.vocab["x"]) == (3, 5, 9, 2)
-
-
-# --------------------------------------------------------------------------- issue 4 additions
 def test_drop_text_replaces_a_fraction_of_rows_by_the_empty_sequence():
     rng = np.random.RandomState(1)
     seq = np.arange(2, 2 + 20000 * 3, dtype=np.int32).reshape(20000, 3)
@@ -259,9 +247,14 @@ def test_drop_text_replaces_a_fraction_of_rows_by_the_empty_sequence():
     assert drop_text(seq, 0.0, rng) is seq
 
 
+def _net(**kw) -> NetParams:
+    """base.yaml's network, with `kw` changed."""
+    return replace(net_from_config(load_config([]), META), **kw)
+
+
 def _tiny_net(pooling: str, seq_len: int = 6) -> NetParams:
-    return NetParams(vocab_size=30, seq_len=seq_len, embedding_dim=4, lstm_units=3, pooling=pooling,
-                     user_buckets=4, item_buckets=4, user_embedding_dim=2, item_embedding_dim=2)
+    return _net(vocab_size=30, seq_len=seq_len, embedding_dim=4, lstm_units=3, pooling=pooling,
+                user_buckets=4, item_buckets=4, user_embedding_dim=2, item_embedding_dim=2)
 
 
 def _pool_model(tf, p: NetParams):
@@ -325,45 +318,12 @@ def test_unknown_pooling_is_an_error():
         build_model(_tiny_net("median"))
 
 
-def test_word2vec_init_rows_follow_the_vocabulary_ids(spark, tmp_path):
-    """Ids that share contexts get close vectors, row i is id i, padding is zero, unseen ids keep
-    a small random row; the network takes the matrix only with the right shape."""
-    from reviewrec.model.train import init_embedding, word2vec_matrix
-
-    rng = np.random.RandomState(0)
-    rows = []
-    for _ in range(400):  # ids 2/3 are interchangeable (context 4 5), 6/7 too (context 8 9)
-        a = [int(rng.choice([2, 3])), 4, 5] if rng.rand() < 0.5 else [int(rng.choice([6, 7])), 8, 9]
-        rows.append((a + [0, 0],))
-    df = spark.createDataFrame(rows, f"{C.SEQ} array<int>")
-    m, info = word2vec_matrix(spark, df, vocab_size=12, dim=8, window=2, iterations=5, seed=3)
-    assert m.shape == (12, 8) and info["words"] == 8  # ids 2..9 (0 = padding is not a word)
-    assert np.abs(m[0]).max() == 0.0
-    assert 0 < np.abs(m[10:]).max() <= 0.05  # never-seen ids: the uniform init
-
-    def cos(i, j):
-        return float(m[i] @ m[j] / np.linalg.norm(m[i]) / np.linalg.norm(m[j]))
-
-    assert cos(2, 3) > cos(2, 7) + 0.2 and cos(6, 7) > cos(6, 3) + 0.2
-
-    pytest.importorskip("tensorflow")
-    model = build_model(NetParams(vocab_size=12, seq_len=5, embedding_dim=8, lstm_units=2,
-                                  user_buckets=3, item_buckets=3, user_embedding_dim=2, item_embedding_dim=2))
-    p = tmp_path / "init.npy"
-    np.save(p, m)
-    init_embedding(model, str(p))
-    np.testing.assert_array_equal(model.get_layer("tok_emb").get_weights()[0], m)
-    np.save(p, m[:, :4])
-    with pytest.raises(ValueError, match=r"shape \(12, 4\).*\(12, 8\)"):
-        init_embedding(model, str(p))
-
-
 def test_class_weights_and_label_smoothing_change_what_the_network_learns():
     """Balanced class weights raise the predicted share of a rare class; label smoothing makes
     the targets one-hot with mass moved off the true class, so predictions get less confident."""
     tf = pytest.importorskip("tensorflow")
     from reviewrec.model.data import Arrays
-    from reviewrec.model.train import _dataset, _loss
+    from reviewrec.model.rank import dataset, loss
 
     rng = np.random.RandomState(0)
     n = 600
@@ -375,164 +335,33 @@ def test_class_weights_and_label_smoothing_change_what_the_network_learns():
     a = Arrays(seq, np.zeros(n, np.int64), np.zeros(n, np.int64), label)
     ids = np.ones(n, np.int32)
     cw = class_weights(np.bincount(label, minlength=5))
-    p = NetParams(vocab_size=5, seq_len=3, embedding_dim=4, lstm_units=2, bidirectional=False, dropout=0.0,
-                  user_buckets=2, item_buckets=2, user_embedding_dim=1, item_embedding_dim=1)
+    p = _net(vocab_size=5, seq_len=3, embedding_dim=4, lstm_units=2, bidirectional=False, dropout=0.0,
+             user_buckets=2, item_buckets=2, user_embedding_dim=1, item_embedding_dim=1)
 
     def fit(weights, smoothing):
         tf.keras.utils.set_random_seed(5)
         m = build_model(p)
-        m.compile(optimizer=tf.keras.optimizers.legacy.Adam(0.05), loss=_loss(tf, smoothing))
-        m.fit(_dataset(tf, a, ids, ids, 100, onehot=smoothing > 0), epochs=6, class_weight=weights, verbose=0)
+        m.compile(optimizer=tf.keras.optimizers.legacy.Adam(0.05), loss=loss(tf, smoothing))
+        m.fit(dataset(tf, a, ids, ids, 100, onehot=smoothing > 0), epochs=6, class_weight=weights, verbose=0)
         return _run(m, {"seq": seq, "user": ids.reshape(-1, 1), "item": ids.reshape(-1, 1)})
 
     plain, weighted, smoothed = fit(None, 0.0), fit(cw, 0.0), fit(None, 0.2)
     assert (weighted.argmax(1) == 0).mean() > (plain.argmax(1) == 0).mean() + 0.2
     assert smoothed.max(1).mean() < plain.max(1).mean() - 0.02
-    y = next(iter(_dataset(tf, a, ids, ids, 4, onehot=True)))[1].numpy()
+    y = next(iter(dataset(tf, a, ids, ids, 4, onehot=True)))[1].numpy()
     assert y.tolist() == np.eye(5)[label[:4]].tolist()
-
-
-def test_dedup_indexed_slices_sums_duplicate_rows_into_the_same_dense_gradient():
-    tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.train import dedup_indexed_slices
-
-    rng = np.random.RandomState(0)
-    idx = np.array([5, 0, 5, 2, 0, 0, 9, 5], np.int32)  # padding id 0 and token 5 repeat
-    vals = rng.randn(len(idx), 3).astype(np.float32)
-    g = tf.IndexedSlices(tf.constant(vals), tf.constant(idx), tf.constant([10, 3]))
-    d = dedup_indexed_slices(tf, g)
-    assert isinstance(d, tf.IndexedSlices)
-    assert sorted(d.indices.numpy().tolist()) == [0, 2, 5, 9]  # one row per distinct index
-    np.testing.assert_allclose(tf.convert_to_tensor(d).numpy(), tf.convert_to_tensor(g).numpy(), atol=1e-6)
-    row5 = d.values.numpy()[d.indices.numpy().tolist().index(5)]
-    np.testing.assert_allclose(row5, vals[[0, 2, 7]].sum(axis=0), atol=1e-6)
-    dense = tf.constant(vals)
-    assert dedup_indexed_slices(tf, dense) is dense and dedup_indexed_slices(tf, None) is None
-
-
-def test_pin_to_cpu_pins_every_thread_of_the_process_or_refuses_when_cpus_are_short():
-    """In a child process (pinning this one would slow the rest of the suite)."""
-    import subprocess
-    import sys
-
-    code = r"""
-import json, os, threading, time
-from reviewrec.model.train import pin_to_cpu
-ev = threading.Event()
-t = threading.Thread(target=ev.wait); t.start()   # a thread that exists before pinning
-cpus = sorted(os.sched_getaffinity(0))
-out = {"cpus": cpus, "refused": pin_to_cpu(0, len(cpus) + 1), "after_refusal": sorted(os.sched_getaffinity(0))}
-out["pinned"] = pin_to_cpu(len(cpus) - 1, len(cpus))
-out["threads"] = sorted({tuple(sorted(os.sched_getaffinity(int(tid)))) for tid in os.listdir("/proc/self/task")})
-ev.set(); t.join()
-print(json.dumps(out))
-"""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["refused"] is None and out["after_refusal"] == out["cpus"]
-    last = out["cpus"][-1]
-    assert out["pinned"] == [last]
-    assert out["threads"] == [[last]]  # the main thread and the earlier thread alike
 
 
 def test_training_datasets_run_without_the_tf_data_autotuner():
     """The autotuner's model thread held every model.fit/evaluate for up to ~5 s at its end."""
     tf = pytest.importorskip("tensorflow")
     from reviewrec.model.data import Arrays
-    from reviewrec.model.train import _dataset
+    from reviewrec.model.rank import dataset
 
     a = Arrays(np.ones((5, 3), np.int32), np.zeros(5, np.int64), np.zeros(5, np.int64), np.arange(5, dtype=np.int32))
-    ds = _dataset(tf, a, np.ones(5, np.int32), np.ones(5, np.int32), 2)
+    ds = dataset(tf, a, np.ones(5, np.int32), np.ones(5, np.int32), 2, onehot=False)
     assert ds.options().autotune.enabled is False
     assert [b[1].numpy().tolist() for b in ds] == [[0, 1], [2, 3], [4]]  # same batches as before
-
-
-def test_rating_loss_adds_the_weighted_squared_error_of_the_expected_rating():
-    """Per review: cross-entropy + w * (sum_s p(s) s - star)^2, for integer and (label-smoothed)
-    one-hot targets; w = 0 is the plain cross-entropy, w < 0 an error."""
-    tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.train import _loss
-
-    p = np.array([[0.7, 0.1, 0.1, 0.05, 0.05], [0.05, 0.05, 0.1, 0.3, 0.5], [0.2, 0.2, 0.2, 0.2, 0.2]], np.float32)
-    y = np.array([0, 4, 2], np.int32)
-    ce = -np.log(p[np.arange(3), y])
-    se = (p @ np.arange(1, 6) - (y + 1)) ** 2
-    w = 0.4
-    got = _loss(tf, 0.0, w)(tf.constant(y.reshape(-1, 1)), tf.constant(p)).numpy()
-    np.testing.assert_allclose(got, ce + w * se, rtol=1e-5)
-    # label smoothing: the cross-entropy against smoothed targets, the star from the one-hot
-    onehot = np.eye(5, dtype=np.float32)[y]
-    smooth = onehot * 0.9 + 0.1 / 5
-    ce_s = -(smooth * np.log(p)).sum(axis=1)
-    got_s = _loss(tf, 0.1, w)(tf.constant(onehot), tf.constant(p)).numpy()
-    np.testing.assert_allclose(got_s, ce_s + w * se, rtol=1e-5)
-    assert _loss(tf, 0.0, 0.0) == "sparse_categorical_crossentropy"
-    with pytest.raises(ValueError, match="rating_loss_weight = -0.1"):
-        _loss(tf, 0.0, -0.1)
-
-
-def test_epoch_learning_rate_scales_by_workers_and_decays_per_epoch():
-    from reviewrec.model.train import TrainSpec, epoch_learning_rate
-
-    spec = TrainSpec(features_dir="x", net=_tiny_net("last"), num_users=1, num_items=1, learning_rate=0.002,
-                     lr_decay=0.5)
-    assert [epoch_learning_rate(spec, 2, e) for e in range(3)] == pytest.approx([0.004, 0.002, 0.001])
-    assert epoch_learning_rate(replace(spec, lr_decay=1.0), 1, 5) == pytest.approx(0.002)
-    with pytest.raises(ValueError, match="lr_decay = 1.5"):
-        epoch_learning_rate(replace(spec, lr_decay=1.5), 1, 0)
-
-
-def test_cosine_schedule_decays_every_step_from_the_scaled_rate_to_zero_over_the_epochs():
-    from reviewrec.config import load_config
-    from reviewrec.model.train import TrainSpec, spec_from_config, step_learning_rate
-
-    spec = TrainSpec(features_dir="x", net=_tiny_net("last"), num_users=1, num_items=1, learning_rate=0.002,
-                     epochs=2, lr_schedule="cosine")
-    rates = [step_learning_rate(spec, 2, e, b, 4) for e in range(2) for b in range(4)]
-    # 0.004 x (1 + cos(pi t / 8)) / 2 for t = 0..7: strictly falling, across the epoch boundary too
-    assert rates == pytest.approx([0.002 * (1 + np.cos(np.pi * t / 8)) for t in range(8)])
-    assert rates[0] == pytest.approx(0.004) and rates[4] == pytest.approx(0.002) and rates[-1] < 0.0002
-    assert all(a > b for a, b in zip(rates, rates[1:]))
-    # a run resumed at epoch 2 of a 3-epoch schedule takes up where the cosine was
-    three = replace(spec, epochs=3)
-    assert step_learning_rate(three, 1, 2, 0, 10) == pytest.approx(0.002 * 0.5 * (1 + np.cos(np.pi * 20 / 30)))
-    # "epoch" (the default) keeps the per-epoch rate whatever the step
-    flat = replace(spec, lr_schedule="epoch", lr_decay=0.5)
-    assert [step_learning_rate(flat, 2, 1, b, 4) for b in range(4)] == pytest.approx([0.002] * 4)
-    # the schedule's length shapes the trajectory, so with cosine `epochs` is in the train hash
-    assert spec.train_hash() != three.train_hash()
-    assert replace(flat, epochs=3).train_hash() == flat.train_hash()
-    meta = C.FeaturesMeta(vocab={}, num_users=3, num_items=2, seq_len=6, num_features=16, vocab_size=10)
-    with pytest.raises(ValueError, match="lr_schedule = 'linear'"):
-        spec_from_config(load_config((), ["model.lr_schedule=linear"]), meta)
-    with pytest.raises(ValueError, match="lr_decay = 0.5 must then be 1.0"):
-        spec_from_config(load_config((), ["model.lr_schedule=cosine", "model.lr_decay=0.5"]), meta)
-    assert spec_from_config(load_config((), ["model.lr_schedule=cosine"]), meta).lr_schedule == "cosine"
-
-
-# TrainSpec(features_dir="/f", net=_tiny_net("last"), num_users=10, num_items=5).train_hash() as
-# computed by the code of commit d233542, before the four options below existed.
-PRE_OPTIONS_HASH = "ecdf4ead3037"
-
-
-def test_new_training_options_at_their_defaults_keep_the_train_hash():
-    """Checkpoints of runs made before embedding_dropout / hidden_units / ngram_buckets /
-    rating_loss_weight / lr_decay existed stay resumable: at the defaults the hash is the one those runs computed
-    (value from the code of commit d233542), and each option changes it when set."""
-    from reviewrec.model.train import TrainSpec
-
-    spec = TrainSpec(features_dir="/f", net=_tiny_net("last"), num_users=10, num_items=5)
-    assert spec.train_hash() == PRE_OPTIONS_HASH
-    changed = {replace(spec, rating_loss_weight=0.3).train_hash(), replace(spec, lr_decay=0.7).train_hash(),
-               replace(spec, net=replace(spec.net, embedding_dropout=0.2)).train_hash(),
-               replace(spec, net=replace(spec.net, hidden_units=8)).train_hash(),
-               replace(spec, net=replace(spec.net, ngram_buckets=64)).train_hash(),
-               replace(spec, net=replace(spec.net, ngram_order=3)).train_hash(),
-               replace(spec, lr_schedule="cosine").train_hash()}
-    assert len(changed) == 7 and PRE_OPTIONS_HASH not in changed
-    # the gradient grouping changes how the ranks exchange the same sums, not the trajectory
-    assert replace(spec, group_grads=True).train_hash() == PRE_OPTIONS_HASH
 
 
 @pytest.mark.parametrize("pooling", ["last", "last_max_mean"])
@@ -559,71 +388,31 @@ def test_embedding_dropout_and_hidden_layer_build_save_and_keep_the_empty_sequen
     assert "emb_dropout" not in [layer.name for layer in build_model(_tiny_net(pooling)).layers]
 
 
-def _ngram_ref(seq: np.ndarray, n: int, vocab: int, buckets: int) -> np.ndarray:
-    """Reference buckets of every run of n adjacent tokens (0 where one of them is padding), in
-    Python integers (no overflow): pairs 1 + (a V + b) mod (B - 1); triples reduce the pair first,
-    1 + (((a V + b) mod (B - 1)) V + c + 7919) mod (B - 1)."""
-    m = buckets - 1
-    out = np.zeros((seq.shape[0], seq.shape[1] - n + 1), np.int64)
+def _bigram_ref(seq: np.ndarray, vocab: int, buckets: int) -> np.ndarray:
+    """Reference buckets 1 + (a V + b) mod (B - 1) of every adjacent pair (0 where one of them is
+    padding), in Python integers (no overflow)."""
+    out = np.zeros((seq.shape[0], seq.shape[1] - 1), np.int64)
     for r in range(seq.shape[0]):
         for t in range(out.shape[1]):
-            w = [int(v) for v in seq[r, t:t + n]]
-            if all(w):
-                h = w[0] * vocab + w[1]
-                out[r, t] = 1 + (h % m if n == 2 else ((h % m) * vocab + w[2] + 7919) % m)
+            a, b = int(seq[r, t]), int(seq[r, t + 1])
+            if a and b:
+                out[r, t] = 1 + (a * vocab + b) % (buckets - 1)
     return out
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_ngram_ids_hash_adjacent_real_tokens_and_zero_runs_touching_padding(n):
+def test_bigram_ids_hash_adjacent_real_tokens_and_zero_pairs_touching_padding():
     tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.net import bigram_ids, trigram_ids
+    from reviewrec.model.net import bigram_ids
 
-    fn = bigram_ids if n == 2 else trigram_ids
     seq = np.array([[3, 4, 5, 0], [0, 0, 0, 0], [5, 5, 6, 29], [4, 3, 0, 9]], dtype=np.int32)
-    got = fn(tf, tf.constant(seq), 30, 11).numpy()
-    np.testing.assert_array_equal(got, _ngram_ref(seq, n, 30, 11))
+    got = bigram_ids(tf, tf.constant(seq), 30, 11).numpy()
+    np.testing.assert_array_equal(got, _bigram_ref(seq, 30, 11))
     assert got.dtype == np.int64 and not got[1].any() and (got[2] > 0).all()
-    if n == 2:
-        assert got[0, 0] != got[3, 0]  # (3, 4) and (4, 3) are different pairs
-    else:
-        assert got[0, 0] > 0 and not got[3].any()  # every triple of row 3 touches the padding
-    # ids near the int32 limit: no overflow (the pair's product fits int64, the triple reduces it first)
+    assert got[0, 0] != got[3, 0]  # (3, 4) and (4, 3) are different pairs
+    # ids near the int32 limit: no overflow (the pair's product fits int64)
     v = 2_000_000_000
     big = np.array([[v - 1, v - 2, v - 3]], dtype=np.int32)
-    np.testing.assert_array_equal(fn(tf, tf.constant(big), v, 1 << 20).numpy(), _ngram_ref(big, n, v, 1 << 20))
-
-
-def test_trigram_bag_adds_the_triples_to_the_pairs_mean_and_saves(tmp_path):
-    """ngram_order 3: a review's triples join its pairs in the bag (the same table), so moving
-    only the triple's bucket changes an order-3 prediction and not an order-2 one."""
-    tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.net import bigram_ids, trigram_ids
-
-    tf.keras.utils.set_random_seed(4)
-    p2 = replace(_tiny_net("last_max_mean"), ngram_buckets=13, ngram_dim=3)
-    p3 = replace(p2, ngram_order=3)
-    m2, m3 = build_model(p2), build_model(p3)
-    m3.set_weights(m2.get_weights())  # no new weights: the same table serves both orders
-    x = _x([[3, 4, 5, 0, 0, 0], [0] * 6])
-    tri = int(trigram_ids(tf, tf.constant([[3, 4, 5]]), p3.vocab_size, 13).numpy()[0, 0])
-    assert tri not in bigram_ids(tf, tf.constant([[3, 4, 5]]), p3.vocab_size, 13).numpy()[0]
-    a2, a3 = _run(m2, x), _run(m3, x)
-    assert not np.allclose(a2[0], a3[0], atol=1e-4)  # the triple is in the order-3 mean
-    for m in (m2, m3):
-        emb = m.get_layer("bigram_emb")
-        w = emb.get_weights()[0]
-        w[tri] += 5.0
-        emb.set_weights([w])
-    np.testing.assert_allclose(_run(m2, x), a2, atol=1e-7)
-    b3 = _run(m3, x)
-    assert not np.allclose(a3[0], b3[0], atol=1e-3)
-    np.testing.assert_allclose(a3[1], b3[1], atol=1e-7)  # the empty sequence has no triples
-    m3.save(tmp_path / "m3.keras")
-    np.testing.assert_allclose(_run(tf.keras.models.load_model(tmp_path / "m3.keras", compile=False), x), b3,
-                               atol=1e-7)
-    with pytest.raises(ValueError, match="ngram_order = 4"):
-        build_model(replace(p3, ngram_order=4))
+    np.testing.assert_array_equal(bigram_ids(tf, tf.constant(big), v, 1 << 20).numpy(), _bigram_ref(big, v, 1 << 20))
 
 
 @pytest.mark.parametrize("pooling", ["last", "last_max_mean"])
@@ -655,67 +444,17 @@ def test_ngram_bag_feeds_the_softmax_only_from_real_tokens_and_saves(tmp_path, p
 
 def test_gradient_groups_keep_one_kind_and_index_dtype_per_group():
     """group_grads: dense variables in one group, the embeddings' (sparse) ones grouped by the
-    dtype of their ids (the n-gram bag's are int64), every trainable variable exactly once;
-    with sparse_as_dense a single group."""
+    dtype of their ids (the n-gram bag's are int64), every trainable variable exactly once."""
     tf = pytest.importorskip("tensorflow")
     from reviewrec.model.net import build_model
-    from reviewrec.model.train import gradient_groups
+    from reviewrec.model.exchange import gradient_groups
 
     m = build_model(replace(_tiny_net("last_max_mean"), ngram_buckets=13, ngram_dim=3))
-    groups = gradient_groups(tf, m, sparse_as_dense=False)
+    groups = gradient_groups(tf, m)
     names = [sorted(v.name.split("/")[0] for v in g) for g in groups]
     assert names[1:] == [["item_emb", "tok_emb", "user_emb"], ["bigram_emb"]]
     assert not any("emb" in n for n in names[0])
     assert sorted(id(v) for g in groups for v in g) == sorted(id(v) for v in m.trainable_variables)
-    assert [len(g) for g in gradient_groups(tf, m, sparse_as_dense=True)] == [len(m.trainable_variables)]
-
-
-def _softmax(a: np.ndarray) -> np.ndarray:
-    e = np.exp(a - a.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _draw(rng, probs: np.ndarray) -> np.ndarray:
-    return (rng.random_sample((len(probs), 1)) > np.cumsum(probs, axis=1)).sum(axis=1)
-
-
-def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at():
-    """Labels drawn from softmax(z / 2) while the model says softmax(z): the fitted T is ~2 and
-    lowers the cross-entropy; labels drawn from the model's own probabilities give T ~1; the
-    per-T sums of two shards add up to those of the whole (what the ranks allreduce)."""
-    from reviewrec.model.train import TEMPERATURES, fit_temperature, temperature_nll_sums
-
-    rng = np.random.RandomState(3)
-    z = rng.normal(size=(6000, 5)) * 3
-    p = _softmax(z)
-    hot = _draw(rng, _softmax(z / 2))
-    fit = fit_temperature(temperature_nll_sums(p, hot), len(hot))
-    assert 1.8 <= fit["temperature"] <= 2.2
-    assert fit["val_loss_calibrated"] < fit["val_loss_t1"] - 0.05
-    own = fit_temperature(temperature_nll_sums(p, _draw(rng, p)), 6000)
-    assert 0.9 <= own["temperature"] <= 1.1
-    a, b = temperature_nll_sums(p[:2500], hot[:2500]), temperature_nll_sums(p[2500:], hot[2500:])
-    np.testing.assert_allclose(a + b, temperature_nll_sums(p, hot), rtol=1e-12)
-    assert len(temperature_nll_sums(p[:0], hot[:0])) == len(TEMPERATURES)
-
-
-def test_temperature_in_the_softmax_layer_equals_softmax_of_logits_over_t():
-    """What the train job bakes into the saved model: the stars layer's kernel and bias / T give
-    p ~ p_old^(1/T) normalised, i.e. softmax(logits / T); the argmax does not move."""
-    tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.train import apply_temperature
-
-    tf.keras.utils.set_random_seed(5)
-    m = build_model(_tiny_net("last_max_mean"))
-    x = {"seq": np.random.RandomState(0).randint(0, 30, (64, 6)).astype(np.int32),
-         "user": np.arange(64).reshape(-1, 1) % 4, "item": np.arange(64).reshape(-1, 1) % 3}
-    before = m.predict(x, verbose=0).astype(np.float64)
-    apply_temperature(m, 1.7)
-    after = m.predict(x, verbose=0)
-    want = before ** (1 / 1.7)
-    want /= want.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(after, want, rtol=1e-4, atol=1e-6)
-    assert (after.argmax(1) == before.argmax(1)).all()
 
 
 def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_path):
@@ -723,7 +462,7 @@ def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_pat
     masked pooling included), output = mean of the members' star distributions, member j's
     weights in the nested model member_j, loadable without custom objects."""
     tf = pytest.importorskip("tensorflow")
-    from reviewrec.model.train import ensemble_model_bytes
+    from reviewrec.model.ensemble import ensemble_model_bytes
 
     p = replace(_tiny_net("last_max_mean"), ngram_buckets=11, ngram_dim=3)
     members = []
@@ -749,21 +488,72 @@ def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_pat
         build_ensemble(p, [members[0].get_weights()])
 
 
-def test_rank_env_sets_the_cycle_time_keeps_the_callers_settings_and_rejects_non_positive(monkeypatch):
-    from reviewrec.model.train import rank_env
+# --------------------------------------------------------------------------- settings
+def test_features_meta_round_trips_through_vocab_json(tmp_path):
+    d = str(tmp_path / "features_meta")
+    M.write(None, d, META)
+    assert M.read(d) == META
+    assert M.read("file://" + d) == META
+    with pytest.raises(FileNotFoundError, match="features job"):
+        M.read(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="local or mounted"):
+        M.read("s3://bucket/features_meta")
 
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
-    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")
-    monkeypatch.setenv("SOME_USER_VAR", "x")
-    env = rank_env(7.5)
-    assert env["HOROVOD_CYCLE_TIME"] == "7.5"
-    assert env["TF_CPP_MIN_LOG_LEVEL"] == "0" and env["SOME_USER_VAR"] == "x"
-    assert rank_env(None)["HOROVOD_CYCLE_TIME"] == "3"  # None leaves the environment's
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
-    monkeypatch.delenv("HOROVOD_CYCLE_TIME")
-    env = rank_env(None)
-    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2" and "HOROVOD_CYCLE_TIME" not in env
-    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # a copy: the caller's environment is untouched
-    for bad in (0, -1.0):
-        with pytest.raises(ValueError, match="horovod_cycle_time_ms"):
-            rank_env(bad)
+
+def test_stage_settings_come_from_the_config_and_nothing_else():
+    """Every `model:` key of base.yaml reaches a stage's settings (TrainSpec, NetParams,
+    LaunchParams, EvaluateParams) with its value, and no settings class has defaults of its own:
+    the config is the one place where a default lives."""
+    from dataclasses import MISSING, fields
+
+    from reviewrec.features.job import FeaturesParams
+
+    for cls in (TrainSpec, NetParams, LaunchParams, EvaluateParams, FeaturesParams):
+        assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(cls)), cls
+    cfg = load_config([])
+    m = cfg["model"]
+    spec, net = spec_from_config(cfg, META), net_from_config(cfg, META)
+    assert spec.net == net
+    launch, ev = LaunchParams.from_config(cfg), EvaluateParams.from_config(cfg)
+    renamed = {"early_stopping_patience": "patience", "class_weights": "use_class_weights"}
+    got = {**{k: v for k, v in vars(net).items()}, **vars(spec), **vars(launch), **vars(ev)}
+    got = {k: list(v) if isinstance(v, tuple) else v for k, v in got.items()}
+    for key in m:
+        name = renamed.get(key, key)
+        if key == "checkpoint_dir":  # null: <root>/model_checkpoints
+            assert spec.checkpoint_dir == "runs/default/model_checkpoints"
+            continue
+        assert name in got, f"model.{key} reaches no stage's settings"
+        assert got[name] == m[key], key
+    # the sizes come from the features metadata
+    assert (net.vocab_size, net.seq_len, spec.num_users, spec.num_items) == (4, 6, 10, 5)
+    assert spec.features_dir == "runs/default/features"
+    assert vars(FeaturesParams.from_config(cfg)) == cfg["features"]
+    # the library's own defaults, where a function has any, are the config's
+    import inspect
+
+    from reviewrec.model.score import score, score_candidates
+    from reviewrec.model.train import run_horovod
+
+    for fn in (score, score_candidates):
+        assert inspect.signature(fn).parameters["batch_size"].default == m["score_batch_size"]
+    hv = inspect.signature(run_horovod).parameters
+    assert (hv["use_gloo"].default, hv["start_timeout"].default) == (m["use_gloo"], m["start_timeout"])
+    with pytest.raises(ValueError, match="lr_decay = 1.5"):
+        spec_from_config(load_config([], ["model.lr_decay=1.5"]), META)
+    with pytest.raises(ValueError, match="bootstrap_reps = -1"):
+        EvaluateParams.from_config(load_config([], ["model.bootstrap_reps=-1"]))
+
+
+def test_train_hash_follows_the_trajectory_only():
+    """A checkpoint is reused only by a run that would train the same way: the hash changes with
+    every setting that shapes the trajectory, not with where checkpoints go, how long the run may
+    last, or how the ranks exchange the same gradient sums."""
+    spec = spec_from_config(load_config([]), META)
+    same = [replace(spec, checkpoint_dir="/elsewhere"), replace(spec, epochs=20), replace(spec, patience=5),
+            replace(spec, group_grads=True), replace(spec, return_weights=True), replace(spec, return_model=False)]
+    assert {s.train_hash() for s in same} == {spec.train_hash()}
+    changed = [replace(spec, seed=1), replace(spec, lr_decay=0.5), replace(spec, learning_rate=0.01),
+               replace(spec, features_dir="/f"), replace(spec, net=replace(spec.net, ngram_buckets=64)),
+               replace(spec, net=replace(spec.net, hidden_units=8)), replace(spec, text_dropout=0.0)]
+    assert len({s.train_hash() for s in changed} | {spec.train_hash()}) == len(changed) + 1

@@ -138,7 +138,7 @@ def test_model_scorer_used_when_model_exists(spark, tmp_path, monkeypatch) -> No
     with pytest.raises(FileNotFoundError, match="no trained model"):
         scoring.resolve_scorer(spark, missing, "require")
     os.makedirs(missing)
-    monkeypatch.setattr(scoring, "MODEL_ENTRY", (__name__, "_fake_model"))
+    monkeypatch.setattr(scoring, "score_candidates", _fake_model)
     m = scoring.resolve_scorer(spark, missing, "auto")
     assert m.name == "model"
     got = {r.product_id: r.predicted_rating for r in m.score(spark, cands).collect()}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_model_fixtures import TINY_MODEL, literal_reviews, make_features
+from test_model_fixtures import TINY_MODEL, make_features
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {**TINY_MODEL, "model.epochs": 1, "model.num_proc": 1}
@@ -23,12 +23,11 @@ pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def trained_root(spark, tmp_path_factory):
-    """<root>/reviews, features, features_meta (stand-in builder: no saved indexers) and model."""
+    """<root>/reviews, tokens, features, features_meta (the features job) and model (the train job)."""
     from reviewrec.config import load_config
     from reviewrec.model import train
 
     root = str(tmp_path_factory.mktemp("modelfill") / "run")
-    literal_reviews(spark, N_REVIEWS).write.parquet(f"{root}/reviews")
     make_features(spark, root, n=N_REVIEWS, seq_len=12)
     sets = {**TINY, "run.root": root, "model.checkpoint_dir": str(Path(root).parent / "ckpt")}
     cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
@@ -83,9 +82,9 @@ def test_score_candidates_matches_local_prediction(spark, trained_root):
     assert abs(got[0] - got[3]) > 1e-6 or abs(got[2] - got[4]) > 1e-6
 
 
-def test_saved_indexers_are_used_and_agree_with_the_features(spark, trained_root, tmp_path):
-    """With user_indexer/ and item_indexer/ in features_meta (as the features job writes them)
-    the ids come from the indexers; a size mismatch with the model is an error."""
+def test_an_indexer_of_other_data_is_refused(spark, trained_root, tmp_path):
+    """The ids come from <root>/features_meta's indexers (no features dataset needed); an
+    indexer fitted on other data (fewer users) does not belong to this model."""
     from pyspark.ml.feature import StringIndexer
 
     from reviewrec.model.score import score_candidates
@@ -93,15 +92,11 @@ def test_saved_indexers_are_used_and_agree_with_the_features(spark, trained_root
     root = str(tmp_path / "run")
     shutil.copytree(f"{trained_root}/model", f"{root}/model")
     shutil.copytree(f"{trained_root}/features_meta", f"{root}/features_meta")
-    train = spark.read.parquet(f"{trained_root}/features").where("split = 'train'")
-    for col, name in (("customer_id", "user_indexer"), ("product_id", "item_indexer")):
-        StringIndexer(inputCol=col, outputCol="x", handleInvalid="keep").fit(train).save(f"{root}/features_meta/{name}")
-    # no features dataset under root: the indexers alone must do, and give the ids of training
     out = score_candidates(spark, _candidates(spark), f"{root}/model").orderBy("n").collect()
     umap, imap = _id_maps(spark, trained_root)
     want = _reference(trained_root, [r.customer_id for r in out], [r.product_id for r in out], umap, imap)
     np.testing.assert_allclose([r.predicted_rating for r in out], want, atol=1e-5)
-    # an indexer fitted on other data (fewer users) does not belong to this model
+    train = spark.read.parquet(f"{trained_root}/features").where("split = 'train'")
     shutil.rmtree(f"{root}/features_meta/user_indexer")
     StringIndexer(inputCol="customer_id", outputCol="x").fit(train.where("customer_id < 'C2'")).save(
         f"{root}/features_meta/user_indexer")
@@ -119,8 +114,8 @@ def test_score_candidates_errors_name_what_is_missing(spark, trained_root, tmp_p
     with pytest.raises(FileNotFoundError, match=f"{empty}/metadata.json"):
         score_candidates(spark, _candidates(spark), str(empty))
     shutil.rmtree(empty)
-    shutil.copytree(f"{trained_root}/model", empty)  # a model with neither indexers nor features
-    with pytest.raises(FileNotFoundError, match="user_indexer.*features dataset"):
+    shutil.copytree(f"{trained_root}/model", empty)  # a model without the features' indexers beside it
+    with pytest.raises(FileNotFoundError, match="user_indexer: no saved StringIndexerModel"):
         score_candidates(spark, _candidates(spark), str(empty)).collect()
 
 

@@ -37,7 +37,6 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "input.category": (str,),
     "recsys.neighbors.min_similarity": (float, int),
     "model.checkpoint_dir": (str,),
-    "model.horovod_cycle_time_ms": (float, int),
     "text.sparknlp_jar": (str,),
     "text.sparknlp_pos_model": (str,),
     "text.sparknlp_lemma_model": (str,),
@@ -52,8 +51,6 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "recsys.fill.use_model": ("auto", "never", "require"),
     "model.optimizer": ("rmsprop", "adam", "sgd"),
     "model.pooling": ("last", "max", "mean", "last_max", "last_mean", "last_max_mean"),
-    "model.embedding_init": ("random", "word2vec"),
-    "model.grad_compression": ("none", "fp16"),
     "text.engine": ("builtin", "sparknlp"),
     "text.tagger": ("brill", "perceptron"),
     "features.split": ("time", "random"),
@@ -101,25 +98,20 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.id_dropout": (0.0, 1.0),
     "model.text_dropout": (0.0, 1.0),
     "model.label_smoothing": (0.0, 0.5),
-    "model.word2vec_window": (1, None),
-    "model.word2vec_iterations": (1, None),
     "model.learning_rate": (0.0, None),
     "model.batch_size": (1, None),
     "model.epochs": (1, None),
     "model.early_stopping_patience": (1, None),
-    "model.max_steps_per_epoch": (0, None),
     "model.num_proc": (1, None),
     "model.intra_op_threads": (0, None),
     "model.inter_op_threads": (0, None),
     "model.start_timeout": (1, None),
-    "model.horovod_cycle_time_ms": (0.01, 10000.0),
     "model.score_batch_size": (1, None),
     "model.ensemble_size": (1, 32),
     "model.baseline_elastic_net": (0.0, 1.0),
     "model.baseline_max_iter": (1, None),
 }
-HASH_EXCLUDE = ("run.skip_existing", "spark", "model.horovod_cycle_time_ms", "model.pin_cpu",
-                "model.group_grads")
+HASH_EXCLUDE = ("run.skip_existing", "spark", "model.group_grads")
 REMOTE_SCHEMES = ("s3://", "s3a://", "s3n://", "gs://", "hdfs://", "abfs://", "abfss://", "wasbs://", "dbfs:/")
 
 

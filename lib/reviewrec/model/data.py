@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reviewrec.model.contract import ITEM_IDX, LABEL, SEQ, TRAIN_COLUMNS, USER_IDX
+from reviewrec.schema import ITEM_IDX, LABEL, SEQ, USER_IDX
+
+# Columns a training rank reads from the shards; everything else stays on disk.
+TRAIN_COLUMNS = (SEQ, USER_IDX, ITEM_IDX, LABEL)
 
 
 @dataclass

@@ -19,8 +19,7 @@ mask kept), the hidden layer and the n-gram bag are off by default (0).
 The n-gram bag (`ngram_buckets` > 0) is a fastText-style wide branch beside the LSTM: every pair
 of adjacent real tokens (a, b) is hashed to 1 + (a * vocab_size + b) mod (ngram_buckets - 1)
 (0 = a pair touching padding, excluded), the review is the mean of those bigram embeddings and
-of its token embeddings (`ngram_order` 3: adjacent triples too, hashed into the same table and
-averaged with the pairs). It carries the phrase-level evidence ("not good", "five star") that a
+of its token embeddings. It carries the phrase-level evidence ("not good", "five star") that a
 TF-IDF (1-2 gram) model uses, at the cost of one embedding lookup per position.
 
 `pooling` picks what the text branch hands on: "last" = the LSTM's final state (per direction,
@@ -44,27 +43,28 @@ from typing import Any
 
 import numpy as np
 
-from reviewrec.model.contract import NUM_CLASSES
+from reviewrec.schema import NUM_STAR_CLASSES
 
 
 @dataclass(frozen=True)
 class NetParams:
+    """The network's shape (conf `model:`, built by spec.net_from_config; sizes from the features)."""
+
     vocab_size: int
     seq_len: int
-    embedding_dim: int = 64
-    lstm_units: int = 64
-    bidirectional: bool = True
-    dropout: float = 0.3
-    user_buckets: int = 8192
-    item_buckets: int = 4096
-    user_embedding_dim: int = 16
-    item_embedding_dim: int = 16
-    pooling: str = "last"
-    embedding_dropout: float = 0.0
-    hidden_units: int = 0
-    ngram_buckets: int = 0
-    ngram_dim: int = 32
-    ngram_order: int = 2
+    embedding_dim: int
+    lstm_units: int
+    bidirectional: bool
+    dropout: float
+    user_buckets: int
+    item_buckets: int
+    user_embedding_dim: int
+    item_embedding_dim: int
+    pooling: str
+    embedding_dropout: float
+    hidden_units: int
+    ngram_buckets: int
+    ngram_dim: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,20 +122,6 @@ def bigram_ids(tf: Any, seq: Any, vocab_size: int, buckets: int) -> Any:
     return h * tf.cast((a > 0) & (b > 0), tf.int64)
 
 
-def trigram_ids(tf: Any, seq: Any, vocab_size: int, buckets: int) -> Any:
-    """(batch, T) token ids -> (batch, T-2) int64 trigram buckets in 1..buckets-1; 0 where any
-    token of the triple is padding. The pair (a, b) is reduced mod (buckets - 1) first, so the
-    product with vocab_size stays far inside int64 for any vocabulary. Without the offset 7919,
-    a triple whose reduced pair equals a token id x would always share the bucket of the pair
-    (x, c); with it, triples and pairs collide only as two unrelated hashes do."""
-    a = tf.cast(seq[:, :-2], tf.int64)
-    b = tf.cast(seq[:, 1:-1], tf.int64)
-    c = tf.cast(seq[:, 2:], tf.int64)
-    ab = tf.math.floormod(a * vocab_size + b, buckets - 1)
-    h = tf.math.floormod(ab * vocab_size + c + 7919, buckets - 1) + 1
-    return h * tf.cast((a > 0) & (b > 0) & (c > 0), tf.int64)
-
-
 def _masked_mean(tf: Any, x: Any, ids: Any) -> Any:
     """Mean of x (batch, T, D) over the steps where ids != 0; 0 for a row with none."""
     m = tf.expand_dims(tf.cast(tf.not_equal(ids, 0), tf.float32), -1)
@@ -156,8 +142,6 @@ def build_model(p: NetParams, name: str = "star_lstm") -> Any:
     seq, user, item = _inputs(L, p)
     if p.ngram_buckets == 1 or p.ngram_buckets < 0:
         raise ValueError(f"model.ngram_buckets = {p.ngram_buckets}: 0 (off) or >= 2")
-    if p.ngram_order not in (2, 3):
-        raise ValueError(f"model.ngram_order = {p.ngram_order}: 2 (token pairs) or 3 (pairs and triples)")
     emb = L.Embedding(p.vocab_size, p.embedding_dim, mask_zero=True, name="tok_emb")(seq)
     x = emb
     if p.embedding_dropout > 0:
@@ -179,8 +163,6 @@ def build_model(p: NetParams, name: str = "star_lstm") -> Any:
     parts = [x, u, i]
     if p.ngram_buckets > 0:
         bi = bigram_ids(tf, seq, p.vocab_size, p.ngram_buckets)
-        if p.ngram_order == 3:  # pairs and triples share the bucket table and the mean
-            bi = tf.concat([bi, trigram_ids(tf, seq, p.vocab_size, p.ngram_buckets)], axis=1)
         bag = L.Concatenate(name="bag_concat")([
             _masked_mean(tf, L.Embedding(p.ngram_buckets, p.ngram_dim, name="bigram_emb")(bi), bi),
             _masked_mean(tf, emb, seq)])
@@ -188,7 +170,7 @@ def build_model(p: NetParams, name: str = "star_lstm") -> Any:
     h = L.Concatenate(name="concat")(parts)
     if p.hidden_units > 0:
         h = L.Dropout(p.dropout, name="hidden_dropout")(L.Dense(p.hidden_units, activation="relu", name="hidden")(h))
-    out = L.Dense(NUM_CLASSES, activation="softmax", name="stars")(h)
+    out = L.Dense(NUM_STAR_CLASSES, activation="softmax", name="stars")(h)
     return tf.keras.Model(inputs=[seq, user, item], outputs=out, name=name)
 
 
@@ -232,4 +214,4 @@ def class_weights(counts: np.ndarray) -> dict[int, float]:
 
 def expected_rating(probs: np.ndarray) -> np.ndarray:
     """sum_s p(star = s) * s over stars 1..5."""
-    return probs @ np.arange(1, NUM_CLASSES + 1, dtype=np.float64)
+    return probs @ np.arange(1, NUM_STAR_CLASSES + 1, dtype=np.float64)

@@ -21,8 +21,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from reviewrec.model import contract as C
+from reviewrec import schema as S
+from reviewrec.features.meta import ITEM_INDEXER, USER_INDEXER, local_path
 from reviewrec.model.net import bucket_ids
+from reviewrec.model.rank import MODEL_FILE
+from reviewrec.model.train import METADATA_FILE
 
 # model path -> (mtime, keras model): one load per Python worker process.
 _MODELS: dict[str, tuple[float, Any]] = {}
@@ -30,7 +33,7 @@ _MEMBER_VIEWS: dict[str, tuple[Any, Any]] = {}  # model path -> (loaded model, i
 
 
 def load_metadata(model_dir: str) -> dict[str, Any]:
-    with open(os.path.join(C._local(model_dir), "metadata.json"), encoding="utf-8") as fh:
+    with open(os.path.join(local_path(model_dir), METADATA_FILE), encoding="utf-8") as fh:
         return json.load(fh)
 
 
@@ -41,9 +44,7 @@ def ensemble_size(md: dict[str, Any]) -> int:
 
 def load_model(model_dir: str, threads: int = 1) -> Any:
     """The Keras model under `model_dir`, cached per process (reloaded if the file changed)."""
-    from reviewrec.model.train import MODEL_FILE
-
-    path = os.path.join(C._local(model_dir), MODEL_FILE)
+    path = os.path.join(local_path(model_dir), MODEL_FILE)
     mtime = os.path.getmtime(path)
     hit = _MODELS.get(path)
     if hit and hit[0] == mtime:
@@ -85,9 +86,6 @@ def predicted_star_of(probs: str) -> Column:
     return F.expr(f"array_position({probs}, array_max({probs}))").cast("int")
 
 
-MEMBER_PROBS = "member_star_probs"
-
-
 def with_member_outputs(model: Any) -> Any:
     """An ensemble (net.build_ensemble) -> the same graph with outputs [mean, member 1, ..., k]."""
     import tensorflow as tf
@@ -101,14 +99,12 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
 
     members=True (an ensemble's model only): also member_star_probs, member j's star
     distribution at [j - 1], from the same pass (the members run once for both)."""
-    from reviewrec.schema import require_columns
-
-    require_columns(df.columns, [C.SEQ, C.USER_IDX, C.ITEM_IDX], "score input")
+    S.require_columns(df.columns, [S.SEQ, S.USER_IDX, S.ITEM_IDX], "score input")
     md = load_metadata(model_dir)
     fm, net = md["features_meta"], md["net"]
     seq_len, nu, ni = int(net["seq_len"]), int(fm["num_users"]), int(fm["num_items"])
     ub, ib = int(net["user_buckets"]), int(net["item_buckets"])
-    path = os.path.abspath(C._local(model_dir))
+    path = os.path.abspath(local_path(model_dir))
     if members and not ensemble_size(md) > 1:
         raise ValueError(f"{model_dir}: members=True needs an ensemble model (model.ensemble_size > 1)")
     rtype = T.ArrayType(T.ArrayType(T.FloatType())) if members else T.ArrayType(T.FloatType())
@@ -135,68 +131,37 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
         return pd.Series(list(p))
 
     # Non-deterministic so the optimizer never duplicates the UDF into each derived column.
-    probs = _probs.asNondeterministic()(F.col(C.SEQ), F.col(C.USER_IDX), F.col(C.ITEM_IDX))
+    probs = _probs.asNondeterministic()(F.col(S.SEQ), F.col(S.USER_IDX), F.col(S.ITEM_IDX))
     if members:
         df = df.withColumn("__all_probs", probs)
         probs = F.col("__all_probs")[0]
-        df = df.withColumn(MEMBER_PROBS, F.slice(F.col("__all_probs"), 2, 1 << 20))
+        df = df.withColumn(S.MEMBER_STAR_PROBS, F.slice(F.col("__all_probs"), 2, 1 << 20))
     out = (df
-           .withColumn(C.PROBS, probs)
-           .withColumn(C.EXPECTED_RATING, expected_of(F.col(C.PROBS)))
-           .withColumn(C.PREDICTED_STAR, predicted_star_of(C.PROBS)))
+           .withColumn(S.STAR_PROBS, probs)
+           .withColumn(S.EXPECTED_RATING, expected_of(F.col(S.STAR_PROBS)))
+           .withColumn(S.PREDICTED_STAR, predicted_star_of(S.STAR_PROBS)))
     return out.drop("__all_probs") if members else out
 
 
-# -- scoring unrated (user, item) cells for the recommend job (issue 5) ------------------------
-PREDICTED_RATING = "predicted_rating"
-USER_INDEXER = "user_indexer"
-ITEM_INDEXER = "item_indexer"
-_MODEL_COLS = (C.SEQ, C.USER_IDX, C.ITEM_IDX, C.PROBS, C.EXPECTED_RATING, C.PREDICTED_STAR)
+# -- scoring unrated (user, item) cells for the recommend job ----------------------------------
+_MODEL_COLS = (S.SEQ, S.USER_IDX, S.ITEM_IDX, S.STAR_PROBS, S.EXPECTED_RATING, S.PREDICTED_STAR)
 
 
-def _indexer_dir(model_dir: str, name: str) -> str | None:
-    """The saved StringIndexerModel `name`: in model_dir itself, else in the sibling
-    <root>/features_meta/ the features job writes (where the train job's features came from)."""
-    local = C._local(model_dir).rstrip("/")
-    for d in (os.path.join(local, name), os.path.join(os.path.dirname(local), C.FEATURES_META, name)):
-        if os.path.isdir(os.path.join(d, "metadata")):
-            return d
-    return None
+def index_ids(df: DataFrame, indexer_dir: str, col_id: str, col_idx: str, size: int) -> DataFrame:
+    """df + col_idx (int) for col_id through the StringIndexerModel the features job saved at
+    `indexer_dir`: exactly the ids training saw; unseen or null ids get the reserved index `size`.
+    `size` is what the model was built for: another size means model and features differ."""
+    from pyspark.ml.feature import StringIndexerModel
 
-
-def _index_column(spark: SparkSession, df: DataFrame, model_dir: str, name: str, col_id: str, col_idx: str,
-                  size: int) -> tuple[DataFrame, str]:
-    """df + col_idx (int) for col_id, exactly as the features job indexed it; unseen or null ids get
-    the reserved index `size`. Returns (df, where the mapping came from)."""
-    path = _indexer_dir(model_dir, name)
-    if path is not None:
-        from pyspark.ml.feature import StringIndexerModel
-
-        ix = StringIndexerModel.load("file://" + os.path.abspath(path))
-        n = len(ix.labelsArray[0])
-        if n != size:
-            raise ValueError(f"{path}: indexer has {n} labels but the model at {model_dir} was built for "
-                             f"{size} (features_meta in metadata.json): model and features come from different runs")
-        ix = ix.setInputCol(col_id).setOutputCol(col_idx).setHandleInvalid("keep")
-        return ix.transform(df).withColumn(col_idx, F.col(col_idx).cast("int")), path
-    # No saved indexer (features built by model.standin): the features dataset itself holds the
-    # mapping every training row used; ids it does not contain are unseen.
-    local = C._local(model_dir).rstrip("/")
-    feats = os.path.join(os.path.dirname(local), C.FEATURES)
-    if not os.path.isdir(feats):
-        raise FileNotFoundError(
-            f"no id mapping for {col_id}: neither {os.path.join(local, name)} nor "
-            f"{os.path.join(os.path.dirname(local), C.FEATURES_META, name)} (StringIndexerModel written by the "
-            f"features job) nor the features dataset {feats} exists")
-    mapping = (spark.read.parquet(feats).select(col_id, col_idx)
-               .where(F.col(col_idx) < F.lit(size)).distinct()
-               .withColumnRenamed(col_idx, "_ix"))
-    bad = mapping.groupBy(col_id).count().where("count > 1").limit(1).collect()
-    if bad:
-        raise ValueError(f"{feats}: {col_id} {bad[0][col_id]!r} has more than one {col_idx}")
-    out = (df.join(F.broadcast(mapping) if size <= 2_000_000 else mapping, on=col_id, how="left")
-           .withColumn(col_idx, F.coalesce(F.col("_ix"), F.lit(size)).cast("int")).drop("_ix"))
-    return out, feats
+    if not os.path.isdir(os.path.join(local_path(indexer_dir), "metadata")):
+        raise FileNotFoundError(f"{indexer_dir}: no saved StringIndexerModel (written by the features job)")
+    ix = StringIndexerModel.load("file://" + os.path.abspath(local_path(indexer_dir)))
+    n = len(ix.labelsArray[0])
+    if n != size:
+        raise ValueError(f"{indexer_dir}: indexer has {n} labels but the model was built for {size} "
+                         "(features_meta in its metadata.json): model and features come from different runs")
+    ix = ix.setInputCol(col_id).setOutputCol(col_idx).setHandleInvalid("keep")
+    return ix.transform(df).withColumn(col_idx, F.col(col_idx).cast("int"))
 
 
 def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str, batch_size: int = 1024,
@@ -204,38 +169,33 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str,
     """candidates (customer_id, product_id, any other columns) -> candidates + predicted_rating.
 
     predicted_rating is the model's expected rating sum_s p(s) * s for a review the user has not
-    written: the ids go through the indexers the model's features were built with (unseen ->
-    the reserved index, as in training), and the token sequence is empty (all padding), because
-    an unrated cell has no review text; the model then predicts from the user and item
-    embeddings alone (training with model.text_dropout teaches it that case). Scoring runs in
-    the executors through `score` (pandas UDF, one model load per Python worker). Every other
-    column of `candidates` passes through unchanged, and no row is dropped.
+    written: the ids go through the indexers the features job fitted (<root>/features_meta/
+    user_indexer and item_indexer, beside <root>/model; unseen -> the reserved index, as in
+    training), and the token sequence is empty (all padding), because an unrated cell has no
+    review text; the model then predicts from the user and item embeddings alone (training with
+    model.text_dropout teaches it that case). Scoring runs in the executors through `score`.
+    Every other column of `candidates` passes through unchanged, and no row is dropped.
     """
-    from reviewrec.schema import CUSTOMER_ID, PRODUCT_ID, require_columns
-
-    require_columns(candidates.columns, [CUSTOMER_ID, PRODUCT_ID], "score_candidates input")
-    local = C._local(model_dir)
-    for f in ("metadata.json", "model.keras"):
+    S.require_columns(candidates.columns, [S.CUSTOMER_ID, S.PRODUCT_ID], "score_candidates input")
+    local = local_path(model_dir).rstrip("/")
+    for f in (METADATA_FILE, MODEL_FILE):
         if not os.path.isfile(os.path.join(local, f)):
             raise FileNotFoundError(f"{os.path.join(local, f)} not found: {model_dir} is not a model "
                                     "written by the train job (run it first)")
     fm = load_metadata(model_dir)["features_meta"]
+    meta_dir = os.path.join(os.path.dirname(local), S.FEATURES_META)
     # Columns the scoring adds must not collide with the caller's: park clashing ones under a
     # private name and put them back afterwards.
-    clash = [c for c in candidates.columns if c in _MODEL_COLS or c == PREDICTED_RATING]
-    parked = {c: f"__cand_{c}" for c in clash}
+    parked = {c: f"__cand_{c}" for c in candidates.columns if c in _MODEL_COLS or c == S.PREDICTED_RATING}
     df = candidates
     for c, tmp in parked.items():
         df = df.withColumnRenamed(c, tmp)
-    df, _ = _index_column(spark, df, model_dir, USER_INDEXER, CUSTOMER_ID, C.USER_IDX, int(fm["num_users"]))
-    df, _ = _index_column(spark, df, model_dir, ITEM_INDEXER, PRODUCT_ID, C.ITEM_IDX, int(fm["num_items"]))
+    df = index_ids(df, os.path.join(meta_dir, USER_INDEXER), S.CUSTOMER_ID, S.USER_IDX, int(fm["num_users"]))
+    df = index_ids(df, os.path.join(meta_dir, ITEM_INDEXER), S.PRODUCT_ID, S.ITEM_IDX, int(fm["num_items"]))
     # null seq = all padding (the UDF builds the zero row), cheaper than shipping seq_len zeros.
-    df = df.withColumn(C.SEQ, F.lit(None).cast("array<int>"))
+    df = df.withColumn(S.SEQ, F.lit(None).cast("array<int>"))
     scored = score(spark, df, model_dir, batch_size=batch_size, threads=threads)
-    out = scored.withColumn(PREDICTED_RATING, F.col(C.EXPECTED_RATING)).drop(*_MODEL_COLS)
+    out = scored.withColumn(S.PREDICTED_RATING, F.col(S.EXPECTED_RATING)).drop(*_MODEL_COLS)
     for c, tmp in parked.items():
-        if c != PREDICTED_RATING:
-            out = out.withColumnRenamed(tmp, c)
-        else:
-            out = out.drop(tmp)
-    return out.select(*[c for c in candidates.columns if c != PREDICTED_RATING], PREDICTED_RATING)
+        out = out.withColumnRenamed(tmp, c) if c != S.PREDICTED_RATING else out.drop(tmp)
+    return out.select(*[c for c in candidates.columns if c != S.PREDICTED_RATING], S.PREDICTED_RATING)

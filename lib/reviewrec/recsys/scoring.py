@@ -5,10 +5,9 @@
 candidates: customer_id, product_id, cf_pred (the CF prediction, may be null), plus any
 other columns (ignored). Two implementations:
 
-* ModelScorer: the trained rating model of the train job (issue 4), when <root>/model exists
-  and the model package exposes `reviewrec.model.score.score_candidates(spark, candidates,
-  model_dir) -> DataFrame` returning the candidates with `predicted_rating` (batch scoring in
-  executors is that package's business). Null model predictions fall back to cf_pred.
+* ModelScorer: the trained rating model of the train job, when <root>/model exists:
+  `reviewrec.model.score.score_candidates` adds `predicted_rating` (batch scoring in the
+  executors). Null model predictions fall back to cf_pred.
 * CFScorer: predicted_rating = cf_pred (similarity-weighted neighbour ratings), falling back
   to the item's Bayesian-average rating when no neighbour rated the item.
 
@@ -17,7 +16,6 @@ CF, "require" makes a missing or unusable model an error.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Protocol
 
@@ -25,13 +23,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import io
+from reviewrec.model.score import score_candidates
+from reviewrec.schema import CF_PRED, PREDICTED_RATING
+from reviewrec.schema import FALLBACK_RATING as FALLBACK
 
 log = logging.getLogger(__name__)
-
-PREDICTED_RATING = "predicted_rating"
-CF_PRED = "cf_pred"
-FALLBACK = "fallback_rating"
-MODEL_ENTRY = ("reviewrec.model.score", "score_candidates")
 
 
 class RatingScorer(Protocol):
@@ -51,19 +47,15 @@ class CFScorer:
 
 
 class ModelScorer:
-    """Delegates to the model package's batch scorer; CF where the model gives no value."""
+    """The trained model's expected rating (model.score.score_candidates); CF where it gives none."""
 
     name = "model"
 
-    def __init__(self, model_dir: str, fn) -> None:  # noqa: ANN001 - the model package's callable
+    def __init__(self, model_dir: str) -> None:
         self.model_dir = model_dir
-        self._fn = fn
 
     def score(self, spark: SparkSession, candidates: DataFrame) -> DataFrame:
-        scored = self._fn(spark, candidates, self.model_dir)
-        if PREDICTED_RATING not in scored.columns:
-            raise ValueError(f"{MODEL_ENTRY[0]}.{MODEL_ENTRY[1]} returned no {PREDICTED_RATING!r} column "
-                             f"(columns: {scored.columns})")
+        scored = score_candidates(spark, candidates, self.model_dir)
         cf = CFScorer().score(spark, scored.withColumnRenamed(PREDICTED_RATING, "_m"))
         return cf.withColumn(PREDICTED_RATING, F.coalesce(F.col("_m").cast("double"), F.col(PREDICTED_RATING))).drop("_m")
 
@@ -73,17 +65,10 @@ def resolve_scorer(spark: SparkSession, model_dir: str, use_model: str = "auto")
     if use_model == "never":
         log.info("filling with CF predictions (recsys.fill.use_model = never)")
         return CFScorer()
-    reason = None
-    if not io.dataset_exists(spark, model_dir):
-        reason = f"no trained model at {model_dir}"
-    else:
-        try:
-            fn = getattr(importlib.import_module(MODEL_ENTRY[0]), MODEL_ENTRY[1])
-        except (ImportError, AttributeError) as e:
-            reason = f"model at {model_dir} but no scorer {MODEL_ENTRY[0]}.{MODEL_ENTRY[1]} ({e})"
-        else:
-            log.info("filling with the trained model at %s", model_dir)
-            return ModelScorer(model_dir, fn)
+    if io.dataset_exists(spark, model_dir):
+        log.info("filling with the trained model at %s", model_dir)
+        return ModelScorer(model_dir)
+    reason = f"no trained model at {model_dir}"
     if use_model == "require":
         raise FileNotFoundError(f"recsys.fill.use_model = require, but {reason}")
     log.info("filling with CF predictions: %s", reason)
