@@ -4,10 +4,18 @@
 #   ensure_java   Java 17 for Spark 3.5 (installs OpenJDK 17 with apt-get when run as root).
 #   ensure_env    .venv with the pins of lib/requirements.txt, horovod built with Gloo, and
 #                 reviewrec installed in editable mode. Rebuilt only when the pins change.
+#                 Then ensure_sparknlp_jars.
+#   ensure_sparknlp_jars
+#                 Spark NLP's jar and its runtime dependencies (the version of the spark-nlp
+#                 pin) fetched once with Maven (lib/sparknlp/pom.xml) into the cache below,
+#                 for the sparknlp text engine (spark.jars). Without mvn or Maven Central it
+#                 warns and goes on: the builtin engine needs none of it.
 #
 # The horovod wheel is built once (6-15 minutes on 2 cores) and cached outside the clone,
 # keyed by horovod, TensorFlow, Python and platform, so CI runs and fresh clones reuse it:
 #   ${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reviewrec}/wheels/<key>/
+# The Spark NLP jars go to the same cache: <cache>/sparknlp/<version>/jars/ (Maven's own
+# repository of downloads beside it, <cache>/sparknlp/m2).
 
 RR_ROOT="${RR_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 RR_VENV="${REVIEWREC_VENV:-$RR_ROOT/.venv}"
@@ -70,11 +78,60 @@ rr_build_horovod() {
   "$py" -m pip install -q --no-deps "$dir"/horovod-*.whl || rr_die "installing the horovod wheel failed"
 }
 
+# Spark NLP's jars for the spark-nlp pin: <cache>/sparknlp/<version>/jars, plus MANIFEST
+# (one jar a line) and FETCH (size and time of the fetch). Reused when present. Jars of
+# artifacts that Spark already ships (pyspark/jars) are not kept: Spark's own copy is the one
+# the classpath would load first anyway.
+ensure_sparknlp_jars() {
+  local version dir tmp t0 t1 sparkjars n mib
+  version=$(rr_pin spark-nlp)
+  [ -n "$version" ] || return 0
+  dir="$RR_CACHE/sparknlp/$version"
+  [ -f "$dir/MANIFEST" ] && return 0
+  if ! command -v mvn >/dev/null 2>&1; then
+    rr_log "WARNING: mvn not found: Spark NLP $version jars not fetched (text.engine=sparknlp will name what is missing; builtin works)"
+    return 0
+  fi
+  mkdir -p "$RR_CACHE/sparknlp"
+  exec 8>"$RR_CACHE/sparknlp/fetch.lock"
+  flock 8
+  if [ -f "$dir/MANIFEST" ]; then flock -u 8; return 0; fi
+  rr_log "fetching Spark NLP $version jars with Maven into $dir"
+  tmp="$dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp/jars"
+  t0=$(date +%s)
+  if ! mvn -B -q -f "$RR_ROOT/lib/sparknlp/pom.xml" -Dsparknlp.version="$version" \
+       -Dmaven.repo.local="$RR_CACHE/sparknlp/m2" dependency:copy-dependencies \
+       -DoutputDirectory="$tmp/jars" > "$tmp/mvn.log" 2>&1; then
+    grep -E 'ERROR' "$tmp/mvn.log" | head -n 5 >&2 || true
+    rr_log "WARNING: Maven could not fetch com.johnsnowlabs.nlp:spark-nlp_2.12:$version (log: $tmp/mvn.log); text.engine=sparknlp will name what is missing, builtin works"
+    flock -u 8; return 0
+  fi
+  sparkjars=$("$RR_VENV/bin/python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))' 2>/dev/null || true)
+  if [ -n "$sparkjars" ] && [ -d "$sparkjars" ]; then
+    local j a provided
+    provided=$(ls "$sparkjars" | sed -E 's/-[0-9][^-]*(-[A-Za-z0-9.]+)?\.jar$//')
+    for j in "$tmp"/jars/*.jar; do
+      a=$(basename "$j" | sed -E 's/-[0-9][^-]*(-[A-Za-z0-9.]+)?\.jar$//')
+      if grep -qx -- "$a" <<< "$provided"; then rm -f "$j"; fi
+    done
+  fi
+  t1=$(date +%s)
+  n=$(ls "$tmp"/jars/*.jar | wc -l)
+  mib=$(du -sm "$tmp/jars" | cut -f1)
+  printf 'version=%s\njars=%s\nmib=%s\nseconds=%s\n' "$version" "$n" "$mib" "$((t1 - t0))" > "$tmp/FETCH"
+  (cd "$tmp/jars" && ls *.jar) > "$tmp/MANIFEST"
+  rm -rf "$dir" && mv "$tmp" "$dir"
+  rr_log "Spark NLP $version: $n jars, $mib MiB, fetched in $((t1 - t0)) s -> $dir/jars"
+  flock -u 8
+}
+
 ensure_env() {
   ensure_java
   local stamp py
   stamp=$(rr_stamp)
   if [ -f "$RR_VENV/.reviewrec-stamp" ] && [ "$(cat "$RR_VENV/.reviewrec-stamp")" = "$stamp" ]; then
+    ensure_sparknlp_jars
     return 0
   fi
   mkdir -p "$RR_CACHE"
@@ -82,7 +139,7 @@ ensure_env() {
   exec 9>"$RR_CACHE/bootstrap.lock"
   flock 9
   if [ -f "$RR_VENV/.reviewrec-stamp" ] && [ "$(cat "$RR_VENV/.reviewrec-stamp")" = "$stamp" ]; then
-    flock -u 9; return 0
+    flock -u 9; ensure_sparknlp_jars; return 0
   fi
   py=$(command -v python3.11 || command -v python3) || rr_die "Python 3.11 is required"
   "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
@@ -103,4 +160,5 @@ ensure_env() {
   echo "$stamp" > "$RR_VENV/.reviewrec-stamp"
   rr_log "environment ready: $RR_VENV"
   flock -u 9
+  ensure_sparknlp_jars
 }

@@ -1,11 +1,15 @@
-"""CoNLL-U reading and tagger/lemmatizer accuracy (UPOS and lemma) against gold annotations.
+"""CoNLL-U reading, tagger/lemmatizer accuracy (UPOS and lemma) against gold annotations, and
+the conversion of a CoNLL-U training split to Spark NLP's training formats.
 
-Used to measure the text engines on Universal Dependencies English Web Treebank (read from
-../shared/data; never copied into the repository).
+Used to measure the text engines on Universal Dependencies English Web Treebank and to train
+the sparknlp engine's models on its training split (read from ../shared/data; never copied
+into the repository).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -95,3 +99,55 @@ def evaluate(sentences: Sequence[Sentence], analyze: Analyzer, lowercase_input: 
             acc.upos_ok += u == gu
             acc.lemma_ok += lem.lower() == gl.lower()
     return acc
+
+
+# --- CoNLL-U -> Spark NLP training data --------------------------------------------------------
+
+# Spark NLP's POS reader (sparknlp.training.POS) splits each whitespace-separated item of a line
+# on the delimiter and silently drops an item that does not split in exactly two ("a|b|NOUN").
+# The delimiter is therefore chosen per corpus among these, the first that no form contains.
+DELIMITER_CANDIDATES = ("|", "\u00a6", "\u2016", "\u241f")
+# A token the chain's tokenizer can produce has a letter or a digit (transforms.TOKEN_SPLIT_RE).
+_WORD_CHAR = re.compile(r"[^\W_]")
+_SPACE = re.compile(r"\s+")
+
+
+def is_word(form: str) -> bool:
+    """True for a token with a letter or digit (the chain never sees punctuation-only tokens)."""
+    return _WORD_CHAR.search(form) is not None
+
+
+def choose_delimiter(sentences: Iterable[Sentence], candidates: Sequence[str] = DELIMITER_CANDIDATES) -> str:
+    """The first candidate that occurs in no form and no tag of `sentences`."""
+    used = set()
+    for s in sentences:
+        for x in (*s.forms, *s.upos):
+            used.update(c for c in candidates if c in x)
+    for c in candidates:
+        if c not in used:
+            return c
+    raise ValueError(f"every delimiter candidate {list(candidates)} occurs in the corpus")
+
+
+def pos_line(sentence: Sentence, delimiter: str, words_only: bool = True) -> str:
+    """One sentence in Spark NLP's POS training format: `form<delim>UPOS` items separated by
+    spaces. Whitespace inside a form becomes "_" (the reader splits items on whitespace);
+    `words_only` leaves out punctuation-only tokens, as the chain's tokenizer does."""
+    items = []
+    for form, tag in zip(sentence.forms, sentence.upos):
+        if words_only and not is_word(form):
+            continue
+        if delimiter in form or delimiter in tag:
+            raise ValueError(f"sentence {sentence.sent_id}: {form!r}/{tag!r} contains the delimiter {delimiter!r}")
+        items.append(_SPACE.sub("_", form) + delimiter + tag)
+    return " ".join(items)
+
+
+def lemma_counts(sentences: Iterable[Sentence]) -> Counter[tuple[str, str]]:
+    """(lowercase form, lowercase lemma) -> occurrences, over the word tokens of `sentences`."""
+    out: Counter[tuple[str, str]] = Counter()
+    for s in sentences:
+        for form, lemma in zip(s.forms, s.lemmas):
+            if is_word(form) and lemma != "_":
+                out[(form.lower(), lemma.lower())] += 1
+    return out

@@ -1,0 +1,168 @@
+"""The sparknlp engine's pieces that need no JVM: CoNLL-U -> Spark NLP training format, the
+lemma dictionary, where the jars come from and the Spark properties the launcher passes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from reviewrec.text import sparknlp_jars as J
+from reviewrec.text.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
+from reviewrec.text.sparknlp_models import build_lemma_dictionary, dictionary_lines, normalise
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONLLU = """# sent_id = reviews-1
+# text = I loved these 2 1/2 puzzles!
+1\tI\tI\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\tloved\tlove\tVERB\tVBD\t_\t0\troot\t_\t_
+3\tthese\tthis\tDET\tDT\t_\t5\tdet\t_\t_
+4\t2 1/2\t2 1/2\tNUM\tCD\t_\t5\tnummod\t_\t_
+5\tpuzzles\tpuzzle\tNOUN\tNNS\t_\t2\tobj\t_\t_
+6\t!\t!\tPUNCT\t.\t_\t2\tpunct\t_\t_
+
+# sent_id = email-2
+1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3\tuse\tuse\tVERB\tVB\t_\t0\troot\t_\t_
+4\ta|b\ta|b\tX\tLS\t_\t3\tobj\t_\t_
+5\t|\t|\tPUNCT\tNFP\t_\t3\tpunct\t_\t_
+"""
+
+
+@pytest.fixture()
+def sentences(tmp_path):
+    p = tmp_path / "x.conllu"
+    p.write_text(CONLLU, encoding="utf-8")
+    return list(read_conllu(str(p)))
+
+
+def test_pos_lines_from_conllu(sentences):
+    assert [s.genre for s in sentences] == ["reviews", "email"]
+    assert pos_line(sentences[0], "|") == "I|PRON loved|VERB these|DET 2_1/2|NUM puzzles|NOUN"
+    # "a|b" holds the default delimiter: the corpus gets the next candidate, and the word survives.
+    d = choose_delimiter(sentences)
+    assert d == "\u00a6"
+    assert pos_line(sentences[1], d) == "do\u00a6AUX n't\u00a6PART use\u00a6VERB a|b\u00a6X"
+    with pytest.raises(ValueError, match="contains the delimiter"):
+        pos_line(sentences[1], "|")
+    # punctuation kept on request (multi-word range lines never appear)
+    assert pos_line(sentences[1], d, words_only=False).split(" ")[-1] == "|\u00a6PUNCT"
+
+
+def test_choose_delimiter_fails_when_every_candidate_is_used():
+    s = Sentence("x", ["a|b\u00a6c"], ["_"], ["X"])
+    with pytest.raises(ValueError, match="every delimiter candidate"):
+        choose_delimiter([s], ("|", "\u00a6"))
+
+
+def test_lemma_counts_lowercase_words_only(sentences):
+    c = lemma_counts(sentences + [Sentence("x", ["Loved", "?"], ["Love", "?"], ["VERB", "PUNCT"])])
+    assert c[("loved", "love")] == 2
+    assert c[("n't", "not")] == 1
+    assert ("!", "!") not in c and ("?", "?") not in c
+
+
+def test_lemma_dictionary_lookup_priority_ewt_override_and_normalisation():
+    lookup = [("saw", "NOUN", ("saw",)), ("saw", "VERB", ("see", "saw")),
+              ("Better", "ADJ", ("good", "well")), ("better", "ADV", ("well",)),
+              ("batteries", "NOUN", ("battery",)), ("left", "VERB", ("leave",)),
+              ("puzzle", "NOUN", ("puzzle",)), ("won\u2019t", "AUX", ("will",))]
+    ewt = Counter({("left", "left"): 3, ("left", "leave"): 2, ("Cats", "cat"): 1,
+                   ("ran", "run"): 1, ("ran", "ran"): 1})
+    d = build_lemma_dictionary(ewt, lookup, ("VERB", "AUX", "NOUN", "ADJ", "ADV"))
+    assert d["saw"] == "see"            # VERB before NOUN
+    assert d["better"] == "good"        # ADJ before ADV, key lowercased
+    assert d["batteries"] == "battery"
+    assert "left" not in d              # EWT's most frequent lemma is the form itself
+    assert d["cats"] == "cat"           # EWT only
+    assert "ran" not in d               # a tie goes to the form itself
+    assert "puzzle" not in d            # identity entries are left out
+    assert d["won't"] == "will"         # typographic apostrophe normalised as the chain does
+    d2 = build_lemma_dictionary(Counter(), lookup, ("NOUN", "VERB"))
+    assert "saw" not in d2              # NOUN first: "saw" is its own lemma
+
+
+def test_dictionary_lines_spark_nlp_format():
+    lines = dictionary_lines({"saw": "see", "seen": "see", "batteries": "battery"})
+    assert lines == ["battery -> batteries", "see -> saw\tseen"]
+    assert normalise("Don\u2019T") == "don't"
+
+
+def _fake_cache(root: Path, version: str = "5.5.3", names=("spark-nlp_2.12-5.5.3.jar", "config-1.4.2.jar")):
+    d = root / "sparknlp" / version / "jars"
+    d.mkdir(parents=True)
+    for n in names:
+        (d / n).write_bytes(b"PK")
+    (d.parent / "MANIFEST").write_text("\n".join(names) + "\n")
+    return d
+
+
+def test_missing_cached_jars_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEWREC_CACHE", str(tmp_path))
+    with pytest.raises(J.SparkNLPUnavailable) as err:
+        J.resolve_jars("cache", "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3")
+    msg = str(err.value)
+    assert "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3 is missing" in msg
+    assert str(tmp_path / "sparknlp" / "5.5.3" / "jars") in msg
+    assert "./spark-submit.sh setup" in msg and "text.engine=builtin" in msg
+    assert "--packages com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3" in msg
+    with pytest.raises(J.SparkNLPUnavailable, match="that file does not exist"):
+        J.resolve_jars(str(tmp_path / "spark-nlp-assembly-5.5.3.jar"))
+    assert J.resolve_jars(None) == []
+
+
+def test_cached_jars_and_session_conf(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEWREC_CACHE", str(tmp_path))
+    d = _fake_cache(tmp_path)
+    jars = J.resolve_jars("cache", "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3")
+    assert jars == [str(d / "spark-nlp_2.12-5.5.3.jar"), str(d / "config-1.4.2.jar")]
+    assert J.session_conf({"engine": "builtin", "sparknlp_jar": "cache"}) == {}
+    assert J.session_conf({"engine": "sparknlp", "pos_lemma": False, "sparknlp_jar": "cache"}) == {}
+    conf = J.session_conf({"engine": "sparknlp", "pos_lemma": True, "sparknlp_jar": "cache",
+                           "sparknlp_package": "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3",
+                           "sparknlp_driver_memory": "3g"})
+    assert conf["spark.jars"] == ",".join(jars)
+    assert conf["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
+    assert conf["spark.driver.memory"] == "3g"
+    # the training job needs Spark NLP whatever the engine; null jar = --packages, no spark.jars
+    assert "spark.jars" in J.session_conf({"engine": "builtin", "sparknlp_jar": "cache"}, "train_text_models")
+    assert "spark.jars" not in J.session_conf({"engine": "sparknlp", "sparknlp_jar": None})
+    (d / "config-1.4.2.jar").unlink()
+    with pytest.raises(J.SparkNLPUnavailable, match="fetched jars are gone"):
+        J.resolve_jars("cache", None)
+
+
+def test_launcher_engine_conf(tmp_path):
+    """What ./spark-submit.sh passes to spark-submit with --conf for a sparknlp job."""
+    _fake_cache(tmp_path)
+    env = {**os.environ, "REVIEWREC_CACHE": str(tmp_path), "PYTHONPATH": str(REPO / "lib")}
+
+    def conf(*args: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "reviewrec.submit", "engine-conf", *args], env=env,
+                             capture_output=True, text=True, check=True, cwd=REPO).stdout
+        return [x for x in out.splitlines() if x]
+
+    assert conf("preprocess") == []
+    got = conf("preprocess", "--set", "text.engine=sparknlp")
+    assert f"spark.jars={tmp_path}/sparknlp/5.5.3/jars/spark-nlp_2.12-5.5.3.jar," \
+           f"{tmp_path}/sparknlp/5.5.3/jars/config-1.4.2.jar" in got
+    assert "spark.driver.memory=4g" in got
+    assert any(x.startswith("spark.jars=") for x in conf("train_text_models"))
+
+
+def test_requirements_pin_matches_the_maven_package():
+    req = (REPO / "lib" / "requirements.txt").read_text()
+    pin = [x.split("==")[1].split()[0] for x in req.splitlines() if x.startswith("spark-nlp==")]
+    import yaml
+
+    base = yaml.safe_load((REPO / "conf" / "base.yaml").read_text())
+    assert pin == [J.version_of(base["text"]["sparknlp_package"])]
+    import sparknlp
+
+    assert sparknlp.version() == pin[0]
