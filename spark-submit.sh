@@ -77,7 +77,11 @@ run_local() {
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
   export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
   packages=$("$RR_VENV/bin/python" -m reviewrec.submit packages "${app_args[@]}")
-  exec "$RR_VENV/bin/spark-submit" ${packages:+--packages "$packages"} \
+  # The text engine's Spark properties (Spark NLP's spark.jars, ...) must be set at JVM start.
+  engine_conf=()
+  while IFS= read -r kv; do [ -n "$kv" ] && engine_conf+=(--conf "$kv"); done \
+    < <("$RR_VENV/bin/python" -m reviewrec.submit engine-conf "$job" "${app_args[@]}")
+  exec "$RR_VENV/bin/spark-submit" ${packages:+--packages "$packages"} "${engine_conf[@]+"${engine_conf[@]}"}" \
     "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${app_args[@]}"
 }
 
@@ -173,6 +177,9 @@ conf_args=()
 while IFS= read -r kv; do
   [ -n "$kv" ] && conf_args+=(--conf "$kv")
 done < <(submit_py spark-conf "${app_args[@]}")
+while IFS= read -r kv; do
+  [ -n "$kv" ] && conf_args+=(--conf "$kv")
+done < <(submit_py engine-conf "$job" "${app_args[@]}")
 archive_args=()
 if [ -n "$archive" ]; then
   archive_args=(--archives "$archive#environment"

@@ -12,6 +12,9 @@
         spark.driver.memory only take effect when the JVM starts).
     python -m reviewrec.submit cluster [--conf F ...] [--set k=v ...]
         prints the standalone cluster's settings as shell assignments (lib/cluster.sh).
+    python -m reviewrec.submit engine-conf JOB [--conf F ...] [--set k=v ...]
+        prints the Spark properties the text engine needs for JOB as key=value lines (Spark
+        NLP's spark.jars, serializer, driver memory; text/sparknlp_engine.session_conf), or nothing.
 """
 from __future__ import annotations
 
@@ -78,10 +81,11 @@ def cluster_settings(cfg: Any) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    commands = ("packages", "master", "spark-conf", "cluster")
-    if not argv or argv[0] not in commands:
+    commands = ("packages", "master", "spark-conf", "cluster", "engine-conf")
+    if not argv or argv[0] not in commands or (argv[0] == "engine-conf" and len(argv) < 2):
         print(__doc__, file=sys.stderr)
         return 2
+    job = argv.pop(1) if argv[0] == "engine-conf" else ""
     args = parse_args("submit", argv[1:])
     try:
         cfg = load_config(args.conf, args.overrides)
@@ -94,6 +98,10 @@ def main(argv: list[str]) -> int:
         print(master_for(cfg))
     elif argv[0] == "spark-conf":
         print("\n".join(spark_conf_lines(cfg)))
+    elif argv[0] == "engine-conf":
+        from reviewrec.text.sparknlp_jars import session_conf
+
+        print("\n".join(f"{k}={v}" for k, v in session_conf(cfg["text"], job).items()))
     else:
         try:
             settings = cluster_settings(cfg)
