@@ -28,16 +28,20 @@ def _reviews(spark):
     return spark.createDataFrame(rows, cols)
 
 
-def test_raw_tokens_strip_html_and_split(spark):
-    toks = {r[S.REVIEW_ID]: r["tokens"] for r in eda.raw_tokens(_reviews(spark)).collect()}
+def test_raw_tokens_are_the_preprocess_chains_tokens(spark):
+    toks = {r[S.REVIEW_ID]: r["tokens"] for r in eda.raw_tokens(_reviews(spark), 1).collect()}
     assert toks == {"R1": ["great", "great", "product", "love", "it"], "R2": ["bad", "bad", "bad", "product"],
                     "R3": ["tasty"]}
     short = {r[S.REVIEW_ID]: r["tokens"] for r in eda.raw_tokens(_reviews(spark), min_length=3).collect()}
     assert short["R1"] == ["great", "great", "product", "love"]
+    # the chain's tokenizer: possessive split off, inner apostrophes and digits kept
+    df = spark.createDataFrame([("R9", "The product's", "don't buy 2 of them")],
+                               [S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY])
+    assert eda.raw_tokens(df, 1).first()["tokens"] == ["the", "product", "'s", "don't", "buy", "2", "of", "them"]
 
 
 def test_word_and_review_stats(spark):
-    w = eda.word_stats(eda.raw_tokens(_reviews(spark)), "tokens", top_n=2)
+    w = eda.word_stats(eda.raw_tokens(_reviews(spark), 1), "tokens", top_n=2)
     assert w["total_words"] == 10 and w["vocabulary_size"] == 6
     assert w["top_words"] == [{"word": "bad", "count": 3}, {"word": "great", "count": 2}]
     assert w["words_per_review_histogram"]["0-4"] == 2 and w["words_per_review_histogram"]["5-9"] == 1

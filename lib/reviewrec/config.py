@@ -52,7 +52,6 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "model.optimizer": ("rmsprop", "adam", "sgd"),
     "model.pooling": ("last", "max", "mean", "last_max", "last_mean", "last_max_mean"),
     "text.engine": ("builtin", "sparknlp"),
-    "text.tagger": ("brill", "perceptron"),
     "features.split": ("time", "random"),
 }
 # (min, max) inclusive; None leaves that side open.
@@ -308,10 +307,6 @@ def _validate(data: dict[str, Any], origins: dict[str, str]) -> None:
             continue
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ConfigError(f"{origins.get(key, BASE_NAME)}: {key} = {v!r} out of range [{lo}, {hi}]")
-    if flat.get("text.context_rules") and flat.get("text.tagger") != "brill":
-        origin = origins.get("text.context_rules", origins.get("text.tagger", BASE_NAME))
-        raise ConfigError(f"{origin}: text.context_rules = true needs text.tagger = brill (Brill's contextual "
-                          f"rules), got text.tagger = {flat.get('text.tagger')!r}")
     cats = flat.get("input.categories")
     if isinstance(cats, str) and cats != "all":
         raise ConfigError(f"{origins.get('input.categories', BASE_NAME)}: input.categories must be a list or \"all\", got {cats!r}")

@@ -1,9 +1,9 @@
 """EDA of the reviews (the paper's section 3.3): JSON + PNG plots + one HTML page.
 
 Counts per category, star histogram (overall and per category), reviews per year, review
-length distribution, total words, vocabulary size, and the top words. Words are raw tokens
-(lowercased, HTML stripped, split on non-letters) until the preprocess job has written
-`tokens`; then they are its lemmas, and the report says which.
+length distribution, total words, vocabulary size, and the top words. Words are the lemmas of
+<root>/tokens once the preprocess job has written it; before that, raw tokens from the same
+tokenizer (text/transforms.py); the report says which.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
+from reviewrec.text.job import TOKENS_DATASET
+from reviewrec.text.transforms import TOKENS, lowercase, review_text, strip_html, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +28,18 @@ WORD = "word"
 LENGTH_BUCKETS = (0, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def raw_tokens(reviews: DataFrame, min_length: int = 1, col_out: str = "tokens") -> DataFrame:
-    """review_headline + review_body -> lowercase word tokens (HTML tags/entities removed).
+def raw_tokens(reviews: DataFrame, min_length: int, col_out: str = TOKENS) -> DataFrame:
+    """review_headline + review_body -> lowercase word tokens of at least `min_length` characters,
+    split by the preprocess chain's own steps (lowercase, strip HTML, tokenize), so the raw
+    words and the lemmas count the same tokens.
 
     Input: review_id, review_headline, review_body. Output: review_id, `col_out` array<string>.
     """
-    text = F.concat_ws(" ", F.col(S.REVIEW_HEADLINE), F.col(S.REVIEW_BODY))
-    clean = F.regexp_replace(F.lower(text), r"<[^>]*>|&#?[a-z0-9]+;", " ")
-    toks = F.filter(F.split(clean, r"[^a-z]+"), lambda t: F.length(t) >= F.lit(max(1, min_length)))
-    return reviews.select(F.col(S.REVIEW_ID), toks.alias(col_out))
+    toks = (review_text(reviews)
+            .transform(lowercase)
+            .transform(strip_html)
+            .transform(tokenize, col_out=col_out))
+    return toks.withColumn(col_out, F.filter(F.col(col_out), lambda t: F.length(t) >= F.lit(min_length)))
 
 
 def word_stats(tokens: DataFrame, col_tokens: str, top_n: int) -> dict[str, Any]:
@@ -148,15 +153,15 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     reviews = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
     with timer.stage("review stats"):
         stats = review_stats(reviews)
-    tokens_path = io.dataset_path(root, "tokens")
+    tokens_path = io.dataset_path(root, TOKENS_DATASET)
     with timer.stage("word stats"):
         if io.dataset_exists(spark, tokens_path):
             toks = spark.read.parquet(tokens_path)
-            stats["words"] = word_stats(toks, "lemmas", eda["top_words"])
+            stats["words"] = word_stats(toks, S.LEMMAS, eda["top_words"])
             stats["words"]["source"] = "lemmas (preprocess job)"
         else:
             toks = raw_tokens(reviews, eda["min_token_length"])
-            stats["words"] = word_stats(toks, "tokens", eda["top_words"])
+            stats["words"] = word_stats(toks, TOKENS, eda["top_words"])
             stats["words"]["source"] = "raw tokens (run preprocess for lemmas)"
     stats["config_hash"] = cfg.hash()
     stats["timings_s"] = timer.timings

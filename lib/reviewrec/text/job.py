@@ -1,72 +1,112 @@
 """The preprocess job: <root>/reviews -> <root>/tokens (review_id, lemmas, pos), atomically.
 
     ./spark-submit.sh preprocess [--set text.engine=builtin|sparknlp] [--set text.pos_lemma=false]
+
+`TextParams` holds the `text:` settings; `preprocess(reviews, params)` is the chain as a
+library call, and `run` is the job around it (read, preprocess, write, summary).
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from typing import Any
 
-from pyspark.ml.feature import StopWordsRemover
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.runtime import StageTimer, peak_rss_mb
-from reviewrec.text.transforms import preprocess
+from reviewrec.text.builtin_engine import pos_lemma_builtin
+from reviewrec.text.transforms import (drop_repeats, drop_short, lowercase, no_pos_lemma, remove_stop_words,
+                                       resolve_stop_words, review_text, strip_html, tokenize)
 
 log = logging.getLogger(__name__)
 
-TOKENS = "tokens"
-SPARK_STOP_WORD_LANGUAGES = ("danish", "dutch", "english", "finnish", "french", "german", "hungarian",
-                             "italian", "norwegian", "portuguese", "russian", "spanish", "swedish", "turkish")
+TOKENS_DATASET = "tokens"
+ENGINES = ("builtin", "sparknlp")
 
 
-def resolve_stop_words(stop_words: str | list[str], extra: list[str]) -> list[str]:
-    """text.stop_words ("english" or a list) + text.extra_stop_words -> the word list.
+@dataclass(frozen=True)
+class TextParams:
+    """The chain's settings of the `text:` config section (conf/base.yaml explains each key);
+    the defaults are base.yaml's (tests/test_text_job.py checks that they stay equal). The
+    other `text.sparknlp_*` keys say where the Spark NLP jars come from and how the session is
+    sized: the launcher and the session read them, not the chain."""
+    engine: str = "builtin"
+    stop_words: str | tuple[str, ...] = "english"
+    extra_stop_words: tuple[str, ...] = ()
+    min_token_length: int = 3
+    max_char_repeat: int = 3
+    pos_lemma: bool = True
+    sparknlp_pos_model: str | None = None
+    sparknlp_lemma_model: str | None = None
 
-    A language name loads Spark's built-in list (needs an active SparkContext)."""
-    if isinstance(stop_words, str):
-        if stop_words not in SPARK_STOP_WORD_LANGUAGES:
-            raise ValueError(f"text.stop_words = {stop_words!r}: give a list of words or one of "
-                             f"Spark's stop-word languages {list(SPARK_STOP_WORD_LANGUAGES)}")
-        words = list(StopWordsRemover.loadDefaultStopWords(stop_words))
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown text engine {self.engine!r}; choose one of {list(ENGINES)}")
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> TextParams:
+        """From the validated config's `text:` section (lists become tuples)."""
+        t = cfg["text"]
+        return cls(**{f.name: tuple(t[f.name]) if isinstance(t[f.name], list) else t[f.name]
+                      for f in fields(cls)})
+
+
+def preprocess(reviews: DataFrame, params: TextParams | None = None) -> DataFrame:
+    """reviews (review_id, review_headline, review_body) -> review_id, lemmas, pos.
+
+    One row per input review (a review whose tokens are all filtered keeps empty arrays);
+    `params` None = the defaults, which are the job's. Both engines tag the tokens as written,
+    with the stop words in place (their taggers read case and context), then drop stop words,
+    short lemmas and lemmas with a long character run. Without POS + lemma
+    (`pos_lemma=False`) the text is lowercased, stop words are dropped by Spark's
+    StopWordsRemover and the same filters apply to the tokens (lemmas = tokens, pos = [])."""
+    p = params or TextParams()
+    stop = resolve_stop_words(p.stop_words, p.extra_stop_words)
+    df = review_text(reviews)
+    if not p.pos_lemma:
+        return (df
+                .transform(lowercase)
+                .transform(strip_html)
+                .transform(tokenize)
+                .transform(remove_stop_words, stop)
+                .transform(no_pos_lemma)
+                .transform(drop_short, p.min_token_length)
+                .transform(drop_repeats, p.max_char_repeat)
+                .select(S.REVIEW_ID, S.LEMMAS, S.POS))
+    df = df.transform(strip_html).transform(tokenize)
+    if p.engine == "builtin":
+        df = df.transform(pos_lemma_builtin, p.min_token_length, p.max_char_repeat, stop)
     else:
-        bad = [w for w in stop_words if not isinstance(w, str)]
-        if bad:
-            raise ValueError(f"text.stop_words: every entry must be a string, got {bad[:5]}")
-        words = list(stop_words)
-    return sorted(set(words) | set(extra))
+        from reviewrec.text.sparknlp_engine import pos_lemma_sparknlp
+
+        df = pos_lemma_sparknlp(df, p.min_token_length, p.max_char_repeat, stop,
+                                pos_model=p.sparknlp_pos_model, lemma_model=p.sparknlp_lemma_model)
+    return df.select(S.REVIEW_ID, S.LEMMAS, S.POS)
 
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("preprocess")
     root = cfg["run"]["root"]
-    t = cfg["text"]
+    params = TextParams.from_config(cfg)
     reviews = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
     S.require_columns(reviews.columns, (S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY), f"{root}/reviews")
-    stop_words = resolve_stop_words(t["stop_words"], list(t["extra_stop_words"]))
-    # The tagging options apply to the builtin engine's tagger only; elsewhere they are off.
-    builtin_pos = t["engine"] == "builtin" and t["pos_lemma"]
-    tag_cased, tag_before = t["tag_cased"] and builtin_pos, t["tag_before_stopwords"] and builtin_pos
-    if builtin_pos and t["tagger"] == "perceptron":
+    # Missing engine resources stop the job here, before any Spark work.
+    if params.pos_lemma and params.engine == "builtin":
+        from reviewrec.text.lemmatizer import lexicon_path
         from reviewrec.text.perceptron import read_weights
 
-        read_weights()  # fails here, before any Spark work, when the weights are missing or differ
-    if t["engine"] == "sparknlp" and t["pos_lemma"]:
+        read_weights()
+        lexicon_path()
+    elif params.pos_lemma:
         from reviewrec.text.sparknlp_engine import require_sparknlp
 
-        require_sparknlp(spark, t.get("sparknlp_jar"), t.get("sparknlp_package"))
-    tokens = preprocess(
-        reviews, stop_words, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
-        engine=t["engine"], pos_lemma=t["pos_lemma"], context_rules=t["context_rules"],
-        tag_cased=tag_cased, tag_before_stopwords=tag_before, fast_path=t["fast_path"],
-        tagger=t["tagger"],
-        sparknlp_models={"pos_model": t.get("sparknlp_pos_model"), "lemma_model": t.get("sparknlp_lemma_model")},
-    )
-    out = io.dataset_path(root, TOKENS)
+        require_sparknlp(spark, cfg["text"]["sparknlp_jar"], cfg["text"]["sparknlp_package"])
+    tokens = preprocess(reviews, params)
+    out = io.dataset_path(root, TOKENS_DATASET)
     with timer.stage("preprocess+write"):
         io.write_parquet_atomic(tokens, out)
     with timer.stage("summary"):
@@ -76,13 +116,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                           F.sum(F.when(F.size(S.LEMMAS) == 0, 1).otherwise(0)).alias("empty")).first()
     summary = {
         "reviews": int(agg["reviews"]), "total_words": int(agg["words"] or 0),
-        "reviews_without_words": int(agg["empty"] or 0), "engine": t["engine"],
-        "pos_lemma": t["pos_lemma"], "tagger": t["tagger"] if builtin_pos else None, "tag_cased": tag_cased,
-        "tag_before_stopwords": tag_before,
-        "fast_path": t["fast_path"], "stop_words": len(stop_words), "config_hash": cfg.hash(),
-        "timings_s": timer.timings, "driver_peak_rss_mb": round(peak_rss_mb(), 1),
+        "reviews_without_words": int(agg["empty"] or 0), "engine": params.engine,
+        "pos_lemma": params.pos_lemma,
+        "stop_words": len(resolve_stop_words(params.stop_words, params.extra_stop_words)),
+        "config_hash": cfg.hash(), "timings_s": timer.timings, "driver_peak_rss_mb": round(peak_rss_mb(), 1),
     }
     io.write_json_atomic(spark, io.dataset_path(root, "report/preprocess.json"), summary)
     log.info("preprocess: %d reviews, %d words (engine %s) -> %s", summary["reviews"],
-             summary["total_words"], t["engine"], out)
+             summary["total_words"], params.engine, out)
     return summary

@@ -1,4 +1,4 @@
-"""The builtin engine's `perceptron` tagger: a greedy averaged-perceptron UPOS tagger trained
+"""The builtin engine's POS tagger: a greedy averaged-perceptron UPOS tagger trained
 on UD English-EWT, decoded for whole Arrow batches at once with numpy.
 
 The model is the weights file of the PyPI package `denckring-en-pos` 0.6.0
@@ -15,7 +15,7 @@ where p1, p2 are the two labels guessed to the left (<s> at the start). A word i
 tag dictionary gets its label without scoring. The label is the highest score; among equal
 scores the greatest label in sorted order (as the package's own decoder). Labels are
 "UPOS|VerbForm" ("VERB|Ger", "NOUN|-"); no PUNCT/SYM label exists (the chain's tokenizer drops
-punctuation; `tagger.PerceptronAnalyzer` tags such tokens by rule).
+punctuation; `builtin_engine.PosLemmaAnalyzer` tags such tokens by rule).
 
 Weights are multiples of 0.001 and are held as int32 thousandths, so sums are exact and do not
 depend on the order features are added in: `ReferencePerceptron` (per token, pure Python, the
@@ -62,7 +62,7 @@ def default_weights_path() -> str:
     try:
         dist = md.distribution(DISTRIBUTION)
     except md.PackageNotFoundError as e:
-        raise ImportError(f"text.tagger=perceptron needs the '{DISTRIBUTION}' package (pinned in "
+        raise ImportError(f"text.engine=builtin needs the '{DISTRIBUTION}' package (pinned in "
                           f"lib/requirements.txt) for its weights file {WEIGHTS_IN_WHEEL}") from e
     for f in dist.files or ():
         if str(f).replace(os.sep, "/").endswith(WEIGHTS_IN_WHEEL):
