@@ -1,35 +1,50 @@
 """The `sparknlp` text engine: Spark NLP annotators in the JVM.
 
-    DocumentAssembler -> Tokenizer -> Normalizer -> StopWordsCleaner -> PerceptronModel (POS)
-      -> LemmatizerModel -> Finisher (lemmas, pos as array<string>)
+    tokens (the chain's tokenizer, case kept) -> DocumentAssembler -> RegexTokenizer (on spaces:
+    the same tokens) -> PerceptronModel (UPOS, tagged with the stop words and the case in place)
+    -> Normalizer (lowercase) -> LemmatizerModel -> stop words (of the normalised token), lemmas
+    shorter than min_length and lemmas with a character run longer than max_repeat dropped
+    -> lemmas, pos (array<string>, aligned): the builtin engine's output columns.
 
-Spark NLP needs its JVM jar on the driver and executor classpath: `--packages
-com.johnsnowlabs.nlp:spark-nlp_2.12:<version>` (spark-submit.sh adds text.sparknlp_package
-when text.engine=sparknlp and text.sparknlp_jar is null) or a local assembly jar
-(text.sparknlp_jar, passed with `-- --jars <jar>`). Without it, `require_sparknlp` stops the
-job with an error that names the jar to provide; nothing is downloaded behind the user's back.
-The models come from local paths (text.sparknlp_pos_model / text.sparknlp_lemma_model, saved
-with `.save()`) or, when those are null, from the pretrained downloader (needs internet).
+Order matters: tagging after Normalizer and StopWordsCleaner loses about a quarter of the UPOS
+accuracy (the tagger reads the neighbouring words and the case). The models are the project's
+own (jobs/train_text_models.py: PerceptronApproach trained on UD English-EWT train with UPOS
+tags, a Lemmatizer dictionary from EWT train + lemminflect's lookup table), shipped in
+lib/sparknlp/models; `pretrained:<name>[:<lang>]` in text.sparknlp_pos_model /
+text.sparknlp_lemma_model downloads a John Snow Labs model instead (needs internet on the
+driver; its tags must be UPOS or Penn, which are mapped to UPOS).
 
-Spark NLP emits Penn Treebank tags (pos_anc); they are mapped to UPOS with the builtin engine's
-table so both engines write the same tag set.
+Jars (text.sparknlp_jar):
+  * "cache" (default): the jars `./spark-submit.sh setup` fetched with Maven
+    (lib/sparknlp/pom.xml) into <cache>/sparknlp/<version>/jars, <cache> =
+    ${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-~/.cache}/reviewrec}, version = the spark-nlp pin;
+  * a path: a jar (e.g. spark-nlp-assembly-<version>.jar) or a directory of jars;
+  * null: spark-submit's --packages text.sparknlp_package (a cluster that reaches Maven).
+`session_conf` gives the Spark properties the engine needs (spark.jars, the Kryo serializer,
+a bounded driver memory); the session factory and the launcher apply them, so the jars reach
+the driver and, through spark.jars, every executor (local and standalone). Without them,
+`require_sparknlp` stops the job before any Spark work with an error naming the missing
+artifact and how to provide it; the builtin engine needs none of this.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
+from reviewrec.text.sparknlp_jars import (DEFAULT_PACKAGE, JOBS, SETUP_HINT, SparkNLPUnavailable,  # noqa: F401
+                                          resolve_jars, session_conf)
 
 PROBE_CLASS = "com.johnsnowlabs.nlp.DocumentAssembler"
-DEFAULT_PACKAGE = "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3"
-
-
-class SparkNLPUnavailable(RuntimeError):
-    """The Spark NLP jar (or Python package) is not available to this Spark session."""
+PRETRAINED = "pretrained:"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+MODELS_DIR = os.path.join(REPO, "lib", "sparknlp", "models")
+POS_MODEL = "pos_ud_ewt"
+LEMMA_MODEL = "lemma_ud_ewt"
 
 
 def jar_loaded(spark: SparkSession) -> bool:
@@ -45,63 +60,109 @@ def jar_loaded(spark: SparkSession) -> bool:
 
 def missing_jar_message(jar: str | None, package: str | None) -> str:
     pkg = package or DEFAULT_PACKAGE
-    where = (f"text.sparknlp_jar = {jar} is set but its classes are not on the classpath"
-             + ("" if jar and os.path.exists(jar) else " (and that file does not exist)")
-             + f": launch with `./spark-submit.sh preprocess --set text.engine=sparknlp "
-               f"--set text.sparknlp_jar={jar} -- --jars {jar}`"
-             if jar else
-             f"no Spark NLP jar on the classpath: provide the Maven package {pkg} "
-             f"(./spark-submit.sh adds `--packages {pkg}` when text.engine=sparknlp; this needs a "
-             f"reachable Maven repository) or download spark-nlp-assembly for that version, set "
-             f"text.sparknlp_jar=/path/to/spark-nlp-assembly.jar and pass `-- --jars` with it")
-    return (f"text.engine=sparknlp: the JVM cannot load {PROBE_CLASS}; {where}. "
+    if jar:
+        where = (f"text.sparknlp_jar = {jar} resolves to jars that are not on this JVM's classpath: the "
+                 f"session was started without them (./spark-submit.sh and reviewrec.session.build_session "
+                 f"pass them as spark.jars; a SparkSession made elsewhere needs "
+                 f".config('spark.jars', ','.join(sparknlp_engine.resolve_jars(...))))")
+    else:
+        where = (f"text.sparknlp_jar is null, so spark-submit had to fetch --packages {pkg}, and it is "
+                 f"not on the classpath (a Maven repository must be reachable from the driver); or set "
+                 f"text.sparknlp_jar=cache after {SETUP_HINT}")
+    return (f"text.engine=sparknlp: the JVM cannot load {PROBE_CLASS} ({pkg} missing); {where}. "
             "Or use text.engine=builtin, which needs nothing outside the Python environment.")
 
 
 def require_sparknlp(spark: SparkSession, jar: str | None = None, package: str | None = None) -> None:
-    """Raise SparkNLPUnavailable, naming the jar / Maven coordinates, unless Spark NLP is usable."""
+    """Raise SparkNLPUnavailable, naming the artifact and how to provide it, unless Spark NLP is usable."""
     try:
         import sparknlp  # noqa: F401
     except ImportError as e:
         raise SparkNLPUnavailable("text.engine=sparknlp needs the Python package spark-nlp "
                                   "(pinned in lib/requirements.txt): pip install -r lib/requirements.txt") from e
+    resolve_jars(jar, package)  # a configured jar that is missing on disk is named first
     if not jar_loaded(spark):
         raise SparkNLPUnavailable(missing_jar_message(jar, package))
 
 
-def pos_lemma_sparknlp(df: DataFrame, stop_words: Sequence[str], pos_model: str | None = None,
-                       lemma_model: str | None = None, col_text_tokens: str = "tokens") -> DataFrame:
-    """tokens (array<string>, from transforms.tokenize) -> lemmas, pos (UPOS), stop words removed.
+def model_path(configured: str | None, name: str) -> str:
+    """A saved model's absolute path (executors read it: a path every node sees), or
+    `pretrained:...` as given. None = the project's trained model lib/sparknlp/models/<name>."""
+    if configured and configured.startswith(PRETRAINED):
+        return configured
+    path = os.path.abspath(configured) if configured else os.path.join(MODELS_DIR, name)
+    if "://" not in (configured or "") and not os.path.isdir(path):
+        raise SparkNLPUnavailable(f"Spark NLP model {path} is missing: rebuild it with "
+                                  f"`./spark-submit.sh train_text_models` (reads ../shared/data/ud_english_ewt)")
+    return path
 
-    The tokens are joined with spaces and re-tokenized by Spark NLP's Tokenizer, which then
-    splits them back one to one (they contain no spaces)."""
-    spark = df.sparkSession
-    require_sparknlp(spark)
+
+def _load(cls: Any, configured: str | None, name: str) -> Any:
+    path = model_path(configured, name)
+    if path.startswith(PRETRAINED):
+        spec = path[len(PRETRAINED):].split(":")
+        return cls.pretrained(spec[0], spec[1] if len(spec) > 1 else "en")
+    return cls.load(path)
+
+
+def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | None = None,
+             col_tokens: str = "tokens") -> DataFrame:
+    """`col_tokens` (array<string>) -> `__ann`: array<struct<norm, lemma, pos>>, one per token,
+    in order (every token kept); the other columns pass through, `col_tokens` is dropped.
+
+    The tokens are joined with spaces and split back on spaces by Spark NLP's RegexTokenizer,
+    one to one (the chain's tokens contain no spaces). Normalizer lowercases and removes only
+    control and format characters, which no token holds, so it drops no token: the tag, normalised
+    token and lemma annotations stay aligned (tags are matched by their begin offset all the same)."""
     from pyspark.ml import Pipeline
-    from sparknlp.annotator import (LemmatizerModel, Normalizer, PerceptronModel,
-                                    StopWordsCleaner, Tokenizer)
-    from sparknlp.base import DocumentAssembler, Finisher
+    from sparknlp.annotator import LemmatizerModel, Normalizer, PerceptronModel, RegexTokenizer
+    from sparknlp.base import DocumentAssembler
 
     from reviewrec.text.upos import PTB_TO_UPOS
 
-    doc = DocumentAssembler().setInputCol("__text").setOutputCol("__doc")
-    tok = Tokenizer().setInputCols(["__doc"]).setOutputCol("__tok")
-    norm = (Normalizer().setInputCols(["__tok"]).setOutputCol("__norm")
-            .setLowercase(True).setCleanupPatterns(["[^\\p{L}\\p{N}']"]))
-    stop = (StopWordsCleaner().setInputCols(["__norm"]).setOutputCol("__clean")
-            .setStopWords(list(stop_words)).setCaseSensitive(False))
-    pos = (PerceptronModel.load(pos_model) if pos_model else PerceptronModel.pretrained("pos_anc", "en"))
-    pos = pos.setInputCols(["__doc", "__clean"]).setOutputCol("__pos")
-    lem = (LemmatizerModel.load(lemma_model) if lemma_model else LemmatizerModel.pretrained("lemma_antbnc", "en"))
-    lem = lem.setInputCols(["__clean"]).setOutputCol("__lemma")
-    fin = (Finisher().setInputCols(["__lemma", "__pos"]).setOutputCols([S.LEMMAS, "__ptb"])
-           .setOutputAsArray(True).setCleanAnnotations(True))
-    pipeline = Pipeline(stages=[doc, tok, norm, stop, pos, lem, fin])
-    text = df.withColumn("__text", F.array_join(F.col(col_text_tokens), " "))
-    out = pipeline.fit(text).transform(text)
-    mapping = F.create_map(*[F.lit(x) for kv in PTB_TO_UPOS.items() for x in kv])
-    upos = F.transform(F.col("__ptb"), lambda t: F.coalesce(mapping[t], F.lit("X")))
-    return (out
-            .withColumn(S.LEMMAS, F.transform(F.col(S.LEMMAS), lambda t: F.lower(t)))
-            .withColumn(S.POS, upos)
-            .drop("__text", "__ptb", col_text_tokens))
+    doc = DocumentAssembler().setInputCol("__text").setOutputCol("__doc").setCleanupMode("disabled")
+    tok = (RegexTokenizer().setInputCols(["__doc"]).setOutputCol("__tok").setPattern(" ")
+           .setToLowercase(False))
+    pos = _load(PerceptronModel, pos_model, POS_MODEL).setInputCols(["__doc", "__tok"]).setOutputCol("__pos")
+    norm = (Normalizer().setInputCols(["__tok"]).setOutputCol("__norm").setLowercase(True)
+            .setCleanupPatterns(["[\\p{Cc}\\p{Cf}]"]))
+    lem = _load(LemmatizerModel, lemma_model, LEMMA_MODEL).setInputCols(["__norm"]).setOutputCol("__lemma")
+    text = df.withColumn("__text", F.coalesce(F.array_join(F.col(col_tokens), " "), F.lit("")))
+    # Only Normalizer is an estimator, and its fit reads no data.
+    out = Pipeline(stages=[doc, tok, pos, norm, lem]).fit(text).transform(text)
+    upos_map = F.create_map(*[F.lit(x) for kv in PTB_TO_UPOS.items() for x in kv])
+    tag_at = F.map_from_arrays(F.col("__pos.begin"), F.col("__pos.result"))
+
+    def entry(n: Any, lm: Any) -> Any:
+        t = tag_at[n["begin"]]
+        return F.struct(n["result"].alias("norm"), F.lower(lm["result"]).alias("lemma"),
+                        F.coalesce(upos_map[t], t, F.lit("X")).alias("pos"))
+
+    ann = F.zip_with(F.col("__norm"), F.col("__lemma"), entry)
+    return out.withColumn("__ann", ann).drop("__text", "__doc", "__tok", "__pos", "__norm", "__lemma", col_tokens)
+
+
+def pos_lemma_sparknlp(df: DataFrame, min_length: int, max_repeat: int, stop_words: Sequence[str],
+                       pos_model: str | None = None, lemma_model: str | None = None,
+                       col_tokens: str = "tokens") -> DataFrame:
+    """`col_tokens` (array<string>, case kept, stop words kept) -> `lemmas` (lowercase) and `pos`
+    (UPOS), aligned, with stop words (of the lowercased token), lemmas shorter than
+    `min_length` and lemmas with a character repeated more than `max_repeat` times in a row
+    dropped after tagging and lemmatization. Other columns pass through; `col_tokens` is dropped."""
+    from reviewrec.text.transforms import repeat_regex
+
+    require_sparknlp(df.sparkSession)
+    stop = sorted({w.lower() for w in stop_words})
+    rx = repeat_regex(max_repeat)
+
+    def keep(a: Any) -> Any:
+        ok = (F.length(a["lemma"]) >= F.lit(min_length)) & ~a["lemma"].rlike(rx)
+        # More than 10 literals: Spark's optimizer turns isin into a hash-set lookup (InSet).
+        return ok & ~a["norm"].isin(*stop) if stop else ok
+
+    kept = F.filter(F.col("__ann"), keep)
+    return (annotate(df, pos_model, lemma_model, col_tokens)
+            .withColumn("__ann", kept)
+            .withColumn(S.LEMMAS, F.col("__ann.lemma"))
+            .withColumn(S.POS, F.col("__ann.pos"))
+            .drop("__ann"))
