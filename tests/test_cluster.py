@@ -1,0 +1,464 @@
+"""reviewrec on a real Spark standalone cluster: one master and two workers, each its own JVM,
+started by `./spark-submit.sh cluster up` for this module and always stopped after it.
+
+Every job goes through the launcher's cluster branch exactly as on EMR/Dataproc: the package as
+build/reviewrec.zip (--py-files), the confs (--files), the venv packed with venv-pack
+(--archives, executors run ./environment/bin/python), client deploy mode. The run roots are on
+the local disk, which the driver and both workers share (as a cluster shares HDFS/S3).
+
+The cluster gets its own state directory and ports (7177, 8180-8182), so a developer's cluster
+on the defaults is left alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
+
+MASTER = "spark://127.0.0.1:7177"
+CLUSTER_SETS = [f"spark.master={MASTER}", "spark.conf.spark.master.ui.port=8180",
+                "spark.conf.spark.worker.ui.port=8181"]
+# Small, every stage real: the model trains two short epochs (a checkpoint after each).
+SMALL = ["synthetic.rows=1500", "synthetic.customers=300", "synthetic.products=80", "model.epochs=2",
+         "model.baseline_reg_params=[0.01]", "model.baseline_max_iter=20", "model.bootstrap_reps=0",
+         "recsys.evaluate.enabled=false"]
+JOB_TIMEOUT = 900
+# A Horovod rank lost with its executor ends the train job within this many seconds.
+RANK_LOSS_TIMEOUT = 180
+# Cluster vs local: trained weights and model metrics (see docs/cluster.md for what is bit-identical).
+WEIGHT_TOL = 1e-5
+METRIC_TOL = 1e-6
+
+
+def _clean_env(state: Path) -> dict[str, str]:
+    """The caller's environment without the test process's Python wiring: what the driver and
+    executors import must come from the launcher (zip, packed environment), not from here."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR", "SPARK_HOME")}
+    env["REVIEWREC_CLUSTER_DIR"] = str(state)
+    return env
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def _wait(pred, timeout: float, what: str, every: float = 0.5):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        got = pred()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Cluster:
+    def __init__(self, state: Path):
+        self.state = state
+        self.env = _clean_env(state)
+
+    def script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([str(REPO / "spark-submit.sh"), "cluster", *args], cwd=REPO, env=self.env,
+                             capture_output=True, text=True, timeout=300)
+        if check:
+            assert res.returncode == 0, res.stderr + res.stdout
+        return res
+
+    def up(self) -> None:
+        self.script("up", "--conf", "conf/standalone.yaml", *[a for s in CLUSTER_SETS for a in ("--set", s)])
+
+    def down(self) -> None:
+        self.script("down")
+
+    def pid(self, name: str) -> int:
+        return int((self.state / "pids" / f"{name}.pid").read_text())
+
+    def processes(self) -> list[int]:
+        """Live processes of this cluster: daemons (their SPARK_CONF_DIR is ours), executors and
+        their Python workers (working directory under our work/)."""
+        mine = []
+        conf = f"SPARK_CONF_DIR={self.state}/conf".encode()
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                environ = (p / "environ").read_bytes()
+            except OSError:
+                environ = b""
+            if conf in environ.split(b"\0") or _cwd(int(p.name)).startswith(f"{self.state}/work/"):
+                mine.append(int(p.name))
+        return mine
+
+    def executors(self) -> list[dict]:
+        """Executor JVMs: pid, working directory, and the task it is running (None when idle)."""
+        out = []
+        for pid in self.processes():
+            cmd = _cmdline(pid)
+            if "org.apache.spark.executor.CoarseGrainedExecutorBackend" not in cmd:
+                continue
+            cwd = Path(_cwd(pid))
+            log = (cwd / "stderr").read_text(errors="replace") if (cwd / "stderr").exists() else ""
+            started = re.findall(r"Running task [\d.]+ in stage [\d.]+ \(TID (\d+)\)", log)
+            done = set(re.findall(r"Finished task [\d.]+ in stage [\d.]+ \(TID (\d+)\)", log))
+            running = [t for t in started if t not in done]
+            out.append({"pid": pid, "cwd": cwd, "running": running})
+        return out
+
+    def submit(self, job: str, root: Path, sets: list[str], log: Path, extra_env: dict | None = None,
+               conf: str = "conf/standalone.yaml") -> subprocess.Popen:
+        args = [str(REPO / "spark-submit.sh"), job, "--conf", conf]
+        for s in (CLUSTER_SETS if conf.endswith("standalone.yaml") else []) + [f"run.root={root}"] + sets:
+            args += ["--set", s]
+        env = dict(self.env, **(extra_env or {}))
+        fh = open(log, "w")  # noqa: SIM115 - closed by the caller through finish()
+        return subprocess.Popen(args, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def run(self, job: str, root: Path, sets: list[str], log: Path, **kw) -> str:
+        proc = self.submit(job, root, sets, log, **kw)
+        rc = finish(proc)
+        text = log.read_text(errors="replace")
+        assert rc == 0, f"{job} failed (rc {rc}); log {log}:\n{text[-4000:]}"
+        return text
+
+
+def finish(proc: subprocess.Popen, timeout: float = JOB_TIMEOUT) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("standalone")
+    c = Cluster(state)
+    t0 = time.monotonic()
+    try:
+        c.up()
+        # Packed once per set of pins, outside the clone; later runs reuse it.
+        c.script("pack")
+        print(f"cluster up and environment packed in {time.monotonic() - t0:.0f}s")
+        yield c
+    finally:
+        c.down()
+        left = _wait(lambda: not c.processes() or None, 30, "the cluster's processes to exit") if c.processes() else True
+        assert left and not c.processes(), f"processes left after cluster down: {c.processes()}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole system on the cluster, equal to local mode
+
+
+def _rank_executors(cluster: Cluster) -> list[int]:
+    """Executor JVMs that host a Horovod rank (the rank's working directory is its executor's)."""
+    rank_dirs = {_cwd(p) for p in cluster.processes() if "horovod.spark.task.gloo_exec_fn" in _cmdline(p)}
+    return [e["pid"] for e in cluster.executors() if str(e["cwd"]) in rank_dirs]
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The pipeline and the causal job in local mode (undisturbed) and on the cluster, same config.
+
+    The cluster's first pipeline attempt has two faults injected: an executor SIGKILLed while it
+    runs a preprocess task, and, after epoch 1's checkpoint, the executor of a Horovod rank
+    SIGKILLed mid-epoch 2, which ends the attempt. The rerun (run.skip_existing) resumes: done
+    stages are skipped, training restarts from the checkpoint."""
+    base = tmp_path_factory.mktemp("runs")
+    out: dict = {"logs": base, "faults": {}}
+    t0 = time.monotonic()
+    local = base / "local"
+    cluster.run("pipeline", local, SMALL, base / "local-pipeline.log", conf="conf/local.yaml")
+    cluster.run("causal", local, SMALL, base / "local-causal.log", conf="conf/local.yaml")
+    out["local"], out["local_seconds"] = local, round(time.monotonic() - t0, 1)
+
+    t0 = time.monotonic()
+    root = base / "cluster"
+    log = base / "cluster-pipeline-1.log"
+    proc = cluster.submit("pipeline", root, SMALL, log)
+    f = out["faults"]
+    try:
+        _wait(lambda: "[preprocess] preprocess+write ..." in _log(log), 900, "the preprocess stage")
+        victim = _wait(lambda: next((e for e in cluster.executors() if e["running"]), None), 300,
+                       "an executor running a preprocess task")
+        os.kill(victim["pid"], signal.SIGKILL)
+        f["executor_killed"] = {"pid": victim["pid"], "tasks": victim["running"],
+                                "log_offset": len(_log(log))}
+        ckpt = _wait(lambda: next(iter(root.glob("model_checkpoints/*/epoch-0001")), None), 1200,
+                     "epoch 1's checkpoint", every=0.1)
+        rank_execs = _wait(lambda: _rank_executors(cluster) or None, 60, "the ranks' executors", every=0.1)
+        os.kill(rank_execs[-1], signal.SIGKILL)
+        killed_at = time.monotonic()
+        f["rank_executor_killed"] = {"pid": rank_execs[-1], "checkpoints": sorted(p.name for p in ckpt.parent.glob("epoch-*"))}
+        f["rank_kill_rc"] = finish(proc, timeout=RANK_LOSS_TIMEOUT + 60)
+        f["rank_kill_seconds"] = round(time.monotonic() - killed_at, 1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    cluster.run("pipeline", root, SMALL + ["run.skip_existing=true"], base / "cluster-pipeline-2.log")
+    cluster.run("causal", root, SMALL, base / "cluster-causal.log")
+    out["cluster"], out["cluster_seconds"] = root, round(time.monotonic() - t0, 1)
+    print(f"pipeline + causal: cluster {out['cluster_seconds']}s (two attempts), local {out['local_seconds']}s")
+    return out
+
+
+def _rows(spark, path: Path) -> list[tuple]:
+    """Every row of a dataset, each value as its repr (vectors, arrays, exact floats), sorted."""
+    df = spark.read.parquet(str(path))
+    return sorted(tuple(repr(r[c]) for c in sorted(df.columns)) for r in df.collect())
+
+
+def test_pipeline_ran_on_the_cluster_with_the_packed_environment(runs, cluster):
+    log = (runs["logs"] / "cluster-pipeline-2.log").read_text(errors="replace")
+    assert f"on {MASTER}" in log  # the session's master
+    assert re.search(r"--archives \S+reviewrec-env-\w+-\w+\.tar\.gz#environment", log)
+    assert "--py-files build/reviewrec.zip" in log
+    # Executors in both workers unpacked the archive and ran its interpreter.
+    apps = sorted((cluster.state / "work" / "worker-1").glob("app-*"))
+    assert apps, "no application ran on worker-1"
+    for w in ("worker-1", "worker-2"):
+        stderr = "".join(p.read_text(errors="replace") for p in (cluster.state / "work" / w).glob("app-*/*/stderr"))
+        assert "Unpacking an archive" in stderr and "#environment" in stderr, w
+    # Horovod's two ranks ran in the executors with the packed interpreter.
+    meta = json.loads((runs["cluster"] / "model" / "metadata.json").read_text())
+    assert meta["num_proc"] == 2
+    # Event logs for the history server.
+    assert list((cluster.state / "events").iterdir())
+
+
+def _checkpoint(root: Path, epoch: int) -> dict:
+    import tensorflow as tf
+
+    path = next(root.glob(f"model_checkpoints/*/epoch-{epoch:04d}"))
+    reader = tf.train.load_checkpoint(str(path / "ckpt"))
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(str(path / "ckpt"))
+            if "/.ATTRIBUTES/VARIABLE_VALUE" in name}
+
+
+def test_cluster_results_equal_local(runs, spark):
+    import numpy as np
+
+    c, l = runs["cluster"], runs["local"]
+    ing_c = _reconciled(c)
+    ing_l = _reconciled(l)
+    for k in ("input", "accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
+        if k == "input":
+            assert {x: v for x, v in ing_c[k].items() if x != "path"} == {x: v for x, v in ing_l[k].items() if x != "path"}
+        else:
+            assert ing_c[k] == ing_l[k], k
+    # Bit-identical datasets (quarantine rows name their source file, which is under each root).
+    for name in ("reviews", "duplicates", "tokens", "features", "popularity"):
+        assert _rows(spark, c / name) == _rows(spark, l / name), name
+    q = [_rows(spark, r / "quarantine") for r in (c, l)]
+    assert [x[1:] for x in q[0]] == [x[1:] for x in q[1]]
+    assert json.loads((c / "features_meta" / "vocab.json").read_text()) \
+        == json.loads((l / "features_meta" / "vocab.json").read_text())
+    # The trained weights (last epoch's checkpoint, model and optimizer state).
+    wc, wl = _checkpoint(c, 2), _checkpoint(l, 2)
+    assert wc.keys() == wl.keys() and wc
+    worst = max(float(np.max(np.abs(wc[k] - wl[k]))) if wc[k].size else 0.0 for k in wc)
+    assert worst <= WEIGHT_TOL, worst
+    mc = json.loads((c / "report" / "model" / "metrics.json").read_text())
+    ml = json.loads((l / "report" / "model" / "metrics.json").read_text())
+    for model, m in ml["models"].items():
+        for k in ("accuracy", "macro_f1", "weighted_f1", "rmse", "mae"):
+            if k in m:
+                assert abs(mc["models"][model][k] - m[k]) <= METRIC_TOL, (model, k, mc["models"][model][k], m[k])
+    # Neighbours: the same pairs; the cosines agree to float rounding (summation order).
+    nc, nl = (sorted(spark.read.parquet(str(r / "neighbors")).collect()) for r in (c, l))
+    assert [r[:-1] for r in nc] == [r[:-1] for r in nl]
+    assert max(abs(a[-1] - b[-1]) for a, b in zip(nc, nl)) <= 1e-12
+    # Recommendations: the same items for every user.
+    rc, rl = (spark.read.parquet(str(r / "recommendations")) for r in (c, l))
+    key = [x for x in rc.columns if x in ("customer_id", "user", "product_id", "item", "rank")]
+    assert sorted(tuple(r) for r in rc.select(*key).collect()) == sorted(tuple(r) for r in rl.select(*key).collect())
+    # The causal study: the same estimates.
+    cc = sorted(c.glob("report/causal/*/causal.json"))
+    assert cc and [p.name for p in cc] == [p.name for p in sorted(l.glob("report/causal/*/causal.json"))]
+    for pc in cc:
+        _close(json.loads(pc.read_text()), json.loads((l / pc.relative_to(c)).read_text()), str(pc.relative_to(c)))
+    print(f"largest weight difference cluster vs local: {worst:g}")
+
+
+def _close(a, b, where: str) -> None:
+    """Same structure; numbers equal to METRIC_TOL (relative), strings equal except run paths."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            if k not in ("seconds", "timings", "timings_s", "root", "path", "generated_at", "elapsed_s"):
+                _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)):
+        assert abs(a - b) <= METRIC_TOL * max(1.0, abs(b)), (where, a, b)
+    elif isinstance(a, str) and ("/cluster" in a or "/local" in a):
+        pass
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_executor_sigkill_mid_preprocess_the_job_finishes_with_the_same_output(runs, spark):
+    f = runs["faults"]["executor_killed"]
+    text = (runs["logs"] / "cluster-pipeline-1.log").read_text(errors="replace")
+    after = text[f["log_offset"]:]
+    # The kill hit a running preprocess task: the driver lost it with the executor and ran it again.
+    assert "ExecutorLostFailure" in after or "Lost task" in after, after[:3000]
+    assert "pipeline: preprocess done" in after
+    assert _rows(spark, runs["cluster"] / "tokens") == _rows(spark, runs["local"] / "tokens")
+
+
+def test_horovod_rank_executor_killed_fails_named_then_resumes_to_the_same_weights(runs):
+    import numpy as np
+
+    f = runs["faults"]
+    assert f["rank_executor_killed"]["checkpoints"] == ["epoch-0001"], f  # killed in epoch 2
+    assert f["rank_kill_rc"] != 0
+    assert f["rank_kill_seconds"] <= RANK_LOSS_TIMEOUT, f
+    text = (runs["logs"] / "cluster-pipeline-1.log").read_text(errors="replace")
+    assert re.search(r"Horovod detected that one or more processes exited|lost|ExecutorLostFailure", text), text[-3000:]
+    rerun = (runs["logs"] / "cluster-pipeline-2.log").read_text(errors="replace")
+    assert re.search(r"resumed from \S*epoch-0001", rerun), "the rerun did not resume from epoch 1's checkpoint"
+    assert "train skipped" not in rerun and "preprocess skipped" in rerun
+    # Resuming from epoch 1 ends where an undisturbed run ends: the local run, from scratch.
+    wc, wl = _checkpoint(runs["cluster"], 2), _checkpoint(runs["local"], 2)
+    assert max(float(np.max(np.abs(wc[k] - wl[k]))) if wc[k].size else 0.0 for k in wc) <= WEIGHT_TOL
+
+
+# ----------------------------------------------------------------------------------------------
+# Faults
+
+
+def _reconciled(root: Path) -> dict:
+    rep = json.loads((root / "report" / "ingest.json").read_text())
+    assert rep["reconciled"] is True
+    assert rep["accepted"] + rep["quarantined"] + rep["duplicates"] + rep["excluded_by_category"] \
+        == rep["input"]["records"], rep
+    return rep
+
+
+def _copy(src: Path, dst: Path, names: list[str]) -> None:
+    for n in names:
+        s, d = src / n, dst / n
+        d.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if s.is_dir() else shutil.copy)(s, d)
+
+
+def _log(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def test_driver_killed_mid_write_keeps_the_previous_output(cluster, runs, spark, tmp_path):
+    base = runs["cluster"]
+    root = tmp_path / "run"
+    # The previous run's output is in place; the job rewrites it.
+    _copy(base, root, ["raw", "reviews", "quarantine", "duplicates", "report/ingest.json", "report/generate.json"])
+    log = tmp_path / "ingest-killed.log"
+    proc = cluster.submit("ingest", root, SMALL, log)
+    try:
+        _wait(lambda: list(root.glob("reviews.__tmp_*")) or None, 600, "the reviews write to start", every=0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # launcher, spark-submit JVM and Python driver
+        proc.wait()
+    assert "[ingest] dedupe+write reviews ..." in _log(log)
+    # The previous output is still the current one, whole and readable.
+    assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
+    assert _rows(spark, root / "quarantine") == _rows(spark, base / "quarantine")
+    # The rerun completes, equals the undisturbed run, and cleans the interrupted write away.
+    cluster.run("ingest", root, SMALL, tmp_path / "ingest-rerun.log")
+    rep = _reconciled(root)
+    assert rep["accepted"] == _reconciled(base)["accepted"]
+    assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
+    assert not list(root.glob("*.__tmp_*")) and not list(root.glob("*.__old_*"))
+
+
+def test_worker_stopped_for_good_mid_job_finishes_on_the_other(cluster, runs, spark, tmp_path):
+    base = runs["cluster"]
+    root = tmp_path / "run"
+    _copy(base, root, ["raw", "report/generate.json"])
+    log = tmp_path / "ingest.log"
+    proc = cluster.submit("ingest", root, SMALL, log)
+    try:
+        _wait(lambda: "[ingest] read+validate ..." in _log(log), 600, "the ingest job to start")
+        on_w2 = _wait(lambda: next((e for e in cluster.executors()
+                                    if e["running"] and "/work/worker-2/" in str(e["cwd"])), None),
+                      300, "worker-2's executor to run a task")
+        worker = cluster.pid("worker-2")
+        os.kill(worker, signal.SIGTERM)  # what stop-worker.sh does; the worker stops its executors
+        _wait(lambda: not Path(f"/proc/{worker}").exists() and not Path(f"/proc/{on_w2['pid']}").exists() or None,
+              60, "worker-2 and its executor to exit")
+        rc = finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cluster.up()  # both workers again for the tests after this one
+    text = _log(log)
+    assert rc == 0, text[-3000:]
+    assert "Lost executor" in text or "ExecutorLostFailure" in text or "removed" in text
+    rep = _reconciled(root)
+    assert rep["accepted"] == _reconciled(base)["accepted"]
+    assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
+    assert _rows(spark, root / "quarantine") == _rows(spark, base / "quarantine")
+
+
+def test_missing_environment_archive_and_unreadable_input_fail_before_any_stage(cluster, runs, tmp_path):
+    events_before = set((cluster.state / "events").iterdir())
+    missing = tmp_path / "no-such-env.tar.gz"
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "ingest", "--conf", "conf/standalone.yaml",
+                          *[a for s in CLUSTER_SETS + [f"run.root={tmp_path / 'r1'}"] for a in ("--set", s)]],
+                         cwd=REPO, env=dict(cluster.env, REVIEWREC_PYENV_ARCHIVE=str(missing)),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and f"environment archive not found: {missing}" in res.stderr
+    gone = tmp_path / "gone" / "reviews.tsv"
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "ingest", "--conf", "conf/standalone.yaml",
+                          *[a for s in CLUSTER_SETS + [f"run.root={tmp_path / 'r2'}", "input.format=tsv",
+                                                        f"input.path={gone}"] for a in ("--set", s)]],
+                         cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and str(gone) in res.stderr
+    # Neither reached the cluster: no application, no event log.
+    assert set((cluster.state / "events").iterdir()) == events_before
+
+
+def test_master_down_fails_within_seconds_naming_the_url(cluster, tmp_path):
+    cluster.down()
+    t0 = time.monotonic()
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "ingest", "--conf", "conf/standalone.yaml",
+                          *[a for s in CLUSTER_SETS + [f"run.root={tmp_path}"] for a in ("--set", s)]],
+                         cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    assert res.returncode != 0 and f"the Spark master {MASTER} is not reachable" in res.stderr
+    assert took < 20, took
+    # The same check in the job itself (a job started without the launcher).
+    t0 = time.monotonic()
+    res = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "jobs/ingest.py", "--conf", "conf/standalone.yaml",
+                          *[a for s in CLUSTER_SETS + [f"run.root={tmp_path}"] for a in ("--set", s)]],
+                         cwd=REPO, env=dict(cluster.env, PYTHONPATH=str(REPO / "lib")),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and f"the Spark master {MASTER} is not reachable" in res.stderr
+    assert time.monotonic() - t0 < 30
