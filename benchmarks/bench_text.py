@@ -5,16 +5,14 @@
 
 Input: amazon-reviews-pds Parquet (default ../shared/data/amazon_reviews_pds/Digital_Software,
 102,084 reviews), read with spark.read.parquet and cached in memory first, so both variants
-time the chain itself. Each variant runs the whole chain (lowercase, strip HTML, tokenize, stop
-words, [POS + lemma], length and repeat filters) into Spark's no-op sink. Variants alternate
-for `--rounds` rounds after a warm-up on 5,000 reviews each; the best round is reported, with
-all rounds and the per-round ratios. `with_pos_lemma` is the chain as configured (text.tagger,
-text.tag_cased, text.tag_before_stopwords, text.fast_path). `--per-row` adds the per-row pandas
-UDF path (text.fast_path=false) as a variant; `--variant NAME=key:value,...` adds any other
-(keys: tagger, tag_cased, tag_before_stopwords, fast_path), e.g. to time both taggers side by side:
-    --variant brill=tagger:brill,tag_cased:false,tag_before_stopwords:false
-    --variant perceptron=tagger:perceptron,tag_cased:true,tag_before_stopwords:true
-Every variant with POS + lemma gets its ratio to `without_pos_lemma` (`ratios_*`).
+time the chain itself. Each variant runs the whole chain (`reviewrec.text.preprocess`: strip
+HTML, tokenize, POS + lemma or lowercase without, stop-word, length and repeat filters) into
+Spark's no-op sink. Variants alternate for `--rounds` rounds after a warm-up on 5,000 reviews
+each; the best round is reported, with all rounds and the per-round ratios. `with_pos_lemma` is
+the chain as configured (TextParams from the config); `without_pos_lemma` the same with
+text.pos_lemma=false. `--variant NAME=key:value,...` adds another chain with other TextParams
+fields (values read as YAML), e.g. `--variant short=min_token_length:2`. Every variant gets its
+ratio to `without_pos_lemma` (`ratios_*`).
 
 Two throughputs per variant:
   * wall: reviews / wall seconds / cores of the local master (what an idle machine shows);
@@ -47,11 +45,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--set", action="append", default=[], dest="overrides")
-    ap.add_argument("--per-row", action="store_true",
-                    help="also time the per-row pandas UDF path (text.fast_path=false)")
     ap.add_argument("--variant", action="append", default=[],
-                    help="NAME=key:value,... another chain with POS + lemma (keys: tagger, tag_cased, "
-                         "tag_before_stopwords, fast_path)")
+                    help="NAME=key:value,... another chain (keys: TextParams fields)")
     args = ap.parse_args()
 
     from pyspark.sql import functions as F
@@ -60,35 +55,33 @@ def main() -> int:
     from reviewrec.config import load_config
     from reviewrec.runtime import peak_rss_mb, setup_logging
     from reviewrec.session import build_session
-    from reviewrec.text.job import resolve_stop_words
-    from reviewrec.text.transforms import preprocess
+    import dataclasses
+
+    import yaml
+
+    from reviewrec.text import TextParams, preprocess
 
     setup_logging("WARNING")
     cfg = load_config([os.path.join(HERE, "..", "conf", "local.yaml")], args.overrides)
     spark = build_session(cfg, "bench-text")
     cores = cores_of(spark.sparkContext.master)
-    t = cfg["text"]
-    stop = resolve_stop_words(t["stop_words"], list(t["extra_stop_words"]))
     reviews = (spark.read.parquet(args.input)
                .select(S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY)
                .cache())
     n = reviews.count()
-    configured = dict(pos_lemma=True, context_rules=t["context_rules"], fast_path=t["fast_path"],
-                      tagger=t["tagger"], tag_cased=t["tag_cased"], tag_before_stopwords=t["tag_before_stopwords"])
-    variants = {"without_pos_lemma": dict(pos_lemma=False), "with_pos_lemma": configured}
-    if args.per_row:  # the per-row pandas UDF + Spark filters, for comparison
-        variants["with_pos_lemma_per_row_udf"] = {**configured, "fast_path": False}
+    configured = TextParams.from_config(cfg)
+    variants = {"without_pos_lemma": dataclasses.replace(configured, pos_lemma=False),
+                "with_pos_lemma": configured}
+    names = {f.name for f in dataclasses.fields(TextParams)}
     for spec in args.variant:
         name, _, kvs = spec.partition("=")
-        kw = dict(configured)
+        kw = {}
         for kv in filter(None, kvs.split(",")):
             k, _, v = kv.partition(":")
-            if k not in ("tagger", "tag_cased", "tag_before_stopwords", "fast_path"):
-                raise SystemExit(f"--variant {spec!r}: unknown key {k!r}")
-            kw[k] = v if k == "tagger" else {"true": True, "false": False}[v.lower()]
-        if kw.get("tagger") != "brill":
-            kw["context_rules"] = False
-        variants[name] = kw
+            if k not in names:
+                raise SystemExit(f"--variant {spec!r}: unknown key {k!r}; choose from {sorted(names)}")
+            kw[k] = yaml.safe_load(v)
+        variants[name] = dataclasses.replace(configured, **kw)
 
     import psutil
 
@@ -104,8 +97,8 @@ def main() -> int:
                 pass
         return total
 
-    def once(df, kw: dict) -> tuple[float, float]:
-        out = preprocess(df, stop, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"], **kw)
+    def once(df, params: TextParams) -> tuple[float, float]:
+        out = preprocess(df, params)
         c0, t0 = spark_cpu_s(), time.perf_counter()
         out.write.format("noop").mode("overwrite").save()
         return time.perf_counter() - t0, spark_cpu_s() - c0
@@ -114,18 +107,17 @@ def main() -> int:
     # loaded its tagger (a one-off ~2 s per worker, amortised away at scale) before timing.
     sample = reviews.limit(5000).repartition(cores).cache()
     sample.count()
-    for kw in variants.values():  # warm-up: JIT, Python workers, tagger load
-        once(sample, kw)
+    for params in variants.values():  # warm-up: JIT, Python workers, tagger load
+        once(sample, params)
     rounds: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.rounds):
-        for name, kw in variants.items():
-            wall, used = once(reviews, kw)
+        for name, params in variants.items():
+            wall, used = once(reviews, params)
             rounds[name].append(round(wall, 2))
             cpu[name].append(round(used, 2))
             print(f"round {r}: {name}: {wall:.1f}s wall, {used:.1f} CPU-s", flush=True)
-    words = preprocess(reviews, stop, min_length=t["min_token_length"], max_repeat=t["max_char_repeat"],
-                       **configured).agg(F.sum(F.size(S.LEMMAS))).first()[0]
+    words = preprocess(reviews, configured).agg(F.sum(F.size(S.LEMMAS))).first()[0]
     best = {k: min(v) for k, v in rounds.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
     res = {
@@ -138,7 +130,7 @@ def main() -> int:
         "ratio_per_round_cpu": [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu["with_pos_lemma"])],
         "ratio_per_round_wall": [round(a / b, 3) for a, b in zip(rounds["without_pos_lemma"],
                                                                  rounds["with_pos_lemma"])],
-        "variants": {k: {kk: vv for kk, vv in v.items()} for k, v in variants.items()},
+        "variants": {k: dataclasses.asdict(v) for k, v in variants.items()},
         "ratios_wall": {k: round(best["without_pos_lemma"] / best[k], 3) for k in variants if k != "without_pos_lemma"},
         "ratios_cpu": {k: round(best_cpu["without_pos_lemma"] / best_cpu[k], 3) for k in variants
                        if k != "without_pos_lemma"},
