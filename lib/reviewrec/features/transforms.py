@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from pyspark.ml.feature import IDF, CountVectorizer, CountVectorizerModel, HashingTF, IDFModel, StringIndexer, StringIndexerModel
+from pyspark.ml.feature import IDF, CountVectorizerModel, HashingTF, IDFModel, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -115,10 +115,17 @@ def fit_idf(train_tf: DataFrame, min_doc_freq: int, col_in: str = TF, col_out: s
 
 # -- vocabulary and sequences ------------------------------------------------------------------
 def fit_vocabulary(train: DataFrame, min_count: int, vocab_size: int, col_in: str = S.LEMMAS) -> CountVectorizerModel:
-    """CountVectorizer on the training lemmas: terms in >= min_count training reviews, at most
-    vocab_size of them, most frequent first."""
-    return CountVectorizer(inputCol=col_in, outputCol="__counts", minDF=float(min_count),
-                           vocabSize=vocab_size).fit(train)
+    """CountVectorizer's vocabulary of the training lemmas: terms in >= min_count training
+    reviews, at most vocab_size of them, most frequent (in the corpus) first. Terms of equal
+    frequency are ordered by the term itself: CountVectorizer leaves them in the order the
+    shuffle delivered them, which differs between runs and between local mode and a cluster,
+    and so would every sequence id."""
+    terms = train.select(F.explode(F.col(col_in)).alias("__t")).groupBy("__t").agg(F.count("*").alias("__tf"))
+    docs = (train.select(F.explode(F.array_distinct(F.col(col_in))).alias("__t"))
+            .groupBy("__t").agg(F.count("*").alias("__df")))
+    rows = (terms.join(docs, on="__t").where(F.col("__df") >= min_count)
+            .orderBy(F.col("__tf").desc(), F.col("__t")).limit(vocab_size).select("__t").collect())
+    return CountVectorizerModel.from_vocabulary([r[0] for r in rows], inputCol=col_in, outputCol="__counts")
 
 
 def vocabulary_frame(vocab: Sequence[str], spark_df: DataFrame) -> DataFrame:
