@@ -70,24 +70,18 @@ def test_no_pos_lemma(spark):
     assert out.columns == ["id", "lemmas", "pos"] and _rows(out, "lemmas", "pos") == [(["Kids", "loved"], [])]
 
 
-def test_drop_short_keeps_pos_aligned(spark):
-    df = spark.createDataFrame([
-        (1, ["ok", "good", "an", "fine"], ["ADJ", "ADJ", "DET", "NOUN"]),
-        (2, ["ab", "abc"], []),  # the chain without tagging: pos stays empty
-    ], "id int, lemmas array<string>, pos array<string>")
-    out = X.drop_short(df, 3)
-    assert _rows(out, "lemmas", "pos") == [(["good", "fine"], ["ADJ", "NOUN"]), (["abc"], [])]
+def test_drop_short(spark):
+    df = spark.createDataFrame([(1, ["ok", "good", "an", "fine"]), (2, []), (3, None)], "id int, tokens array<string>")
+    assert _rows(X.drop_short(df, 3), "tokens") == [(["good", "fine"],), ([],), (None,)]
 
 
 def test_drop_repeats(spark):
     words = ["aaaamazing", "zzzzz", "soooo", "good", "cool", "aaab", "cooool"]
-    df = spark.createDataFrame([(1, words, ["X"] * len(words))], "id int, lemmas array<string>, pos array<string>")
-    out = X.drop_repeats(df, 3)
-    assert _rows(out, "lemmas", "pos") == [(["good", "cool", "aaab"], ["X", "X", "X"])]
+    df = spark.createDataFrame([(1, words)], "id int, tokens array<string>")
+    assert _rows(X.drop_repeats(df, 3), "tokens") == [(["good", "cool", "aaab"],)]
     # A limit of 1 drops any doubled letter.
-    df1 = spark.createDataFrame([(1, ["good", "cat", "book"], ["A", "B", "C"])],
-                                "id int, lemmas array<string>, pos array<string>")
-    assert _rows(X.drop_repeats(df1, 1), "lemmas", "pos") == [(["cat"], ["B"])]
+    df1 = spark.createDataFrame([(1, ["good", "cat", "book"])], "id int, tokens array<string>")
+    assert _rows(X.drop_repeats(df1, 1), "tokens") == [(["cat"],)]
 
 
 def test_repeat_regex_limit():

@@ -73,9 +73,9 @@ def preprocess(reviews: DataFrame, params: TextParams | None = None) -> DataFram
                 .transform(strip_html)
                 .transform(tokenize)
                 .transform(remove_stop_words, stop)
-                .transform(no_pos_lemma)
                 .transform(drop_short, p.min_token_length)
                 .transform(drop_repeats, p.max_char_repeat)
+                .transform(no_pos_lemma)
                 .select(S.REVIEW_ID, S.LEMMAS, S.POS))
     df = df.transform(strip_html).transform(tokenize)
     if p.engine == "builtin":

@@ -1,8 +1,8 @@
 """The preprocessing chain's Spark steps, one pure transform per step (DataFrame in, DataFrame out).
 
     review_text -> strip_html -> tokenize -> POS + lemma (engine; filters included)
-    review_text -> lowercase -> strip_html -> tokenize -> remove_stop_words -> no_pos_lemma
-                -> drop_short -> drop_repeats                      (text.pos_lemma = false)
+    review_text -> lowercase -> strip_html -> tokenize -> remove_stop_words -> drop_short
+                -> drop_repeats -> no_pos_lemma                    (text.pos_lemma = false)
 
 All of them are Spark built-ins (JVM). The POS + lemma step belongs to the configured engine
 (text/builtin_engine.py, text/sparknlp_engine.py), which tags the tokens as written with the
@@ -13,10 +13,10 @@ Config.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pyspark.ml.feature import StopWordsRemover
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -96,28 +96,9 @@ def no_pos_lemma(df: DataFrame, col_tokens: str = TOKENS) -> DataFrame:
             .drop(col_tokens))
 
 
-def _filter_pairs(df: DataFrame, keep: Callable[[Column], Column]) -> DataFrame:
-    """Keep (lemma, pos) pairs whose lemma satisfies `keep`; both arrays stay aligned.
-
-    When `pos` is empty (the chain without tagging) only `lemmas` is filtered. The filtered
-    pairs are one column referenced by both outputs, so the filter runs once per row."""
-    lem, pos = F.col(S.LEMMAS), F.col(S.POS)
-    kept, tagged = "__kept", "__tagged"
-    pairs = F.zip_with(lem, pos, lambda l, p: F.struct(l.alias("l"), p.alias("p")))
-    others = [F.col(c) for c in df.columns if c not in (S.LEMMAS, S.POS)]
-    return (df
-            .withColumn(tagged, F.size(pos) > 0)
-            .withColumn(kept, F.when(F.col(tagged), F.filter(pairs, lambda x: keep(x["l"]))))
-            .select(*others,
-                    F.when(F.col(tagged), F.transform(F.col(kept), lambda x: x["l"]))
-                    .otherwise(F.filter(lem, keep)).alias(S.LEMMAS),
-                    F.when(F.col(tagged), F.transform(F.col(kept), lambda x: x["p"]))
-                    .otherwise(pos).alias(S.POS)))
-
-
-def drop_short(df: DataFrame, min_length: int) -> DataFrame:
-    """Lemmas shorter than `min_length` characters dropped (with their POS tags)."""
-    return _filter_pairs(df, lambda t: F.length(t) >= F.lit(min_length))
+def drop_short(df: DataFrame, min_length: int, col: str = TOKENS) -> DataFrame:
+    """Tokens of `col` shorter than `min_length` characters dropped, order kept."""
+    return df.withColumn(col, F.filter(F.col(col), lambda t: F.length(t) >= F.lit(min_length)))
 
 
 def repeat_regex(max_repeat: int) -> str:
@@ -125,8 +106,8 @@ def repeat_regex(max_repeat: int) -> str:
     return f"(.)\\1{{{max_repeat},}}"
 
 
-def drop_repeats(df: DataFrame, max_repeat: int) -> DataFrame:
-    """Lemmas with a character repeated more than `max_repeat` times in a row ("aaaamazing",
-    "zzzzz" for 3) dropped (with their POS tags)."""
+def drop_repeats(df: DataFrame, max_repeat: int, col: str = TOKENS) -> DataFrame:
+    """Tokens of `col` with a character repeated more than `max_repeat` times in a row
+    ("aaaamazing", "zzzzz" for 3) dropped, order kept."""
     rx = repeat_regex(max_repeat)
-    return _filter_pairs(df, lambda t: ~t.rlike(rx))
+    return df.withColumn(col, F.filter(F.col(col), lambda t: ~t.rlike(rx)))
