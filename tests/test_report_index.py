@@ -32,7 +32,7 @@ METRICS = {
 RECS = {"counts": {"users": 3987, "items": 800, "ratings": 19943, "neighbor_rows": 73210,
                    "recommendation_rows": 39870},
         "scorer": "model", "recommendation_sources": {"model": 39000, "popularity": 870},
-        "evaluation": {"cut_day": "2015-03-14", "methods": {"filled": {"rmse": 1.607, "mae": 1.452, "n": 1308},
+        "evaluation": {"train_until": "2015-03-14", "methods": {"filled": {"rmse": 1.607, "mae": 1.452, "n": 1308},
                                                              "global_mean": {"rmse": 1.545, "mae": 1.381, "n": 1308}}}}
 PIPELINE = {"config_hash": "3f2a9c0d11aa", "stage_seconds": {"ingest": 20.5, "eda": 9.25, "evaluate": 70.0},
             "skipped_stages": ["train"], "root": "runs/default"}

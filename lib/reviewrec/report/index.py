@@ -172,7 +172,7 @@ def _recs(entry: dict[str, Any]) -> str:
     methods = _get(d, "evaluation", "methods")
     if isinstance(methods, dict) and methods:
         out += ("<p>rating error of the filled cells on the time split (test pairs whose user and item "
-                f"occur before the cut, {html.escape(str(_get(d, 'evaluation', 'cut_day')))}):</p>"
+                f"occur up to the cut, {html.escape(str(_get(d, 'evaluation', 'train_until')))}):</p>"
                 + H.table(["method", "RMSE", "MAE", "pairs"],
                           [(m, _get(v, "rmse"), _get(v, "mae"), _get(v, "n")) for m, v in methods.items()]))
     return out
