@@ -138,6 +138,7 @@ def test_links_resolve_and_numbers_are_the_reports(tmp_path: Path) -> None:
     assert page.row("matrix filled by") == ["matrix filled by", "model"]
     assert page.row("recommendations from popularity") == ["recommendations from popularity", "870"]
     assert page.row("filled") == ["filled", "1.607", "1.452", "1,308"]
+    assert "fitted on the reviews up to 2015-03-14," in Path(path).read_text(encoding="utf-8")
     assert page.row("train") == ["train", "skipped: outputs exist for this config"]
     assert page.row("total") == ["total", "99.75"]
 

@@ -171,8 +171,9 @@ def _recs(entry: dict[str, Any]) -> str:
     out = f"<p>{_heading_link('recs', entry, 'recommendation')}</p>" + H.table(["measure", "value"], rows)
     methods = _get(d, "evaluation", "methods")
     if isinstance(methods, dict) and methods:
-        out += ("<p>rating error of the filled cells on the time split (test pairs whose user and item "
-                f"occur up to the cut, {html.escape(str(_get(d, 'evaluation', 'train_until')))}):</p>"
+        out += ("<p>rating error of the filled cells on the time split: fitted on the reviews up to "
+                f"{html.escape(str(_get(d, 'evaluation', 'train_until')))}, scored on the later pairs whose "
+                "user and item both occur up to then:</p>"
                 + H.table(["method", "RMSE", "MAE", "pairs"],
                           [(m, _get(v, "rmse"), _get(v, "mae"), _get(v, "n")) for m, v in methods.items()]))
     return out
