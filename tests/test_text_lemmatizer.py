@@ -59,3 +59,19 @@ def test_upos_maps():
     assert set(PTB_TO_UPOS.values()) <= set(UPOS_TAGS)
     assert [punctuation_upos(t) for t in ("!", "...", "$", "&", ":)", "/", "--")] == \
         ["PUNCT", "PUNCT", "SYM", "CCONJ", "SYM", "SYM", "PUNCT"]
+
+
+def test_lexicon_is_found_without_importing_textblob(monkeypatch):
+    import importlib.metadata as md
+    import sys
+
+    from reviewrec.text.lemmatizer import lexicon_path
+
+    assert lexicon_path().endswith("textblob/en/en-lexicon.txt") and "textblob" not in sys.modules
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "distribution", missing)
+    with pytest.raises(ImportError, match="needs the 'textblob' package"):
+        lexicon_path()

@@ -43,15 +43,19 @@ for _forms, _upos, _lemma in (
 
 
 def lexicon_path() -> str:
-    """Path of the Penn-tagged lexicon inside the installed textblob wheel."""
+    """Path of the Penn-tagged lexicon inside the installed textblob distribution (found through
+    its installed files, without importing textblob, which would import nltk)."""
+    import importlib.metadata as md
+
     try:
-        import textblob
-    except ImportError as e:  # pragma: no cover - a missing pin is a set-up error
+        dist = md.distribution("textblob")
+    except md.PackageNotFoundError as e:
         raise ImportError("text.engine=builtin needs the 'textblob' package (pinned in "
                           "lib/requirements.txt) for the word lexicon in its wheel") from e
-    path = os.path.join(os.path.dirname(os.path.abspath(textblob.__file__)), "en", LEXICON_FILE)
+    path = str(dist.locate_file(f"textblob/en/{LEXICON_FILE}"))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"lexicon file missing: {path}")
+        raise FileNotFoundError(f"textblob {dist.version} is installed but its lexicon {path} is missing; "
+                                "reinstall it")
     return path
 
 
