@@ -108,7 +108,6 @@ def bootstrap_models(scored: DataFrame, lr_model: Any, majority_label: int, mode
     return out
 
 
-
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("evaluate")
     root = cfg["run"]["root"]

@@ -73,6 +73,7 @@ def validate(tf: Any, hvd: Any, model: Any, spec: TrainSpec, val: Arrays) -> dic
         vl, va = model.evaluate(dataset(tf, val, vu, vi, 1024, spec.label_smoothing > 0), verbose=0)
     else:
         vl, va = 0.0, 0.0
+    # Horovod: sums over the ranks, so the metrics are those of the whole val split.
     tot = hvd.allreduce(tf.constant([vl * len(val), va * len(val), float(len(val))], tf.float64),
                         op=hvd.Sum).numpy()
     return {"val_loss": float(tot[0] / max(tot[2], 1)), "val_accuracy": float(tot[1] / max(tot[2], 1))}
@@ -131,7 +132,7 @@ def start_worker(spec: TrainSpec) -> tuple[Any, Any, Any]:
     import horovod.tensorflow as hvd_tf
     import horovod.tensorflow.keras as hvd
 
-    hvd.init()
+    hvd.init()  # Horovod: initialize, then pin one GPU per process (NCCL does the allreduce there)
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         for g in gpus:
@@ -150,7 +151,7 @@ def read_shards(hvd: Any, spec: TrainSpec) -> tuple[Arrays, Arrays | None, list[
     train = rank_shard(split_files(spec.features_dir, S.SPLIT_TRAIN), rank, size, spec.net.seq_len)
     val = rank_shard(split_files(spec.features_dir, S.SPLIT_VAL), rank, size, spec.net.seq_len) \
         if spec.validate else None
-    rows = hvd.allgather_object(len(train))
+    rows = hvd.allgather_object(len(train))  # Horovod: every rank's shard size and star counts
     counts = np.sum(hvd.allgather_object(np.bincount(train.label, minlength=S.NUM_STAR_CLASSES)), axis=0)
     if min(rows) == 0:
         raise ValueError(f"a rank has no training rows (rows per rank {rows}); fewer ranks or more data")
@@ -168,6 +169,8 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     cw = class_weights(counts) if spec.use_class_weights else None
 
     model = build_model(spec.net)
+    # Horovod: scale the learning rate by the number of workers (the effective batch grows) and
+    # average the gradients over the ranks.
     opt = distributed_optimizer(tf, hvd, make_optimizer(spec.optimizer, spec.learning_rate * size), model,
                                 spec.group_grads)
     model.compile(optimizer=opt, loss=loss(tf, spec.label_smoothing), metrics=["accuracy"])
@@ -177,6 +180,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
     state, resumed_from = checkpoints.resume(hvd_tf, ckpt, ckpt_root)
     best = checkpoints.load_best(ckpt_root) if rank == 0 and state["best_val_loss"] is not None else None
 
+    # Horovod: rank 0's variables to every rank, train metrics averaged, each epoch's rate set.
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
                  hvd.callbacks.LearningRateScheduleCallback(initial_lr=spec.learning_rate * size,
                                                             multiplier=spec.lr_decay, momentum_correction=False)]
@@ -200,7 +204,7 @@ def train_rank(spec: TrainSpec) -> dict[str, Any]:
             log.info("epoch %d: %s", epoch + 1, rec)
             if ckpt_root:
                 checkpoints.write(ckpt, ckpt_root, epoch + 1, state)
-        if hvd_tf.broadcast_object(state["stopped_early"], root_rank=0):  # all ranks take rank 0's decision
+        if hvd_tf.broadcast_object(state["stopped_early"], root_rank=0):  # Horovod: rank 0's decision
             break
 
     final = model.get_weights()
