@@ -1,69 +1,115 @@
-"""The sparknlp engine: a clear error without its jar; parity with builtin when the jar is there."""
+"""The sparknlp engine for real: the preprocess job through ./spark-submit.sh with the jars setup
+fetched (spark.jars) and the trained models, against the builtin engine on the same reviews;
+and the clear error when the jar is missing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from reviewrec.text import sparknlp_engine as E
+from conftest import shared_data
+from reviewrec import io
+from reviewrec import schema as S
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+LITERAL = [
+    ("R1", "Five Stars", "The kids loved these puzzles and the batteries lasted for weeks!"),
+    ("R2", "Broken", "The screen cracked after two days and support never answered my emails."),
+    ("R3", "Sooooo good", "Installed it on both laptops; it's running greaaaat and the updates were painless."),
+]
 
 
-def test_missing_jar_names_the_coordinates(spark):
-    if E.jar_loaded(spark):
-        pytest.skip("the Spark NLP jar is on this session's classpath")
+def _write_reviews(spark, root: str, extra: int = 0) -> int:
+    rows = [("US", f"c{i}", rid, "p1", None, "t", "Digital_Software", 5, 0, 0, False, True, h, b,
+             dt.date(2015, 1, 1)) for i, (rid, h, b) in enumerate(LITERAL)]
+    df = spark.createDataFrame(rows, S.REVIEWS_SCHEMA)
+    if extra:
+        from pyspark.sql import functions as F
+
+        real = (spark.read.parquet(str(shared_data("amazon_reviews_pds", "Digital_Software")))
+                .orderBy("review_id").limit(extra)
+                .withColumn(S.PRODUCT_CATEGORY, F.lit("Digital_Software"))
+                .withColumn(S.VINE, F.col(S.VINE) == "Y")
+                .withColumn(S.VERIFIED_PURCHASE, F.col(S.VERIFIED_PURCHASE) == "Y"))
+        df = df.unionByName(spark.createDataFrame(real.select(*S.REVIEWS_COLUMNS).rdd, S.REVIEWS_SCHEMA))
+    io.write_parquet_atomic(df, io.dataset_path(root, "reviews"))
+    return df.count()
+
+
+def _launch(*sets: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [str(REPO / "spark-submit.sh"), "preprocess"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "REVIEWREC_SPARK_LOG_LEVEL": "WARN"}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_job_on_sparknlp_engine_matches_builtin(spark, run_root):
+    """The job on the sparknlp engine (launcher -> spark.jars -> trained models) keeps the
+    builtin engine's token lists: the same columns, UPOS tags, and a mean Jaccard of the lemma
+    sets of at least 0.9 on real Digital_Software reviews; known lemmas on literal ones."""
+    from reviewrec.text.job import TextParams, preprocess
+
+    n = _write_reviews(spark, run_root, extra=300)
+    res = _launch(f"run.root={run_root}", "text.engine=sparknlp")
+    assert res.returncode == 0, res.stderr[-4000:]
+    got = spark.read.parquet(io.dataset_path(run_root, "tokens"))
+    assert got.columns == [S.REVIEW_ID, S.LEMMAS, S.POS]
+    sn = {r[0]: (r[1], r[2]) for r in got.collect()}
+    assert len(sn) == n
+    report = json.loads(Path(io.dataset_path(run_root, "report/preprocess.json")).read_text())
+    assert report["engine"] == "sparknlp" and report["reviews"] == n
+
+    reviews = spark.read.parquet(io.dataset_path(run_root, "reviews"))
+    bi = {r[0]: (r[1], r[2]) for r in preprocess(reviews, TextParams(engine="builtin")).collect()}
+    # literal reviews: tagged with case and stop words in place, then lemmatized and filtered
+    lem, pos = sn["R1"]
+    assert lem == ["five", "star", "kid", "love", "puzzle", "battery", "last", "week"]
+    assert pos == ["NUM", "NOUN", "NOUN", "VERB", "NOUN", "NOUN", "VERB", "NOUN"]
+    assert "greaaaat" not in sn["R3"][0] and "sooooo" not in sn["R3"][0]   # character runs > 3
+    assert "install" in sn["R3"][0] and "laptop" in sn["R3"][0] and "update" in sn["R3"][0]
+    assert all(len(x) >= 3 for lem, _ in sn.values() for x in lem)
+    assert {t for _, p in sn.values() for t in p} <= {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN",
+                                                       "NUM", "PART", "PRON", "PROPN", "SCONJ", "SYM", "VERB", "X"}
+    jac = []
+    for rid, (la, _) in bi.items():
+        a, b = set(la), set(sn[rid][0])
+        jac.append(1.0 if not a and not b else len(a & b) / len(a | b))
+    assert sum(jac) / len(jac) >= 0.9
+
+
+def test_missing_jar_stops_the_job_with_the_artifact_named(spark, run_root, tmp_path):
+    _write_reviews(spark, run_root)
+    jar = tmp_path / "spark-nlp-assembly-5.5.3.jar"
+    res = _launch(f"run.root={run_root}", "text.engine=sparknlp", f"text.sparknlp_jar={jar}", timeout=600)
+    assert res.returncode != 0
+    log = res.stdout + res.stderr
+    assert "SparkNLPUnavailable" in log
+    assert f"text.sparknlp_jar = {jar}: that file does not exist, so " \
+           "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3 is missing" in log
+    assert "text.engine=builtin" in log
+    assert not io.dataset_exists(spark, io.dataset_path(run_root, "tokens"))
+    # the builtin engine still works on the same reviews, through the same launcher
+    res = _launch(f"run.root={run_root}", "text.engine=builtin", f"text.sparknlp_jar={jar}", timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert spark.read.parquet(io.dataset_path(run_root, "tokens")).count() == len(LITERAL)
+
+
+def test_missing_jar_on_a_session_without_it(spark):
+    """A session started without the jars (the shared test session, engine builtin) cannot load
+    Spark NLP's classes: the engine says so, naming the class, the package and the fix."""
+    from reviewrec.text import sparknlp_engine as E
+
+    assert not E.jar_loaded(spark)
     with pytest.raises(E.SparkNLPUnavailable) as err:
         E.require_sparknlp(spark, None, "com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3")
     msg = str(err.value)
     assert "com.johnsnowlabs.nlp.DocumentAssembler" in msg
     assert "--packages com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3" in msg
-    assert "text.sparknlp_jar" in msg
-
-
-def test_missing_local_jar_is_named(spark, tmp_path):
-    if E.jar_loaded(spark):
-        pytest.skip("the Spark NLP jar is on this session's classpath")
-    jar = str(tmp_path / "spark-nlp-assembly-5.5.3.jar")
-    with pytest.raises(E.SparkNLPUnavailable, match="that file does not exist") as err:
-        E.require_sparknlp(spark, jar, None)
-    assert f"--jars {jar}" in str(err.value)
-
-
-def test_preprocess_job_stops_before_writing(spark, run_root):
-    if E.jar_loaded(spark):
-        pytest.skip("the Spark NLP jar is on this session's classpath")
-    from reviewrec import io
-    from reviewrec import schema as S
-    from reviewrec.config import load_config
-    from reviewrec.text.job import run
-
-    rows = [("US", "c1", "R1", "p1", None, "t", "Beauty", 5, 0, 0, False, True, "Great", "works well",
-             dt.date(2015, 1, 1))]
-    io.write_parquet_atomic(spark.createDataFrame(rows, S.REVIEWS_SCHEMA), io.dataset_path(run_root, "reviews"))
-    cfg = load_config([], [f"run.root={run_root}", "text.engine=sparknlp"])
-    with pytest.raises(E.SparkNLPUnavailable, match="spark-nlp_2.12"):
-        run(spark, cfg)
-    assert not io.dataset_exists(spark, io.dataset_path(run_root, "tokens"))
-
-
-def test_parity_with_builtin(spark):
-    """Same reviews through both engines: lemma agreement >= 0.85 on the tokens both keep."""
-    if not E.jar_loaded(spark):
-        pytest.skip("Spark NLP jar not on the classpath (provide com.johnsnowlabs.nlp:spark-nlp_2.12:5.5.3 "
-                    "with --packages, or text.sparknlp_jar + --jars); parity runs only with it")
-    from reviewrec.text.transforms import preprocess
-
-    reviews = spark.createDataFrame([
-        ("R1", "Five Stars", "The kids loved these puzzles and the batteries lasted for weeks"),
-        ("R2", "Broken", "The screen cracked after two days and support never answered my emails"),
-    ], "review_id string, review_headline string, review_body string")
-    stop = ["the", "these", "and", "for", "after", "my", "never"]
-    a = {r[0]: r[1] for r in preprocess(reviews, stop).collect()}
-    b = {r[0]: r[1] for r in preprocess(reviews, stop, engine="sparknlp").collect()}
-    same = total = 0
-    for rid, lem in a.items():
-        other = b[rid]
-        total += max(len(lem), len(other))
-        same += sum(x == y for x, y in zip(lem, other))
-    assert same / total >= 0.85
+    assert "text.sparknlp_jar=cache" in msg

@@ -78,9 +78,12 @@ def resolve_jars(jar: str | None, package: str | None = None) -> list[str]:
         return paths
     if not os.path.isfile(jar):
         raise SparkNLPUnavailable(
-            f"text.sparknlp_jar = {jar}: that file does not exist. Provide {ARTIFACT}:{version_of(package)} "
-            f"(spark-nlp-assembly-{version_of(package)}.jar, or a directory of the jars {SETUP_HINT} "
-            f"fetches), or set text.sparknlp_jar=cache after that setup.")
+            f"text.engine=sparknlp: text.sparknlp_jar = {jar}: that file does not exist, so "
+            f"{ARTIFACT}:{version_of(package)} is missing. Point text.sparknlp_jar at "
+            f"spark-nlp-assembly-{version_of(package)}.jar or at a directory holding the jars that "
+            f"lib/sparknlp/pom.xml lists, or set text.sparknlp_jar=cache to use the ones "
+            f"{SETUP_HINT} fetches. Or use text.engine=builtin, which needs nothing outside the "
+            f"Python environment.")
     return [os.path.abspath(jar)]
 
 

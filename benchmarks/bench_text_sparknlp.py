@@ -1,0 +1,226 @@
+"""The sparknlp text engine measured: UPOS + lemma accuracy on UD English-EWT dev, token
+agreement with the builtin engine, and the throughput of the full chain on both engines.
+
+    .venv/bin/python benchmarks/bench_text_sparknlp.py accuracy [--conllu DEV] [--out FILE.json]
+    .venv/bin/python benchmarks/bench_text_sparknlp.py agreement [--reviews N] [--out FILE.json]
+    .venv/bin/python benchmarks/bench_text_sparknlp.py throughput [--reviews N] [--out FILE.json]
+
+accuracy: gold tokenization, every token scored, lemmas compared lowercased, as
+bench_text_accuracy.py scores the builtin engine (cased input). Tokens with a letter or digit go
+through the engine's annotators (`sparknlp_engine.annotate`, the models in lib/sparknlp/models);
+punctuation-only tokens, which the chain's tokenizer never yields, get the builtin engine's rule
+tag and themselves as lemma, as the builtin analyzer does. Both engines are scored here on the
+same sentences, overall and on the `reviews` genre; "words" rows score only the word tokens.
+agreement: the final token lists (lemmas) of both engines on the first N reviews of
+../shared/data/amazon_reviews_pds/Digital_Software (review_id order): Jaccard of the two sets
+per review (two empty lists agree), mean and 5th percentile, and the most frequent differences.
+throughput: the full chain (job.preprocess, written to Parquet) on the same N reviews, each engine
+in its own fresh local[2] JVM (one run each), reviews/s/core; the JVM's peak heap (driver =
+executor in local mode, from the JVM's memory pools) and the Python workers' peak RSS (psutil).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+from reviewrec.text.conllu import Accuracy, is_word, read_conllu  # noqa: E402
+
+SHARED = os.path.join(HERE, "..", "..", "shared", "data")
+DEV = os.path.join(SHARED, "ud_english_ewt", "en_ewt-ud-dev.conllu")
+REVIEWS = os.path.join(SHARED, "amazon_reviews_pds", "Digital_Software")
+
+
+def session(engine: str, cores: int = 2):
+    from reviewrec.config import load_config
+    from reviewrec.session import build_session
+
+    cfg = load_config([os.path.join(HERE, "..", "conf", "local.yaml")],
+                      [f"text.engine={engine}", f"spark.master=local[{cores}]"])
+    return build_session(cfg, f"bench-{engine}")
+
+
+def analyze_sparknlp(spark, token_lists):
+    """Every token of each list -> (lemmas, upos), Spark NLP on the words, rule on punctuation."""
+    from pyspark.sql import functions as F
+
+    from reviewrec.text.sparknlp_engine import annotate
+    from reviewrec.text.upos import punctuation_upos
+
+    rows = [(i, ["_".join(t.split()) for t in toks if is_word(t)]) for i, toks in enumerate(token_lists)]
+    df = spark.createDataFrame(rows, "i int, tokens array<string>")
+    got = {r["i"]: r["__ann"] for r in annotate(df).select("i", F.col("__ann")).collect()}
+    out = []
+    for i, toks in enumerate(token_lists):
+        ann = iter(got[i])
+        lem, pos = [], []
+        for t in toks:
+            if is_word(t):
+                a = next(ann)
+                lem.append(a["lemma"])
+                pos.append(a["pos"])
+            else:
+                lem.append(t.lower())
+                pos.append(punctuation_upos(t))
+        out.append((lem, pos))
+    return out
+
+
+def analyze_builtin(token_lists):
+    from reviewrec.text.builtin_engine import get_analyzer
+
+    a = get_analyzer()
+    return [a.analyze(toks) for toks in token_lists]
+
+
+def score(sents, results, genre=None, words_only=False) -> Accuracy:
+    acc = Accuracy()
+    for s, (lem, pos) in zip(sents, results):
+        if genre and s.genre != genre:
+            continue
+        for f, gl, gu, l, u in zip(s.forms, s.lemmas, s.upos, lem, pos):
+            if words_only and not is_word(f):
+                continue
+            acc.tokens += 1
+            acc.upos_ok += u == gu
+            acc.lemma_ok += l.lower() == gl.lower()
+    return acc
+
+
+def accuracy(args) -> dict:
+    sents = list(read_conllu(args.conllu))
+    toks = [s.forms for s in sents]
+    spark = session("sparknlp")
+    t0 = time.time()
+    snlp = analyze_sparknlp(spark, toks)
+    t_snlp = time.time() - t0
+    spark.stop()
+    t0 = time.time()
+    blt = analyze_builtin(toks)
+    t_blt = time.time() - t0
+    out = {"conllu": os.path.basename(args.conllu), "sentences": len(sents),
+           "seconds": {"sparknlp": round(t_snlp, 1), "builtin": round(t_blt, 1)}}
+    errors = collections.Counter()
+    for s, (lem, pos) in zip(sents, snlp):
+        for f, gl, gu, l, u in zip(s.forms, s.lemmas, s.upos, lem, pos):
+            if u != gu:
+                errors[f"upos {gu}->{u}"] += 1
+            if l.lower() != gl.lower():
+                errors[f"lemma {f.lower()}: {gl.lower()}->{l}"] += 1
+    for name, res in (("sparknlp", snlp), ("builtin", blt)):
+        out[name] = {"all": score(sents, res).as_dict(), "reviews": score(sents, res, "reviews").as_dict(),
+                     "words_all": score(sents, res, words_only=True).as_dict(),
+                     "words_reviews": score(sents, res, "reviews", True).as_dict()}
+    out["sparknlp_top_errors"] = errors.most_common(25)
+    return out
+
+
+def read_reviews(spark, n: int):
+    from pyspark.sql import functions as F
+
+    return (spark.read.parquet(REVIEWS).select("review_id", "review_headline", "review_body")
+            .orderBy("review_id").limit(n))
+
+
+def preprocess_on(spark, engine: str, n: int):
+    from reviewrec.text.job import TextParams, preprocess
+
+    return preprocess(read_reviews(spark, n), TextParams(engine=engine))
+
+
+def agreement(args) -> dict:
+    import numpy as np
+
+    spark = session("sparknlp")
+    a = {r[0]: (r[1], r[2]) for r in preprocess_on(spark, "builtin", args.reviews).collect()}
+    b = {r[0]: (r[1], r[2]) for r in preprocess_on(spark, "sparknlp", args.reviews).collect()}
+    spark.stop()
+    jac, only_b, only_s, pos_diff = [], collections.Counter(), collections.Counter(), collections.Counter()
+    n_tok = {"builtin": 0, "sparknlp": 0}
+    for rid, (la, pa) in a.items():
+        lb, pb = b[rid]
+        sa, sb = set(la), set(lb)
+        jac.append(1.0 if not sa and not sb else len(sa & sb) / len(sa | sb))
+        only_b.update(sa - sb)
+        only_s.update(sb - sa)
+        n_tok["builtin"] += len(la)
+        n_tok["sparknlp"] += len(lb)
+        if la == lb:
+            pos_diff.update(f"{x}->{y}" for x, y in zip(pa, pb) if x != y)
+    j = np.array(jac)
+    return {"reviews": len(a), "jaccard_mean": round(float(j.mean()), 4),
+            "jaccard_p5": round(float(np.percentile(j, 5)), 4), "identical_lists": int((j == 1).sum()),
+            "tokens": n_tok, "only_builtin_top": only_b.most_common(30),
+            "only_sparknlp_top": only_s.most_common(30),
+            "pos_differences_same_lemmas_top": pos_diff.most_common(15)}
+
+
+def _one_throughput(engine: str, n: int, out_dir: str) -> dict:
+    """Run in a child process: a fresh JVM per engine."""
+    import psutil
+
+    spark = session(engine)
+    reviews = read_reviews(spark, n).cache()
+    reviews.count()
+    from reviewrec.text.job import TextParams, preprocess
+
+    t0 = time.time()
+    preprocess(reviews, TextParams(engine=engine)).write.mode("overwrite").parquet(out_dir)
+    secs = time.time() - t0
+    jvm = spark.sparkContext._jvm
+    pools = jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+    heap_peak = sum(p.getPeakUsage().getUsed() for p in pools if str(p.getType().toString()) == "Heap memory")
+    me = psutil.Process()
+    workers = [c for c in me.children(recursive=True) if "pyspark" in " ".join(c.cmdline()) or "python" in c.name()]
+    rss = [c.memory_info().rss for c in workers if c.is_running()]
+    spark.stop()
+    cores = 2
+    return {"engine": engine, "reviews": n, "seconds": round(secs, 1),
+            "reviews_per_s_per_core": round(n / secs / cores, 1),
+            "jvm_heap_peak_mib": round(heap_peak / 2**20), "python_workers": len(rss),
+            "python_worker_rss_max_mib": round(max(rss) / 2**20) if rss else 0}
+
+
+def throughput(args) -> dict:
+    out = {}
+    for engine in ("builtin", "sparknlp"):
+        res = subprocess.run([sys.executable, __file__, "_one", "--engine", engine, "--reviews", str(args.reviews)],
+                             capture_output=True, text=True, check=False)
+        if res.returncode:
+            raise RuntimeError(f"{engine} run failed:\n{res.stderr[-3000:]}")
+        out[engine] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["accuracy", "agreement", "throughput", "_one"])
+    ap.add_argument("--conllu", default=DEV)
+    ap.add_argument("--reviews", type=int, default=10000)
+    ap.add_argument("--engine", default="sparknlp")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.what == "_one":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            res = _one_throughput(args.engine, args.reviews, os.path.join(d, "tokens"))
+        print(json.dumps(res))
+        return
+    res = {"accuracy": accuracy, "agreement": agreement, "throughput": throughput}[args.what](args)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
