@@ -145,11 +145,13 @@ class Cluster:
 
 
 def finish(proc: subprocess.Popen, timeout: float = JOB_TIMEOUT) -> int:
+    """The job's exit code; a job that outlives `timeout` (or an interrupted test) is killed."""
     try:
         return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         raise
 
 
@@ -208,9 +210,11 @@ def runs(cluster, tmp_path_factory):
         os.kill(victim["pid"], signal.SIGKILL)
         f["executor_killed"] = {"pid": victim["pid"], "tasks": victim["running"],
                                 "log_offset": len(_log(log))}
-        ckpt = _wait(lambda: next(iter(root.glob("model_checkpoints/*/epoch-0001")), None), 1200,
-                     "epoch 1's checkpoint", every=0.1)
-        rank_execs = _wait(lambda: _rank_executors(cluster) or None, 60, "the ranks' executors", every=0.1)
+        # The ranks' executors are known once the ranks start; the kill follows epoch 1's
+        # checkpoint within a poll (an epoch here takes seconds).
+        rank_execs = _wait(lambda: _rank_executors(cluster) or None, 1200, "the Horovod ranks")
+        ckpt = _wait(lambda: next(iter(root.glob("model_checkpoints/*/epoch-0001")), None), 600,
+                     "epoch 1's checkpoint", every=0.02)
         os.kill(rank_execs[-1], signal.SIGKILL)
         killed_at = time.monotonic()
         f["rank_executor_killed"] = {"pid": rank_execs[-1], "checkpoints": sorted(p.name for p in ckpt.parent.glob("epoch-*"))}

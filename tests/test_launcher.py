@@ -155,3 +155,21 @@ def test_pipeline_end_to_end_and_skip_existing(spark, tmp_path):
     changed = load_config([str(REPO / "conf" / "local.yaml")], sets + ["run.skip_existing=true", "synthetic.seed=7"])
     assert all(_done(spark, same, s) for s in STAGES if s.when(same))
     assert not any(_done(spark, changed, s) for s in STAGES if s.when(changed))
+
+
+def test_cluster_up_names_a_port_that_is_taken(tmp_path):
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["REVIEWREC_CLUSTER_DIR"] = str(tmp_path / "state")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = _launch(["cluster", "up", "--conf", "conf/standalone.yaml", "--set", f"spark.master=spark://127.0.0.1:{port}",
+                       "--set", "spark.conf.spark.master.ui.port=1", "--set", "spark.conf.spark.worker.ui.port=2"], env)
+    assert res.returncode != 0
+    assert f"port {port} on 127.0.0.1 (master) is already in use" in res.stderr
+    assert not list((tmp_path / "state" / "pids").glob("*.pid"))  # nothing was started
+    res = _launch(["cluster", "status"], env)
+    assert res.returncode == 3 and "cluster: down" in res.stdout
