@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_recsys_blocks import load_entries, scipy_topk  # noqa: E402
+from bench_recsys_blocks import DATA, load_entries, scipy_topk  # noqa: E402
 
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import blocks as B  # noqa: E402
+from reviewrec.recsys import similarity  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 
@@ -33,14 +33,17 @@ from reviewrec.session import build_session  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=22363)
+    ap.add_argument("--data", default=str(DATA), help="sequence file (5-core format)")
     ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--block-size", type=int, default=4096)
+    ap.add_argument("--max-pairs", type=int, default=5_000_000)
     ap.add_argument("--caps", default="20,50,100")
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     setup_logging()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    rows, cols, n_cols = load_entries(args.users)
+    rows, cols, n_cols = load_entries(args.data, args.users)
     r, n, _ = scipy_topk(rows, cols, n_cols, args.k)
     exact = set(zip(r.tolist(), n.tolist()))
     cfg = load_config([str(REPO / "conf" / "local.yaml")], ["spark.app_name=bench-recsys-approx"])
@@ -49,10 +52,11 @@ def main() -> int:
 
     e = spark.createDataFrame(pd.DataFrame({"row": rows, "col": cols, "value": np.ones(rows.size)}),
                               "row long, col long, value double").cache()
-    out = {"data": f"Beauty 5-core, first {args.users} users", "k": args.k, "exact_pairs": len(exact), "runs": []}
+    out = {"data": f"{args.data}, first {args.users} users", "k": args.k, "exact_pairs": len(exact), "runs": []}
     for cap in [int(c) for c in args.caps.split(",")]:
         t0 = time.perf_counter()
-        approx = B.topk_similarity(e, B.SimilarityParams(k=args.k, max_column_degree=cap, threshold=args.threshold),
+        approx = similarity.topk_similarity(e, similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs,
+                                                                  max_column_degree=cap, threshold=args.threshold),
                                    n_rows=int(rows.max()) + 1, n_cols=n_cols).toPandas()
         secs = time.perf_counter() - t0
         got = set(zip(approx["row"].tolist(), approx["neighbor"].tolist()))

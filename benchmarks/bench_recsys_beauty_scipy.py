@@ -22,13 +22,13 @@ import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
-from reviewrec.recsys.blocks import block_pair_topk  # noqa: E402
+from reviewrec.recsys.similarity import block_pair_topk  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data" / "amazon_beauty_5core" / "Beauty.txt"
 
 
-def split(phase: str) -> tuple[list[list[int]], list[int], int]:
-    seqs = [[int(x) for x in line.split()[1:]] for line in open(DATA) if line.strip()]
+def split(data: str, phase: str) -> tuple[list[list[int]], list[int], int]:
+    seqs = [[int(x) for x in line.split()[1:]] for line in open(data) if line.strip()]
     cut = 2 if phase == "valid" else 1
     n_items = max(max(s) for s in seqs) + 1
     return [s[:-cut] for s in seqs], [s[-cut] for s in seqs], n_items
@@ -83,10 +83,11 @@ def evaluate(scores: np.ndarray, hist: list[list[int]], target: list[int], pop: 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(DATA), help="sequence file (5-core format)")
     ap.add_argument("--phase", default="valid", choices=("valid", "test"))
     ap.add_argument("specs", nargs="*", default=["pop:", "user:k=50"])
     args = ap.parse_args()
-    hist, target, n_items = split(args.phase)
+    hist, target, n_items = split(args.data, args.phase)
     x, _ = matrices(hist, n_items, 0)
     pop = np.asarray(x.sum(0)).ravel()
     for spec in args.specs:

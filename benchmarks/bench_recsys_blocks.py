@@ -6,7 +6,7 @@ Data: the first --users users of Amazon Beauty 5-core (binary user x item matrix
 user). Every method produces the top-k neighbours of every user (cosine, ties by neighbour
 index) and the results are compared pair by pair:
 
-* blockwise: reviewrec.recsys.blocks.topk_similarity (written to Parquet);
+* blockwise: reviewrec.recsys.similarity.topk_similarity (written to Parquet);
 * BlockMatrix: rows L2-normalised, CoordinateMatrix -> toBlockMatrix(1024, 1024),
   multiply(transpose) -> dense result blocks; top-k taken from each block in the executors
   (numpy) and merged per user with a window (the cheapest way to get a top-k out of it);
@@ -32,16 +32,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import blocks as B  # noqa: E402
+from reviewrec.recsys import similarity  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data" / "amazon_beauty_5core" / "Beauty.txt"
 
 
-def load_entries(n_users: int) -> tuple[np.ndarray, np.ndarray, int]:
+def load_entries(data: str, n_users: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first n_users lines of a 5-core sequence file as binary (user, item) entries."""
     rows, cols = [], []
-    with open(DATA) as fh:
+    with open(data) as fh:
         for u, line in enumerate(fh):
             if u >= n_users:
                 break
@@ -72,12 +73,12 @@ def blockmatrix_topk(spark, rows: np.ndarray, cols: np.ndarray, n_cols: int, k: 
             nz = nz[nz + c0 != r + r0]
             if nz.size == 0:
                 continue
-            top = nz[np.lexsort((nz, -np.round(row[nz], B.TIE_DECIMALS)))[:k]]
+            top = nz[np.lexsort((nz, -np.round(row[nz], similarity.TIE_DECIMALS)))[:k]]
             out += [(int(r + r0), int(c + c0), float(row[c])) for c in top]
         return out
 
     part = spark.createDataFrame(prod.blocks.flatMap(block_topk), "row long, neighbor long, sim double")
-    return B.topk_from_similarities(part, k)
+    return similarity.topk_from_similarities(part, k)
 
 
 def scipy_topk(rows: np.ndarray, cols: np.ndarray, n_cols: int, k: int):  # noqa: ANN201
@@ -86,7 +87,7 @@ def scipy_topk(rows: np.ndarray, cols: np.ndarray, n_cols: int, k: int):  # noqa
     n = int(rows.max()) + 1
     m = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n_cols))
     norm = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
-    return B.block_pair_topk(m, norm, m, norm, 0, 0, k, 0.0, None, 5_000_000)
+    return similarity.block_pair_topk(m, norm, m, norm, 0, 0, k, 0.0, None, 5_000_000)
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -97,7 +98,7 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def as_dict(rows: np.ndarray, nbrs: np.ndarray, sims: np.ndarray) -> dict:
-    order = np.lexsort((nbrs, -np.round(sims, B.TIE_DECIMALS), rows))
+    order = np.lexsort((nbrs, -np.round(sims, similarity.TIE_DECIMALS), rows))
     out: dict = {}
     for r, n, s in zip(rows[order], nbrs[order], sims[order]):
         out.setdefault(int(r), []).append((int(n), float(s)))
@@ -114,7 +115,7 @@ def read_back(path: str) -> dict:
 def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> dict:  # noqa: ANN001
     import pandas as pd
 
-    rows, cols, n_cols = load_entries(n_users)
+    rows, cols, n_cols = load_entries(args.data, n_users)
     res: dict = {"data": f"Beauty 5-core, first {n_users} users", "users": int(rows.max()) + 1,
                  "items": n_cols, "nnz": int(rows.size), "k": args.k, "bm_block": args.bm_block,
                  "bm_partitions": args.bm_partitions, "driver_memory": args.driver_memory}
@@ -125,7 +126,7 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
                                     "row long, col long, value double").cache()
     entries.count()
     t0 = time.perf_counter()
-    B.topk_similarity(entries, B.SimilarityParams(k=args.k, block_size=args.block_size),
+    similarity.topk_similarity(entries, similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs),
                       n_rows=res["users"], n_cols=n_cols).write.parquet(f"{tmp}/blockwise_{n_users}")
     res["blockwise_s"] = round(time.perf_counter() - t0, 2)
     blockwise = read_back(f"{tmp}/blockwise_{n_users}")
@@ -151,7 +152,9 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", default="20000", help="comma-separated sizes, run in this order")
+    ap.add_argument("--data", default=str(DATA), help="sequence file (5-core format)")
     ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--max-pairs", type=int, default=5_000_000)
     ap.add_argument("--block-size", type=int, default=4096)
     ap.add_argument("--bm-block", type=int, default=1024)
     ap.add_argument("--bm-partitions", type=int, default=8,

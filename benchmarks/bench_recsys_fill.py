@@ -21,7 +21,11 @@ sys.path.insert(0, str(REPO / "lib"))
 from reviewrec import io  # noqa: E402
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
+from reviewrec.features.job import FeaturesParams  # noqa: E402
 from reviewrec.recsys import job  # noqa: E402
+from reviewrec.recsys.ids import id_index  # noqa: E402
+from reviewrec.recsys.params import RecommendParams  # noqa: E402
+from reviewrec.recsys.scoring import resolve_scorer  # noqa: E402
 from reviewrec.runtime import peak_rss_mb, setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 
@@ -40,7 +44,11 @@ def main() -> int:
     spark = build_session(cfg)
     t0 = time.perf_counter()
     reviews = io.read_parquet(spark, io.dataset_path(args.root, "reviews"), "ingest").select(*job.REQUIRED).cache()
-    out = job.time_split_eval(spark, reviews, cfg["recsys"], io.dataset_path(args.root, "model"))
+    p = RecommendParams.from_config(cfg["recsys"])
+    scorer = resolve_scorer(spark, io.dataset_path(args.root, "model"), p.fill.use_model)
+    index = id_index(spark, args.root, reviews, FeaturesParams.from_config(cfg))
+    out = job.time_split_eval(spark, reviews, p, scorer, index)
+    out["ids"] = index.source
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     out["driver_peak_rss_mb"] = round(peak_rss_mb())
     out["settings"] = {k: v for k, v in cfg.flat().items() if k.startswith("recsys.")}

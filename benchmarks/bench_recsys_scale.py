@@ -34,7 +34,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import blocks as B  # noqa: E402
+from reviewrec.recsys import similarity  # noqa: E402
 from reviewrec.recsys import cf  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--max-item-degree", type=int, default=200)
     ap.add_argument("--block-size", type=int, default=16384)
     ap.add_argument("--top-n", type=int, default=10)
+    ap.add_argument("--max-pairs", type=int, default=5_000_000)
     ap.add_argument("--driver-memory", default="8g")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -107,11 +108,11 @@ def main() -> int:
             e = spark.read.parquet(data_path)
             stats = e.agg(F.count(F.lit(1)).alias("nnz"), F.countDistinct("col").alias("items")).first()
             top = e.groupBy("col").count().agg(F.max("count")).first()[0]
-            params = B.SimilarityParams(k=args.k, block_size=args.block_size,
+            params = similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs,
                                         max_column_degree=args.max_item_degree or None)
             with PeakRSS() as mem:
                 t0 = time.perf_counter()
-                B.topk_similarity(e, params, n_rows=n, n_cols=args.items).write.parquet(f"{tmp}/nb_{n}")
+                similarity.topk_similarity(e, params, n_rows=n, n_cols=args.items).write.parquet(f"{tmp}/nb_{n}")
                 wall = time.perf_counter() - t0
             rows = spark.read.parquet(f"{tmp}/nb_{n}").count()
             rec = {}

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import math
+import sys
 
-import numpy as np
 import pytest
 
+from conftest import REPO
 from reviewrec.recsys import cf
+from reviewrec.recsys.ids import number_rows
 from reviewrec.recsys.metrics import ranking_metrics, rating_errors
 from reviewrec.recsys.popularity import bayesian_popularity
-from reviewrec.recsys.sequences import leave_last_out, read_sequences
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from sequence_eval import leave_last_out, read_sequences  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -111,11 +115,13 @@ def test_sequences_leave_last_out(spark, tmp_path) -> None:
         read_sequences(spark, str(bad))
 
 
-def test_index_ids_contiguous(spark) -> None:
-    df = spark.createDataFrame([("b",), ("a",), ("c",), ("a",)], "customer_id string")
-    got = sorted((r.customer_id, r.u) for r in cf.index_ids(df, "customer_id", "u").collect())
-    assert got == [("a", 0), ("b", 1), ("c", 2)]
-    assert np.array_equal(sorted(r.u for r in cf.index_ids(df, "customer_id", "u").collect()), [0, 1, 2])
+def test_number_rows_follows_the_order_across_partitions(spark) -> None:
+    ids = [f"c{n:03d}" for n in range(200)]
+    df = spark.createDataFrame([(c,) for c in reversed(ids)], "customer_id string").repartition(7)
+    got = sorted((r.u, r.customer_id) for r in number_rows(df, ["customer_id"], "u", 5).collect())
+    assert got == [(5 + n, c) for n, c in enumerate(ids)]
+    desc = {r.customer_id: r.u for r in number_rows(df, [df.customer_id.desc()], "u", 0).collect()}
+    assert desc["c199"] == 0 and desc["c000"] == 199
 
 
 def test_transition_neighbors_and_add_neighbors(spark) -> None:

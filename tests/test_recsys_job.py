@@ -1,4 +1,5 @@
-"""The recommend job end to end on a small literal reviews dataset; the scorer interface."""
+"""The recommend job end to end on a small literal reviews dataset; its settings, its id space
+(the features job's indexers), the scorer interface."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +11,10 @@ import pytest
 
 from reviewrec import schema as S
 from reviewrec.config import load_config
+from reviewrec.features.job import FeaturesParams
 from reviewrec.recsys import scoring
+from reviewrec.recsys.ids import I, U, id_index
+from reviewrec.recsys.params import RecommendParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -116,31 +120,93 @@ def test_popularity_and_report(spark, job_run) -> None:
         assert os.path.exists(f"{rep}/{f}"), f
     js = json.load(open(f"{rep}/summary.json"))
     assert js["scorer"] == "cf" and js["counts"]["users"] == 5
+    assert "features job not run" in js["ids"]["source"]
     ev = js["evaluation"]["methods"]
     assert set(ev) >= {"filled", "als_explicit", "global_mean"}
     assert ev["global_mean"]["n"] == js["evaluation"]["test_pairs_warm_item"]
 
 
-def _fake_model(spark, candidates, model_dir):  # noqa: ANN001, ANN202
-    from pyspark.sql import functions as F
-
-    return candidates.withColumn(scoring.PREDICTED_RATING,
-                                 F.when(F.col("product_id") == "a", F.lit(4.5)).otherwise(F.lit(None).cast("double")))
-
-
-def test_model_scorer_used_when_model_exists(spark, tmp_path, monkeypatch) -> None:
+def test_cf_scorer_and_its_resolution(spark, tmp_path) -> None:
+    """Without a model the cells are filled by CF, else the item's Bayesian average; `require`
+    makes a missing model an error. (The model scorer: tests/test_recsys_model_fill.py.)"""
     cands = spark.createDataFrame([("x", "a", 3.0, 2.0), ("x", "b", 3.5, 2.0), ("y", "c", None, 2.5)],
                                   "customer_id string, product_id string, cf_pred double, fallback_rating double")
     missing = str(tmp_path / "model")
     cf_scorer = scoring.resolve_scorer(spark, missing, "auto")
     assert cf_scorer.name == "cf"
-    assert {r.product_id: r.predicted_rating for r in cf_scorer.score(spark, cands).collect()} == {"a": 3.0, "b": 3.5, "c": 2.5}
+    got = {r.product_id: r[S.PREDICTED_RATING] for r in cf_scorer.score(spark, cands).collect()}
+    assert got == {"a": 3.0, "b": 3.5, "c": 2.5}
     with pytest.raises(FileNotFoundError, match="no trained model"):
         scoring.resolve_scorer(spark, missing, "require")
-    os.makedirs(missing)
-    monkeypatch.setattr(scoring, "score_candidates", _fake_model)
-    m = scoring.resolve_scorer(spark, missing, "auto")
-    assert m.name == "model"
-    got = {r.product_id: r.predicted_rating for r in m.score(spark, cands).collect()}
-    assert got == {"a": 4.5, "b": 3.5, "c": 2.5}  # model where it scores, CF / fallback elsewhere
     assert scoring.resolve_scorer(spark, missing, "never").name == "cf"
+
+
+def test_defaults_are_the_config_defaults() -> None:
+    base = load_config([])
+    assert RecommendParams() == RecommendParams.from_config(base["recsys"])
+    with pytest.raises(ValueError, match="use_model"):
+        RecommendParams.from_config({**base["recsys"], "fill": {**base["recsys"]["fill"], "use_model": "maybe"}})
+
+
+def _review_rows() -> list[tuple[str, str, dt.date]]:
+    day = dt.date(2015, 1, 1)
+    return [(u, p, day + dt.timedelta(days=3 * m + n))
+            for n, (u, items) in enumerate(sorted(RATINGS.items())) for m, p in enumerate(sorted(items))]
+
+
+def _expected_ids(labels: list[str], all_ids: set[str]) -> dict[str, int]:
+    """Indexer labels in order, then the ids it does not know in id order."""
+    return {**{x: n for n, x in enumerate(labels)},
+            **{x: len(labels) + n for n, x in enumerate(sorted(all_ids - set(labels)))}}
+
+
+def test_ids_without_features_are_fitted_on_the_features_time_split(spark, tmp_path) -> None:
+    cfg = load_config([], [f"run.root={tmp_path}", "features.train_fraction=0.6", "features.val_fraction=0.2"])
+    index = id_index(spark, str(tmp_path), _reviews(spark), FeaturesParams.from_config(cfg))
+    # the time split by hand: the oldest days up to the one where 60% of the reviews are reached
+    rows = _review_rows()
+    per_day: dict[dt.date, int] = {}
+    for _, _, d in rows:
+        per_day[d] = per_day.get(d, 0) + 1
+    seen, cut = 0, None
+    for d in sorted(per_day):
+        seen += per_day[d]
+        if seen >= 0.6 * len(rows):
+            cut = d
+            break
+    train = [r for r in rows if r[2] <= cut]
+
+    def labels(col: int) -> list[str]:  # StringIndexer frequencyDesc: most frequent first, ties by id
+        counts: dict[str, int] = {}
+        for r in train:
+            counts[r[col]] = counts.get(r[col], 0) + 1
+        return sorted(counts, key=lambda x: (-counts[x], x))
+
+    want_u = _expected_ids(labels(0), {r[0] for r in rows})
+    want_i = _expected_ids(labels(1), {r[1] for r in rows})
+    assert {r.customer_id: r[U] for r in index.users.collect()} == want_u
+    assert {r.product_id: r[I] for r in index.items.collect()} == want_i
+    assert (index.known_users, index.n_users) == (len(labels(0)), len(RATINGS))
+    assert (index.known_items, index.n_items) == (3, 5)  # p4 and p5 are first rated after the cut
+    assert "fitted" in index.source and "features job not run" in index.source
+
+
+def test_ids_come_from_the_features_indexers(spark, tmp_path) -> None:
+    from pyspark.ml.feature import StringIndexer
+
+    reviews = _reviews(spark)
+    root = str(tmp_path)
+    meta = f"{root}/{S.FEATURES_META}"
+    # indexers of another (smaller) fit, as the features job saves them: the index must follow them
+    StringIndexer(inputCol="customer_id", outputCol="user_idx", handleInvalid="keep").fit(
+        reviews.where("customer_id in ('u3', 'u5', 'u2')")).save(f"{meta}/user_indexer")
+    items_ix = StringIndexer(inputCol="product_id", outputCol="item_idx", handleInvalid="keep").fit(
+        reviews.where("product_id != 'p1'"))
+    items_ix.save(f"{meta}/item_indexer")
+    index = id_index(spark, root, reviews, FeaturesParams.from_config(load_config([])))
+    user_labels = ["u2", "u3", "u5"]  # 4, 4 and 3 reviews: frequency order, ties by id
+    assert {r.customer_id: r[U] for r in index.users.collect()} == _expected_ids(user_labels, set(RATINGS))
+    assert {r.product_id: r[I] for r in index.items.collect()} == _expected_ids(
+        list(items_ix.labelsArray[0]), {p for d in RATINGS.values() for p in d})
+    assert (index.known_users, index.n_users, index.known_items, index.n_items) == (3, 5, 4, 5)
+    assert meta in index.source

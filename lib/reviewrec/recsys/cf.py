@@ -1,11 +1,11 @@
-"""Collaborative filtering on Spark: id indexing, user-CF and item-CF scores, blending, top-N.
+"""Collaborative filtering on Spark: user-CF and item-CF scores, rating predictions, blending, top-N.
 
-Internal tables use contiguous long indices (u for users, i for items) so the blockwise
-similarity (recsys.blocks) can lay rows and columns out as CSR blocks:
+Internal tables use contiguous long indices (u for users, i for items; recsys.ids) so the
+blockwise similarity (recsys.similarity) can lay rows and columns out as CSR blocks:
 
     interactions  u, i, value       (value: a star, a centred star, 1 for implicit, or a
                                      recency weight)
-    neighbors     row, neighbor, sim (from blocks.topk_similarity)
+    neighbors     row, neighbor, sim (from similarity.topk_similarity)
     scores        u, i, score, support
     top-N         u, rank, i, score, source
 """
@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from reviewrec.recsys import blocks as B
+from reviewrec.recsys import similarity
+from reviewrec.recsys.ids import I, U
 
-U = "u"
-I = "i"
 VALUE = "value"
 SCORE = "score"
 SUPPORT = "support"
@@ -37,19 +35,6 @@ SRC_ALS = "als"
 SRC_MODEL = "model"
 
 
-def index_ids(df: DataFrame, col_id: str, col_idx: str) -> DataFrame:
-    """Distinct values of `col_id` -> (col_id, col_idx long 0..n-1), in sorted id order.
-
-    zipWithIndex numbers the sorted partitions without moving the ids to one place (a global
-    row_number window would pull every id into a single task).
-    """
-    ids = df.select(col_id).where(F.col(col_id).isNotNull()).distinct().orderBy(col_id)
-    id_type = ids.schema[col_id].dataType
-    schema = T.StructType([T.StructField(col_id, id_type, False), T.StructField(col_idx, T.LongType(), False)])
-    rdd = ids.rdd.zipWithIndex().map(lambda t: (t[0][0], t[1]))
-    return ids.sparkSession.createDataFrame(rdd, schema)
-
-
 def centre(interactions: DataFrame, col_value: str = VALUE) -> tuple[DataFrame, DataFrame]:
     """Subtract each user's mean value. Returns (centred interactions, per-user means u, mean)."""
     means = interactions.groupBy(U).agg(F.avg(col_value).alias(MEAN))
@@ -59,16 +44,16 @@ def centre(interactions: DataFrame, col_value: str = VALUE) -> tuple[DataFrame, 
     return centred, means
 
 
-def user_neighbors(interactions: DataFrame, params: B.SimilarityParams, n_users: int | None = None,
+def user_neighbors(interactions: DataFrame, params: similarity.SimilarityParams, n_users: int | None = None,
                    n_items: int | None = None) -> DataFrame:
     """Top-k users by (shrunk) cosine of their interaction vectors: row=u, neighbor=v, sim."""
-    return B.topk_similarity(interactions, params, n_users, n_items, col_row=U, col_col=I, col_value=VALUE)
+    return similarity.topk_similarity(interactions, params, n_users, n_items, col_row=U, col_col=I, col_value=VALUE)
 
 
-def item_neighbors(interactions: DataFrame, params: B.SimilarityParams, n_items: int | None = None,
+def item_neighbors(interactions: DataFrame, params: similarity.SimilarityParams, n_items: int | None = None,
                    n_users: int | None = None) -> DataFrame:
     """Top-k items by (shrunk) cosine of their user vectors: row=i, neighbor=j, sim."""
-    return B.topk_similarity(interactions, params, n_items, n_users, col_row=I, col_col=U, col_value=VALUE)
+    return similarity.topk_similarity(interactions, params, n_items, n_users, col_row=I, col_col=U, col_value=VALUE)
 
 
 def exclude_seen(scores: DataFrame, seen: DataFrame) -> DataFrame:
@@ -83,13 +68,13 @@ def user_cf_scores(neighbors: DataFrame, interactions: DataFrame, seen: DataFram
     which rating predictions are made (predict_ratings). Items in `seen` are excluded.
     Output: u, i, score, wsum, support.
     """
-    nb = neighbors.select(F.col(B.ROW).alias(U), F.col(B.NEIGHBOR).alias("_v"), F.col(B.SIM))
+    nb = neighbors.select(F.col(similarity.ROW).alias(U), F.col(similarity.NEIGHBOR).alias("_v"), F.col(similarity.SIM))
     theirs = interactions.select(F.col(U).alias("_v"), F.col(I), F.col(VALUE))
     scores = (nb
               .join(theirs, on="_v", how="inner")
               .groupBy(U, I)
-              .agg(F.sum(F.col(B.SIM) * F.col(VALUE)).alias(SCORE),
-                   F.sum(F.abs(F.col(B.SIM))).alias(WSUM),
+              .agg(F.sum(F.col(similarity.SIM) * F.col(VALUE)).alias(SCORE),
+                   F.sum(F.abs(F.col(similarity.SIM))).alias(WSUM),
                    F.count(F.lit(1)).alias(SUPPORT)))
     if seen is not None:
         scores = exclude_seen(scores, seen)
@@ -102,13 +87,13 @@ def item_cf_scores(item_nb: DataFrame, weights: DataFrame, seen: DataFrame | Non
     `weights` (u, i, value) carries the user's history, e.g. recency weights. Output: u, i,
     score, wsum, support.
     """
-    nb = item_nb.select(F.col(B.ROW).alias("_h"), F.col(B.NEIGHBOR).alias(I), F.col(B.SIM))
+    nb = item_nb.select(F.col(similarity.ROW).alias("_h"), F.col(similarity.NEIGHBOR).alias(I), F.col(similarity.SIM))
     hist = weights.select(F.col(U), F.col(I).alias("_h"), F.col(VALUE))
     scores = (hist
               .join(nb, on="_h", how="inner")
               .groupBy(U, I)
-              .agg(F.sum(F.col(VALUE) * F.col(B.SIM)).alias(SCORE),
-                   F.sum(F.abs(F.col(B.SIM))).alias(WSUM),
+              .agg(F.sum(F.col(VALUE) * F.col(similarity.SIM)).alias(SCORE),
+                   F.sum(F.abs(F.col(similarity.SIM))).alias(WSUM),
                    F.count(F.lit(1)).alias(SUPPORT)))
     if seen is not None:
         scores = exclude_seen(scores, seen)
@@ -122,21 +107,21 @@ def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = 
     the same user's time-ordered events, j != i) and c(i) = sum_j c(i, j). Input: u, i, pos.
     The rows are directional (i -> j) and not truncated (at most one row per observed step).
     """
-    a = events.select(F.col(U), F.col(I).alias(B.ROW), F.col(col_pos).alias("_p"))
-    b = events.select(F.col(U), F.col(I).alias(B.NEIGHBOR), (F.col(col_pos) - F.lit(1)).alias("_p"))
+    a = events.select(F.col(U), F.col(I).alias(similarity.ROW), F.col(col_pos).alias("_p"))
+    b = events.select(F.col(U), F.col(I).alias(similarity.NEIGHBOR), (F.col(col_pos) - F.lit(1)).alias("_p"))
     counts = (a.join(b, on=[U, "_p"], how="inner")
-              .where(F.col(B.ROW) != F.col(B.NEIGHBOR))
-              .groupBy(B.ROW, B.NEIGHBOR).agg(F.count(F.lit(1)).cast("double").alias("_c")))
-    out_deg = counts.groupBy(B.ROW).agg(F.sum("_c").alias("_n"))
-    return (counts.join(out_deg, on=B.ROW, how="inner")
-            .select(B.ROW, B.NEIGHBOR, (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(B.SIM)))
+              .where(F.col(similarity.ROW) != F.col(similarity.NEIGHBOR))
+              .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.count(F.lit(1)).cast("double").alias("_c")))
+    out_deg = counts.groupBy(similarity.ROW).agg(F.sum("_c").alias("_n"))
+    return (counts.join(out_deg, on=similarity.ROW, how="inner")
+            .select(similarity.ROW, similarity.NEIGHBOR, (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(similarity.SIM)))
 
 
 def add_neighbors(a: DataFrame, b: DataFrame, b_weight: float) -> DataFrame:
     """row, neighbor, sim = sim_a + b_weight * sim_b over the union of both neighbour lists."""
-    return (a.select(B.ROW, B.NEIGHBOR, B.SIM)
-            .unionByName(b.select(B.ROW, B.NEIGHBOR, (F.col(B.SIM) * F.lit(float(b_weight))).alias(B.SIM)))
-            .groupBy(B.ROW, B.NEIGHBOR).agg(F.sum(B.SIM).alias(B.SIM)))
+    return (a.select(similarity.ROW, similarity.NEIGHBOR, similarity.SIM)
+            .unionByName(b.select(similarity.ROW, similarity.NEIGHBOR, (F.col(similarity.SIM) * F.lit(float(b_weight))).alias(similarity.SIM)))
+            .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.sum(similarity.SIM).alias(similarity.SIM)))
 
 
 def blend(user_scores: DataFrame, item_scores: DataFrame, user_weight: float) -> DataFrame:

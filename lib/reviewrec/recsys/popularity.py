@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
+from reviewrec.recsys.ids import number_rows
 
 SCOPE = "scope"
 SCOPE_OVERALL = "overall"
@@ -41,16 +42,16 @@ def bayesian_popularity(reviews: DataFrame, prior_weight: float, by_category: bo
     stats = r.groupBy(*keys, col_item).agg(F.count(F.lit(1)).alias(COUNT), F.sum(col_rating).alias("_sum"))
     joined = stats.join(F.broadcast(prior), on=keys, how="inner") if keys else stats.crossJoin(F.broadcast(prior))
     bayes = (F.col("_sum") + F.lit(float(prior_weight)) * F.col("_c")) / (F.col(COUNT) + F.lit(float(prior_weight)))
-    w = Window.partitionBy(*keys).orderBy(F.col(BAYES).desc(), F.col(COUNT).desc(), F.col(col_item)) if keys \
-        else Window.orderBy(F.col(BAYES).desc(), F.col(COUNT).desc(), F.col(col_item))
-    return (joined
-            .withColumn(MEAN_RATING, F.col("_sum") / F.col(COUNT))
-            .withColumn(BAYES, bayes)
-            .withColumn(RANK, F.row_number().over(w))
-            .select(F.lit(SCOPE_CATEGORY if by_category else SCOPE_OVERALL).alias(SCOPE),
-                    (F.col(col_category) if by_category else F.lit(None).cast("string")).alias(S.PRODUCT_CATEGORY),
-                    F.col(col_item).alias(S.PRODUCT_ID), COUNT, MEAN_RATING, BAYES, F.col(RANK).cast("int").alias(RANK)))
-
+    order = [F.col(BAYES).desc(), F.col(COUNT).desc(), F.col(col_item)]
+    scored = joined.withColumn(MEAN_RATING, F.col("_sum") / F.col(COUNT)).withColumn(BAYES, bayes)
+    if keys:
+        ranked = scored.withColumn(RANK, F.row_number().over(Window.partitionBy(*keys).orderBy(*order)))
+    else:  # one ranking over all items: numbered after a distributed sort, not in one task
+        ranked = number_rows(scored, order, RANK, 1)
+    return ranked.select(
+        F.lit(SCOPE_CATEGORY if by_category else SCOPE_OVERALL).alias(SCOPE),
+        (F.col(col_category) if by_category else F.lit(None).cast("string")).alias(S.PRODUCT_CATEGORY),
+        F.col(col_item).alias(S.PRODUCT_ID), COUNT, MEAN_RATING, BAYES, F.col(RANK).cast("int").alias(RANK))
 
 def popularity_table(reviews: DataFrame, prior_weight: float) -> DataFrame:
     """Overall and per-category Bayesian popularity in one table (see bayesian_popularity)."""

@@ -6,6 +6,9 @@ history; for the test phase the last item is the target and everything before it
 history (the usual protocol of SASRec and its successors). Ranking is against all items
 (full ranking) with the user's history excluded; lists shorter than N are padded with the
 most popular unseen items, so every method ranks the whole catalogue.
+
+Used by bench_recsys_beauty.py and tests/test_recsys_beauty.py (which put benchmarks/ on the
+import path); the recommend job does not need it.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from reviewrec.recsys import blocks as B
+from reviewrec.recsys.similarity import SimilarityParams
 from reviewrec.recsys import cf
 from reviewrec.recsys.als import als_top_n
 from reviewrec.recsys.metrics import ranking_metrics
@@ -45,6 +48,7 @@ class SeqSettings:
     transition_shrink: float = 10.0
     blend_user_weight: float = 0.3
     block_size: int = 4096
+    max_pairs: int = 5_000_000
     top_n: int = 20
     als_rank: int = 64
     als_reg: float = 0.05
@@ -117,13 +121,13 @@ def evaluate(spark: SparkSession, events: DataFrame, phase: str, s: SeqSettings,
         recs["popularity"] = cf.top_n(nothing, s.top_n, cf.SRC_POPULAR, seen=seen, popular=popular)
         metrics("popularity", recs["popularity"])
     if "user_cf" in methods or "blend" in methods:
-        params = B.SimilarityParams(k=s.user_k, block_size=s.block_size, shrink=s.user_shrink)
+        params = SimilarityParams(k=s.user_k, block_size=s.block_size, max_pairs=s.max_pairs, shrink=s.user_shrink)
         nb = cf.user_neighbors(binary, params, n_users, n_items).cache()
         user_scores = cf.user_cf_scores(nb, binary, seen).cache()
         if "user_cf" in methods:
             metrics("user_cf", cf.top_n(user_scores, s.top_n, cf.SRC_USER_CF, seen, popular))
     if "item_cf" in methods or "blend" in methods:
-        params = B.SimilarityParams(k=s.item_k, block_size=s.block_size, shrink=s.item_shrink)
+        params = SimilarityParams(k=s.item_k, block_size=s.block_size, max_pairs=s.max_pairs, shrink=s.item_shrink)
         inb = cf.item_neighbors(binary, params, n_items, n_users)
         if s.transition_weight:
             inb = cf.add_neighbors(inb, cf.transition_neighbors(hist, s.transition_shrink), s.transition_weight)

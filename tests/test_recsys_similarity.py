@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reviewrec.recsys import blocks as B
+from reviewrec.recsys import similarity
+
+MAX_PAIRS = 1_000_000  # products per chunk: larger than these matrices
 
 pytestmark = pytest.mark.spark
 
@@ -22,7 +24,7 @@ def _dense_topk(m: np.ndarray, k: int, shrink: float = 0.0) -> dict[int, list[tu
     sims = dots / (np.outer(norms, norms) + shrink + 1e-300)
     out = {}
     for r in range(m.shape[0]):
-        cand = [(-round(sims[r, c], B.TIE_DECIMALS), c) for c in range(m.shape[0]) if c != r and dots[r, c] != 0]
+        cand = [(-round(sims[r, c], similarity.TIE_DECIMALS), c) for c in range(m.shape[0]) if c != r and dots[r, c] != 0]
         cand.sort()
         if cand:
             out[r] = [(c, sims[r, c]) for _, c in cand[:k]]
@@ -36,8 +38,8 @@ def _entries(spark, m: np.ndarray):
 
 def _as_dict(df) -> dict[int, list[tuple[int, float]]]:
     out: dict[int, list[tuple[int, float]]] = {}
-    for r in sorted(df.collect(), key=lambda x: (x[B.ROW], -round(x[B.SIM], B.TIE_DECIMALS), x[B.NEIGHBOR])):
-        out.setdefault(int(r[B.ROW]), []).append((int(r[B.NEIGHBOR]), float(r[B.SIM])))
+    for r in sorted(df.collect(), key=lambda x: (x[similarity.ROW], -round(x[similarity.SIM], similarity.TIE_DECIMALS), x[similarity.NEIGHBOR])):
+        out.setdefault(int(r[similarity.ROW]), []).append((int(r[similarity.NEIGHBOR]), float(r[similarity.SIM])))
     return out
 
 
@@ -52,14 +54,14 @@ def test_topk_per_row_orders_by_sim_then_neighbor() -> None:
     rows = np.array([0, 0, 0, 0, 1, 1])
     nbrs = np.array([5, 3, 9, 4, 2, 8])
     sims = np.array([0.5, 0.9, 0.5, 0.1, 0.3, 0.7])
-    r, n, s = B.topk_per_row(rows, nbrs, sims, 2)
+    r, n, s = similarity.topk_per_row(rows, nbrs, sims, 2)
     assert list(zip(r.tolist(), n.tolist())) == [(0, 3), (0, 5), (1, 8), (1, 2)]
     np.testing.assert_allclose(s, [0.9, 0.5, 0.7, 0.3])
 
 
 def _reference_topk(rows, nbrs, sims, k):
     """The definition, by full sort: (row asc, rounded sim desc, nbr asc), first k per row."""
-    order = np.lexsort((nbrs, -np.round(sims, B.TIE_DECIMALS), rows))
+    order = np.lexsort((nbrs, -np.round(sims, similarity.TIE_DECIMALS), rows))
     out, seen = [], {}
     for i in order:
         r = int(rows[i])
@@ -81,24 +83,24 @@ def test_topk_per_row_selection_equals_full_sort(seed: int, k: int, levels: int)
     sims = rng.integers(0, levels, rows.size) / levels - 0.3 + 1e-14 * rng.random(rows.size)
     perm = rng.permutation(rows.size)
     rows, nbrs, sims = rows[perm], nbrs[perm], sims[perm]
-    r, n, s = B.topk_per_row(rows, nbrs, sims, k)
+    r, n, s = similarity.topk_per_row(rows, nbrs, sims, k)
     assert list(zip(r.tolist(), n.tolist(), s.tolist())) == _reference_topk(rows, nbrs, sims, k)
-    r2, n2, s2 = B.topk_per_row(rows, nbrs, sims, k, ordered=False)
+    r2, n2, s2 = similarity.topk_per_row(rows, nbrs, sims, k, ordered=False)
     assert sorted(zip(r2.tolist(), n2.tolist())) == sorted(zip(r.tolist(), n.tolist()))
 
 
 @pytest.mark.parametrize("block_size,k,max_pairs", [(7, 4, 5_000_000), (30, 4, 5_000_000), (4, 30, 3), (64, 1, 50)])
 def test_matches_dense_numpy_cosine(spark, block_size: int, k: int, max_pairs: int) -> None:
     m = _matrix()
-    got = B.topk_similarity(_entries(spark, m),
-                            B.SimilarityParams(k=k, block_size=block_size, max_pairs=max_pairs, partitions=3))
+    got = similarity.topk_similarity(_entries(spark, m),
+                            similarity.SimilarityParams(k=k, block_size=block_size, max_pairs=max_pairs, partitions=3))
     _assert_same(_as_dict(got), _dense_topk(m, k))
 
 
 def test_shrinkage_and_negative_values(spark) -> None:
     m = _matrix(seed=11)
     centred = np.where(m != 0, m - 3.0, 0.0)  # mean-centred style data: negative cosines exist
-    got = B.topk_similarity(_entries(spark, centred), B.SimilarityParams(k=5, block_size=8, shrink=2.5))
+    got = similarity.topk_similarity(_entries(spark, centred), similarity.SimilarityParams(k=5, block_size=8, max_pairs=MAX_PAIRS, shrink=2.5))
     want = _dense_topk(centred, 5, shrink=2.5)
     _assert_same(_as_dict(got), want)
     assert any(s < 0 for v in want.values() for _, s in v)
@@ -114,15 +116,15 @@ def test_equals_blockmatrix_multiply_and_column_similarities(spark) -> None:
     unit = [MatrixEntry(int(r), int(c), float(m[r, c] / norms[r])) for r, c in zip(*np.nonzero(m))]
     bm = CoordinateMatrix(spark.sparkContext.parallelize(unit), m.shape[0], m.shape[1]).toBlockMatrix(8, 8)
     prod = bm.multiply(bm.transpose()).toCoordinateMatrix().entries.map(lambda e: (int(e.i), int(e.j), float(e.value)))
-    want_bm = B.topk_from_similarities(spark.createDataFrame(prod, "row long, neighbor long, sim double"), k)
+    want_bm = similarity.topk_from_similarities(spark.createDataFrame(prod, "row long, neighbor long, sim double"), k)
 
     # columnSimilarities compares columns: transpose so users are columns; exact (no threshold).
     raw = [MatrixEntry(int(c), int(r), float(m[r, c])) for r, c in zip(*np.nonzero(m))]
     upper = CoordinateMatrix(spark.sparkContext.parallelize(raw), m.shape[1], m.shape[0]).toRowMatrix().columnSimilarities()
     pairs = upper.entries.flatMap(lambda e: [(int(e.i), int(e.j), float(e.value)), (int(e.j), int(e.i), float(e.value))])
-    want_cs = B.topk_from_similarities(spark.createDataFrame(pairs, "row long, neighbor long, sim double"), k)
+    want_cs = similarity.topk_from_similarities(spark.createDataFrame(pairs, "row long, neighbor long, sim double"), k)
 
-    got = _as_dict(B.topk_similarity(_entries(spark, m), B.SimilarityParams(k=k, block_size=9)))
+    got = _as_dict(similarity.topk_similarity(_entries(spark, m), similarity.SimilarityParams(k=k, block_size=9, max_pairs=MAX_PAIRS)))
     _assert_same(got, _as_dict(want_bm))
     _assert_same(got, _as_dict(want_cs))
     _assert_same(got, _dense_topk(m, k))
@@ -131,16 +133,16 @@ def test_equals_blockmatrix_multiply_and_column_similarities(spark) -> None:
 def test_degree_cap_is_approximate_and_recall_is_measured(spark) -> None:
     m = _matrix(n_rows=40, n_cols=10, density=0.6, seed=9)
     e = _entries(spark, m)
-    exact = B.topk_similarity(e, B.SimilarityParams(k=5, block_size=16))
-    approx = B.topk_similarity(e, B.SimilarityParams(k=5, block_size=16, max_column_degree=8))
-    recall = B.topk_recall(approx, exact)
+    exact = similarity.topk_similarity(e, similarity.SimilarityParams(k=5, block_size=16, max_pairs=MAX_PAIRS))
+    approx = similarity.topk_similarity(e, similarity.SimilarityParams(k=5, block_size=16, max_pairs=MAX_PAIRS, max_column_degree=8))
+    recall = similarity.topk_recall(approx, exact)
     assert 0.0 < recall < 1.0
-    assert B.topk_recall(exact, exact) == 1.0
-    capped = B.cap_column_degree(e, 8).groupBy("col").count().agg({"count": "max"}).first()[0]
+    assert similarity.topk_recall(exact, exact) == 1.0
+    capped = similarity.cap_column_degree(e, 8).groupBy("col").count().agg({"count": "max"}).first()[0]
     assert capped == 8
 
 
 def test_bad_column_index_is_named(spark) -> None:
     e = spark.createDataFrame([(0, 0, 1.0), (1, 5, 1.0)], "row long, col long, value double")
     with pytest.raises(Exception, match="column index 5 outside"):
-        B.topk_similarity(e, B.SimilarityParams(k=2, block_size=1), n_rows=2, n_cols=3).collect()
+        similarity.topk_similarity(e, similarity.SimilarityParams(k=2, block_size=1, max_pairs=MAX_PAIRS), n_rows=2, n_cols=3).collect()

@@ -82,10 +82,10 @@ class SimilarityParams:
     pair stage (default: one per row block, at most 4 per default parallelism); approximate
     mode: max_column_degree, threshold."""
 
-    k: int = 50
-    block_size: int = 4096
+    k: int
+    block_size: int
+    max_pairs: int
     shrink: float = 0.0
-    max_pairs: int = 5_000_000
     partitions: int | None = None
     max_column_degree: int | None = None
     threshold: float | None = None

@@ -1,0 +1,90 @@
+"""The recommend stage's settings: one frozen dataclass per `recsys:` section of the config.
+
+`RecommendParams.from_config(cfg["recsys"])` is what the job runs with; the defaults here are
+conf/base.yaml's (tests/test_recsys_job.py asserts it), so library code built from a bare
+`RecommendParams()` behaves as the job does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reviewrec.recsys.similarity import SimilarityParams
+
+USE_MODEL_CHOICES = ("auto", "never", "require")
+
+
+@dataclass(frozen=True)
+class NeighborParams:
+    k: int = 50
+    shrink: float = 0.0
+    mean_centre: bool = True
+    max_item_degree: int = 0
+    min_similarity: float | None = None
+    measure_recall: bool = True
+
+    @property
+    def approximate(self) -> bool:
+        return bool(self.max_item_degree) or self.min_similarity is not None
+
+
+@dataclass(frozen=True)
+class PopularityParams:
+    prior_weight: float = 10.0
+
+
+@dataclass(frozen=True)
+class FillParams:
+    neighbor_items: int = 50
+    top_popular: int = 20
+    use_model: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.use_model not in USE_MODEL_CHOICES:
+            raise ValueError(f"recsys.fill.use_model = {self.use_model!r}; choose one of {USE_MODEL_CHOICES}")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    enabled: bool = True
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"recsys.evaluate.test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    rank: int = 10
+    reg: float = 0.1
+    iters: int = 10
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class RecommendParams:
+    top_n: int = 10
+    block_size: int = 4096
+    max_pairs: int = 5_000_000
+    neighbors: NeighborParams = field(default_factory=NeighborParams)
+    popularity: PopularityParams = field(default_factory=PopularityParams)
+    fill: FillParams = field(default_factory=FillParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    als: ALSParams = field(default_factory=ALSParams)
+
+    @classmethod
+    def from_config(cls, rc: dict[str, Any]) -> RecommendParams:
+        """From the validated `recsys:` section (every key present, types checked)."""
+        return cls(top_n=rc["top_n"], block_size=rc["block_size"], max_pairs=rc["max_pairs"],
+                   neighbors=NeighborParams(**rc["neighbors"]), popularity=PopularityParams(**rc["popularity"]),
+                   fill=FillParams(**rc["fill"]), evaluate=EvaluateParams(**rc["evaluate"]),
+                   als=ALSParams(**rc["als"]))
+
+    def similarity(self, exact: bool = False) -> SimilarityParams:
+        """The user-user cosine settings; exact=True drops the approximate-mode shortcuts."""
+        nb = self.neighbors
+        return SimilarityParams(
+            k=nb.k, block_size=self.block_size, max_pairs=self.max_pairs, shrink=float(nb.shrink),
+            max_column_degree=None if exact or not nb.max_item_degree else nb.max_item_degree,
+            threshold=None if exact else nb.min_similarity)
