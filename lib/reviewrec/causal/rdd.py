@@ -19,12 +19,15 @@ and covariate adjustment in the manner of Calonico, Cattaneo, Farrell and Titiun
 Not implemented: clustered variance, derivatives (deriv > 0), covariate-adjusted bandwidth
 selection (with `covs` the bandwidth is selected on the unadjusted outcome, or given), and the
 other bandwidth selectors of rdrobust (msetwo, msesum, cer*, except cerrd).
+
+One module on purpose: it is one estimator's procedure, step for step as rdrobust's, so it is
+read and checked against rdrobust as a whole (tests/test_causal_published.py).
 """
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +64,13 @@ def _kw(u: Column, h: float, kernel: str) -> Column:
     else:
         val = (F.lit(1.0) - v) / F.lit(h)
     return F.when(v <= 1, val).otherwise(F.lit(0.0))
+
+
+def _on_side(side: int) -> Callable[[Column], Column]:
+    """e -> e on the rows of one side of the cutoff (0 left, 1 right), 0 elsewhere: a side's sums
+    are taken in the same Spark pass as the other's."""
+    on = F.col(SIDE) == side
+    return lambda e: F.when(on, e).otherwise(F.lit(0.0))
 
 
 def _powers(u: Column, m: int) -> list[Column]:
@@ -199,11 +209,7 @@ class _Ctx:
         base = self.nn_both(h) if with_res else self.d.where(w > 0)
         exprs: list[Column] = []
         for side in (0, 1):
-            on = F.col(SIDE) == side
-
-            def c(e: Column) -> Column:
-                return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
-
+            c = _on_side(side)
             exprs += [c(w * pw[m]) for m in range(2 * mo + 2)]
             exprs += [c(w * pw[j] * dc) for j in range(mo + 1) for dc in self.dcols]
             exprs += [c(F.lit(1.0))]
@@ -512,11 +518,7 @@ def covariate_gamma(d: DataFrame, h: float, p: int, kernel: str, n_covs: int, fu
     k, nd = n_covs, len(dc)
     exprs: list[Column] = []
     for side in (0, 1):
-        on = F.col(SIDE) == side
-
-        def c(e: Column) -> Column:
-            return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
-
+        c = _on_side(side)
         exprs += [c(w * pw[m]) for m in range(2 * p + 1)]
         exprs += [c(w * pw[j] * x) for j in range(p + 1) for x in dc + zc]
         exprs += [c(w * zc[a] * zc[b]) for a in range(k) for b in range(a, k)]
@@ -621,11 +623,7 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
     # do not depend on the fit), every power sum the conventional and robust middles need.
     exprs: list[Column] = []
     for side in (0, 1):
-        on = F.col(SIDE) == side
-
-        def c(e: Column) -> Column:
-            return F.when(on, e).otherwise(F.lit(0.0))  # noqa: B023 - used immediately
-
+        c = _on_side(side)
         exprs += ([c(wh * pw[m]) for m in range(2 * p + 2)] + [c(wb * pw[m]) for m in range(2 * q + 1)]
                   + [c(wh * pw[j] * dc) for j in range(p + 1) for dc in ctx.dcols]
                   + [c(wb * pw[j] * dc) for j in range(q + 1) for dc in ctx.dcols]
