@@ -15,8 +15,10 @@ agreement: the final token lists (lemmas) of both engines on the first N reviews
 ../shared/data/amazon_reviews_pds/Digital_Software (review_id order): Jaccard of the two sets
 per review (two empty lists agree), mean and 5th percentile, and the most frequent differences.
 throughput: the full chain (job.preprocess, written to Parquet) on the same N reviews, each engine
-in its own fresh local[2] JVM (one run each), reviews/s/core; the JVM's peak heap (driver =
-executor in local mode, from the JVM's memory pools) and the Python workers' peak RSS (psutil).
+in its own fresh local[2] JVM (one run each), reviews/s/core (wall time x 2 cores) and reviews
+per CPU second (the JVM + Python workers' CPU time: the fairer figure when other work shares
+the machine); the JVM's peak heap (driver = executor in local mode, from the JVM's memory
+pools) and the largest Python worker's RSS at the end (psutil).
 """
 from __future__ import annotations
 
@@ -162,6 +164,21 @@ def agreement(args) -> dict:
             "pos_differences_same_lemmas_top": pos_diff.most_common(15)}
 
 
+def _tree_cpu() -> float:
+    """CPU seconds used so far by this process and its descendants (the JVM, the Python daemon
+    and, through the daemon's reaped children, its workers)."""
+    import psutil
+
+    total = 0.0
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def _one_throughput(engine: str, n: int, out_dir: str) -> dict:
     """Run in a child process: a fresh JVM per engine."""
     import psutil
@@ -171,19 +188,20 @@ def _one_throughput(engine: str, n: int, out_dir: str) -> dict:
     reviews.count()
     from reviewrec.text.job import TextParams, preprocess
 
-    t0 = time.time()
+    cpu0, t0 = _tree_cpu(), time.time()
     preprocess(reviews, TextParams(engine=engine)).write.mode("overwrite").parquet(out_dir)
-    secs = time.time() - t0
+    secs, cpu = time.time() - t0, _tree_cpu() - cpu0
     jvm = spark.sparkContext._jvm
     pools = jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
     heap_peak = sum(p.getPeakUsage().getUsed() for p in pools if str(p.getType().toString()) == "Heap memory")
     me = psutil.Process()
-    workers = [c for c in me.children(recursive=True) if "pyspark" in " ".join(c.cmdline()) or "python" in c.name()]
+    workers = [c for c in me.children(recursive=True) if "pyspark.daemon" in " ".join(c.cmdline())]
     rss = [c.memory_info().rss for c in workers if c.is_running()]
     spark.stop()
     cores = 2
     return {"engine": engine, "reviews": n, "seconds": round(secs, 1),
-            "reviews_per_s_per_core": round(n / secs / cores, 1),
+            "reviews_per_s_per_core": round(n / secs / cores, 1), "cpu_seconds": round(cpu, 1),
+            "reviews_per_cpu_second": round(n / cpu, 1), "load_average_1min": os.getloadavg()[0],
             "jvm_heap_peak_mib": round(heap_peak / 2**20), "python_workers": len(rss),
             "python_worker_rss_max_mib": round(max(rss) / 2**20) if rss else 0}
 

@@ -113,7 +113,7 @@ def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | Non
     The tokens are joined with spaces and split back on spaces by Spark NLP's RegexTokenizer,
     one to one (the chain's tokens contain no spaces). Normalizer lowercases and removes only
     control and format characters, which no token holds, so it drops no token: the tag, normalised
-    token and lemma annotations stay aligned (tags are matched by their begin offset all the same)."""
+    token and lemma annotations stay aligned, which is checked (a row where they are not fails)."""
     from pyspark.ml import Pipeline
     from sparknlp.annotator import LemmatizerModel, Normalizer, PerceptronModel, RegexTokenizer
     from sparknlp.base import DocumentAssembler
@@ -131,14 +131,17 @@ def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | Non
     # Only Normalizer is an estimator, and its fit reads no data.
     out = Pipeline(stages=[doc, tok, pos, norm, lem]).fit(text).transform(text)
     upos_map = F.create_map(*[F.lit(x) for kv in PTB_TO_UPOS.items() for x in kv])
-    tag_at = F.map_from_arrays(F.col("__pos.begin"), F.col("__pos.result"))
+    n = F.size(F.col("__tok"))
+    aligned = (F.size(F.col("__pos")) == n) & (F.size(F.col("__norm")) == n) & (F.size(F.col("__lemma")) == n)
 
-    def entry(n: Any, lm: Any) -> Any:
-        t = tag_at[n["begin"]]
-        return F.struct(n["result"].alias("norm"), F.lower(lm["result"]).alias("lemma"),
+    def entry(norm: Any, i: Any) -> Any:
+        t = F.col("__pos")[i]["result"]
+        return F.struct(norm["result"].alias("norm"), F.lower(F.col("__lemma")[i]["result"]).alias("lemma"),
                         F.coalesce(upos_map[t], t, F.lit("X")).alias("pos"))
 
-    ann = F.zip_with(F.col("__norm"), F.col("__lemma"), entry)
+    # One token, one tag, one normalised token, one lemma, in order (indexed: linear per review).
+    ann = F.when(aligned, F.transform(F.col("__norm"), entry)).otherwise(
+        F.raise_error(F.concat(F.lit("Spark NLP annotations out of step with the tokens of: "), F.col("__text"))))
     return out.withColumn("__ann", ann).drop("__text", "__doc", "__tok", "__pos", "__norm", "__lemma", col_tokens)
 
 
