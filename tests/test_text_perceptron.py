@@ -10,24 +10,24 @@ import shutil
 import numpy as np
 import pytest
 
-from reviewrec.text import perceptron as P
+from reviewrec.text import perceptron
 from reviewrec.text.conllu import read_conllu
 from conftest import shared_data
 
 
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    return P.read_weights()
+    return perceptron.read_weights()
 
 
 @pytest.fixture(scope="module")
-def model() -> P.PerceptronModel:
-    return P.get_model()
+def model() -> perceptron.PerceptronModel:
+    return perceptron.get_model()
 
 
 @pytest.fixture(scope="module")
-def reference(raw) -> P.ReferencePerceptron:
-    return P.ReferencePerceptron(raw)
+def reference(raw) -> perceptron.ReferencePerceptron:
+    return perceptron.ReferencePerceptron(raw)
 
 
 def _flat(rows: list[list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -36,7 +36,7 @@ def _flat(rows: list[list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
     return list(words), np.array(idx, np.int64), np.array([len(r) for r in rows], np.int64)
 
 
-def _batched(model: P.PerceptronModel, rows: list[list[str]]) -> list[list[str]]:
+def _batched(model: perceptron.PerceptronModel, rows: list[list[str]]) -> list[list[str]]:
     words, idx, lengths = _flat(rows)
     lab = model.tag_flat(words, idx, lengths).tolist()
     out, a = [], 0
@@ -94,28 +94,28 @@ def test_tie_break_boundaries_and_tag_dictionary_on_a_tiny_model():
         "t-1 w C dog": {"A": 2.0, "B": 2.001},       # after a C-labelled word: B by 0.001
         "w dog": {"C": -5.0},
     }}
-    ref, m = P.ReferencePerceptron(tiny), P.PerceptronModel(tiny)
+    ref, m = perceptron.ReferencePerceptron(tiny), perceptron.PerceptronModel(tiny)
     rows = [["x", "y", "z"], ["the", "dog", "y", "z"], ["x"], ["THE", "dog"]]
     want = [["A", "B", "C"], ["C", "B", "B", "C"], ["C"], ["C", "B"]]
     assert [ref.tag(r) for r in rows] == want
     assert _batched(m, rows) == want
     with pytest.raises(ValueError, match="multiple of 0.001"):
-        P.PerceptronModel({"classes": ["A"], "tagdict": {}, "weights": {"bias": {"A": 0.0001}}})
+        perceptron.PerceptronModel({"classes": ["A"], "tagdict": {}, "weights": {"bias": {"A": 0.0001}}})
 
 
 def test_weights_file_is_checked(tmp_path, monkeypatch):
-    src = P.default_weights_path()
+    src = perceptron.default_weights_path()
     assert src.endswith("denckring_en_pos/data/tagger.json.gz")
     raw = json.loads(gzip.decompress(open(src, "rb").read()))
     raw["weights"]["bias"]["NOUN|-"] += 1
     bad = tmp_path / "tagger.json.gz"
     bad.write_bytes(gzip.compress(json.dumps(raw).encode()))
     with pytest.raises(ValueError, match=r"tagger\.json\.gz: sha256 .* is not that of denckring-en-pos 0\.6\.0"):
-        P.read_weights(str(bad))
-    assert P.read_weights(str(bad), check_hash=False)["weights"]["bias"]["NOUN|-"] == raw["weights"]["bias"]["NOUN|-"]
+        perceptron.read_weights(str(bad))
+    assert perceptron.read_weights(str(bad), check_hash=False)["weights"]["bias"]["NOUN|-"] == raw["weights"]["bias"]["NOUN|-"]
     good = tmp_path / "copy.json.gz"
     shutil.copy(src, good)
-    assert P.read_weights(str(good))["classes"] == raw["classes"]
+    assert perceptron.read_weights(str(good))["classes"] == raw["classes"]
 
     import importlib.metadata as md
 
@@ -124,5 +124,5 @@ def test_weights_file_is_checked(tmp_path, monkeypatch):
 
     monkeypatch.setattr(md, "distribution", missing)
     with pytest.raises(ImportError, match="needs the 'denckring-en-pos' package"):
-        P.default_weights_path()
+        perceptron.default_weights_path()
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
-from reviewrec.report import html as H
+from reviewrec.report import html
 from reviewrec.runtime import StageTimer
 from reviewrec.text.job import TOKENS_DATASET
 from reviewrec.text.transforms import TOKENS, lowercase, review_text, strip_html, tokenize
@@ -88,14 +88,14 @@ def review_stats(reviews: DataFrame) -> dict[str, Any]:
 
 
 def _plots(stats: dict[str, Any], out_dir: str) -> list[tuple[str, str]]:
-    plt = H.plt()
+    plt = html.plt()
     figs = []
     cats = stats["reviews_per_category"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.barh(list(cats), list(cats.values()), color="#4c72b0")
     ax.set_xlabel("reviews")
     ax.set_title("Reviews per category")
-    figs.append(("Reviews per category", H.savefig(fig, out_dir, "reviews_per_category.png")))
+    figs.append(("Reviews per category", html.savefig(fig, out_dir, "reviews_per_category.png")))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bottom = [0] * 5
@@ -107,43 +107,43 @@ def _plots(stats: dict[str, Any], out_dir: str) -> list[tuple[str, str]]:
     ax.set_ylabel("reviews")
     ax.set_title("Star distribution (stacked by category)")
     ax.legend(fontsize=7)
-    figs.append(("Star distribution", H.savefig(fig, out_dir, "star_histogram.png")))
+    figs.append(("Star distribution", html.savefig(fig, out_dir, "star_histogram.png")))
 
     years = stats["reviews_per_year"]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot(list(years), list(years.values()), marker="o")
     ax.set_title("Reviews per year")
-    figs.append(("Reviews per year", H.savefig(fig, out_dir, "reviews_per_year.png")))
+    figs.append(("Reviews per year", html.savefig(fig, out_dir, "reviews_per_year.png")))
 
     hist = stats["words"]["words_per_review_histogram"]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(list(hist), list(hist.values()), color="#55a868")
     ax.set_xlabel("words per review")
     ax.set_title("Review length")
-    figs.append(("Review length", H.savefig(fig, out_dir, "review_length.png")))
+    figs.append(("Review length", html.savefig(fig, out_dir, "review_length.png")))
 
     top = stats["words"]["top_words"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.barh([t["word"] for t in reversed(top)], [t["count"] for t in reversed(top)], color="#c44e52")
     ax.set_title(f"Top {len(top)} words ({stats['words']['source']})")
-    figs.append(("Top words", H.savefig(fig, out_dir, "top_words.png")))
+    figs.append(("Top words", html.savefig(fig, out_dir, "top_words.png")))
     return figs
 
 
 def _html(stats: dict[str, Any], figs: list[tuple[str, str]]) -> str:
     w = stats["words"]
-    summary = H.table(["measure", "value"], [
+    summary = html.table(["measure", "value"], [
         ("reviews", stats["reviews"]), ("customers", stats["customers"]), ("products", stats["products"]),
         ("mean star", stats["mean_star"]), ("total words", w["total_words"]),
         ("vocabulary size", w["vocabulary_size"]), ("words from", w["source"]),
     ])
-    cats = H.table(["category", "reviews", *[f"{s}★" for s in range(1, 6)]],
+    cats = html.table(["category", "reviews", *[f"{s}★" for s in range(1, 6)]],
                    [(c, n, *[stats["star_histogram_per_category"][c][str(s)] for s in range(1, 6)])
                     for c, n in stats["reviews_per_category"].items()])
-    top = H.table(["rank", "word", "count"], [(i + 1, t["word"], t["count"]) for i, t in enumerate(w["top_words"])])
+    top = html.table(["rank", "word", "count"], [(i + 1, t["word"], t["count"]) for i, t in enumerate(w["top_words"])])
     sections = [("Summary", summary), ("Categories and stars", cats), ("Top words", top)]
-    sections += [(title, H.figure(name, title)) for title, name in figs]
-    return H.page("reviewrec EDA", sections, subtitle=f"config {stats['config_hash']}")
+    sections += [(title, html.figure(name, title)) for title, name in figs]
+    return html.page("reviewrec EDA", sections, subtitle=f"config {stats['config_hash']}")
 
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
