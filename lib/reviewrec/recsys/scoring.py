@@ -24,8 +24,7 @@ from pyspark.sql import functions as F
 
 from reviewrec import io
 from reviewrec.model.score import score_candidates
-from reviewrec.schema import CF_PRED, PREDICTED_RATING
-from reviewrec.schema import FALLBACK_RATING as FALLBACK
+from reviewrec.schema import CF_PRED, FALLBACK_RATING, PREDICTED_RATING
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class CFScorer:
     name = "cf"
 
     def score(self, spark: SparkSession, candidates: DataFrame) -> DataFrame:
-        fallback = F.col(FALLBACK) if FALLBACK in candidates.columns else F.lit(None).cast("double")
+        fallback = F.col(FALLBACK_RATING) if FALLBACK_RATING in candidates.columns else F.lit(None).cast("double")
         return candidates.withColumn(PREDICTED_RATING, F.coalesce(F.col(CF_PRED), fallback).cast("double"))
 
 
