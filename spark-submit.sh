@@ -163,6 +163,8 @@ os.replace(tmp, "build/reviewrec.zip")
 PYZIP
 files="conf/base.yaml"
 for c in "${confs[@]}"; do files="$files,$c"; done
+# The causal job's study definitions (found by base name in a cluster-mode driver's directory).
+for c in conf/studies/*.yaml; do [ -f "$c" ] && files="$files,$c"; done
 # A cluster-mode driver sees the shipped confs by base name in its working directory (YARN
 # --files); a client-mode driver runs here and reads them where they are.
 shipped_args=()

@@ -38,7 +38,7 @@ def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
     argv = res.stdout.splitlines()
     assert argv[argv.index("--master") + 1] == "yarn"
     assert argv[argv.index("--py-files") + 1] == "build/reviewrec.zip"
-    assert argv[argv.index("--files") + 1] == "conf/base.yaml,conf/emr.yaml"
+    assert argv[argv.index("--files") + 1].startswith("conf/base.yaml,conf/emr.yaml,conf/studies/")
     assert argv[argv.index("--archives") + 1] == "s3://b/envs/reviewrec.tar.gz#environment"
     assert "spark.pyspark.python=./environment/bin/python" in argv
     assert argv[argv.index("--deploy-mode") + 1] == "cluster"

@@ -76,6 +76,9 @@ def load_study(name: str) -> dict[str, Any]:
     p = Path(name)
     if not p.is_file():
         p = REPO_CONF_DIR / name
+    if not p.is_file():  # the package runs from a zip (cluster submissions): conf/ of the working
+        # directory (client mode), or the file by base name (shipped with --files, cluster mode)
+        p = next((c for c in (Path.cwd() / "conf" / name, Path.cwd() / Path(name).name) if c.is_file()), p)
     if not p.is_file():
         raise ConfigError(f"causal.study: study file not found: {name} (also looked in {REPO_CONF_DIR})")
     with open(p, encoding="utf-8") as fh:
