@@ -292,7 +292,8 @@ def _close(a, b, where: str) -> None:
         for k in a:
             # The uplift section's tree ensembles (Spark ML, sampled per partition) differ
             # between local mode and the cluster; everything else is compared.
-            if k not in ("seconds", "timings", "timings_s", "root", "path", "generated_at", "elapsed_s", "uplift"):
+            if k not in ("seconds", "timings", "timings_s", "root", "path", "generated_at", "elapsed_s", "uplift",
+                         "config_hash"):
                 _close(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), where
