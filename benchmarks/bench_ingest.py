@@ -25,7 +25,7 @@ from reviewrec.config import load_config  # noqa: E402
 from reviewrec.ingest import job as ingest_job  # noqa: E402
 from reviewrec.runtime import peak_rss_mb, setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
-from reviewrec.synth import generate_tsv  # noqa: E402
+from reviewrec.generate import generate_tsv  # noqa: E402
 
 
 def main() -> int:

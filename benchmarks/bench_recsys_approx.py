@@ -25,7 +25,7 @@ from bench_recsys_blocks import DATA, load_entries, scipy_topk  # noqa: E402
 
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import similarity  # noqa: E402
+from reviewrec.recommend import similarity  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 

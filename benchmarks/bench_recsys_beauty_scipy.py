@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
-from reviewrec.recsys.similarity import block_pair_topk  # noqa: E402
+from reviewrec.recommend.similarity import block_pair_topk  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data" / "amazon_beauty_5core" / "Beauty.txt"
 

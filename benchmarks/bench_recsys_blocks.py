@@ -6,7 +6,7 @@ Data: the first --users users of Amazon Beauty 5-core (binary user x item matrix
 user). Every method produces the top-k neighbours of every user (cosine, ties by neighbour
 index) and the results are compared pair by pair:
 
-* blockwise: reviewrec.recsys.similarity.topk_similarity (written to Parquet);
+* blockwise: reviewrec.recommend.similarity.topk_similarity (written to Parquet);
 * BlockMatrix: rows L2-normalised, CoordinateMatrix -> toBlockMatrix(1024, 1024),
   multiply(transpose) -> dense result blocks; top-k taken from each block in the executors
   (numpy) and merged per user with a window (the cheapest way to get a top-k out of it);
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import similarity  # noqa: E402
+from reviewrec.recommend import similarity  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 

@@ -22,10 +22,10 @@ from reviewrec import io  # noqa: E402
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
 from reviewrec.features.job import FeaturesParams  # noqa: E402
-from reviewrec.recsys import job  # noqa: E402
-from reviewrec.recsys.ids import id_index  # noqa: E402
-from reviewrec.recsys.params import RecommendParams  # noqa: E402
-from reviewrec.recsys.scoring import resolve_scorer  # noqa: E402
+from reviewrec.recommend import job  # noqa: E402
+from reviewrec.recommend.ids import id_index  # noqa: E402
+from reviewrec.recommend.params import RecommendParams  # noqa: E402
+from reviewrec.recommend.scoring import resolve_scorer  # noqa: E402
 from reviewrec.runtime import peak_rss_mb, setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 

@@ -10,7 +10,7 @@ item) pairs are dropped. With exponent 1 the most popular item has ~8% of all ra
 exact all-pairs cost (sum of squared item degrees) is ~1e12 products at 1M users: the run
 uses the approximate mode (--max-item-degree raters sampled per item); --max-item-degree 0
 runs exact. `--top-n N` (0: skip) also times user-CF recommendations from those neighbours as
-the recommend job makes them (recsys.cf.user_cf_scores with seen items excluded, then top_n)
+the recommend job makes them (recommend.cf.user_cf_scores with seen items excluded, then top_n)
 and writes them. Peak memory: the largest summed RSS of this process and all its descendants
 (driver JVM, Python workers), sampled every 0.5 s.
 """
@@ -34,8 +34,8 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
-from reviewrec.recsys import similarity  # noqa: E402
-from reviewrec.recsys import cf  # noqa: E402
+from reviewrec.recommend import similarity  # noqa: E402
+from reviewrec.recommend import cf  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
 

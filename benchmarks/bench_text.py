@@ -5,7 +5,7 @@
 
 Input: amazon-reviews-pds Parquet (default ../shared/data/amazon_reviews_pds/Digital_Software,
 102,084 reviews), read with spark.read.parquet and cached in memory first, so both variants
-time the chain itself. Each variant runs the whole chain (`reviewrec.text.preprocess`: strip
+time the chain itself. Each variant runs the whole chain (`reviewrec.preprocess.preprocess`: strip
 HTML, tokenize, POS + lemma or lowercase without, stop-word, length and repeat filters) into
 Spark's no-op sink. Variants alternate for `--rounds` rounds after a warm-up on 5,000 reviews
 each; the best round is reported, with all rounds and the per-round ratios. `with_pos_lemma` is
@@ -59,7 +59,7 @@ def main() -> int:
 
     import yaml
 
-    from reviewrec.text import TextParams, preprocess
+    from reviewrec.preprocess import TextParams, preprocess
 
     setup_logging("WARNING")
     cfg = load_config([os.path.join(HERE, "..", "conf", "local.yaml")], args.overrides)

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from reviewrec.text.conllu import Accuracy, Sentence, evaluate, read_conllu  # noqa: E402
-from reviewrec.text.builtin_engine import get_analyzer  # noqa: E402
+from reviewrec.preprocess.conllu import Accuracy, Sentence, evaluate, read_conllu  # noqa: E402
+from reviewrec.preprocess.builtin_engine import get_analyzer  # noqa: E402
 
 DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                        "ud_english_ewt", "en_ewt-ud-dev.conllu")
@@ -87,7 +87,7 @@ def check_perceptron(sents: list[Sentence]) -> list[int]:
     dropped), cased: [tokens, disagreements]."""
     import numpy as np
 
-    from reviewrec.text.perceptron import ReferencePerceptron, get_model, read_weights
+    from reviewrec.preprocess.perceptron import ReferencePerceptron, get_model, read_weights
 
     model, ref = get_model(), ReferencePerceptron(read_weights())
     rows = [[f for f in s.forms if WORD_RE.search(f)] for s in sents]

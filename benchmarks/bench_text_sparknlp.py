@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from reviewrec.text.conllu import Accuracy, is_word, read_conllu  # noqa: E402
+from reviewrec.preprocess.conllu import Accuracy, is_word, read_conllu  # noqa: E402
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
 DEV = os.path.join(SHARED, "ud_english_ewt", "en_ewt-ud-dev.conllu")
@@ -53,8 +53,8 @@ def analyze_sparknlp(spark, token_lists):
     """Every token of each list -> (lemmas, upos), Spark NLP on the words, rule on punctuation."""
     from pyspark.sql import functions as F
 
-    from reviewrec.text.sparknlp_engine import annotate
-    from reviewrec.text.upos import punctuation_upos
+    from reviewrec.preprocess.sparknlp_engine import annotate
+    from reviewrec.preprocess.upos import punctuation_upos
 
     rows = [(i, ["_".join(t.split()) for t in toks if is_word(t)]) for i, toks in enumerate(token_lists)]
     df = spark.createDataFrame(rows, "i int, tokens array<string>")
@@ -76,7 +76,7 @@ def analyze_sparknlp(spark, token_lists):
 
 
 def analyze_builtin(token_lists):
-    from reviewrec.text.builtin_engine import get_analyzer
+    from reviewrec.preprocess.builtin_engine import get_analyzer
 
     a = get_analyzer()
     return [a.analyze(toks) for toks in token_lists]
@@ -132,7 +132,7 @@ def read_reviews(spark, n: int):
 
 
 def preprocess_on(spark, engine: str, n: int):
-    from reviewrec.text.job import TextParams, preprocess
+    from reviewrec.preprocess.job import TextParams, preprocess
 
     return preprocess(read_reviews(spark, n), TextParams(engine=engine))
 
@@ -186,7 +186,7 @@ def _one_throughput(engine: str, n: int, out_dir: str) -> dict:
     spark = session(engine)
     reviews = read_reviews(spark, n).cache()
     reviews.count()
-    from reviewrec.text.job import TextParams, preprocess
+    from reviewrec.preprocess.job import TextParams, preprocess
 
     cpu0, t0 = _tree_cpu(), time.time()
     preprocess(reviews, TextParams(engine=engine)).write.mode("overwrite").parquet(out_dir)

@@ -35,9 +35,9 @@ def main() -> int:
     from pyspark.ml.feature import StopWordsRemover
     from pyspark.sql import SparkSession
 
-    from reviewrec.text import TextParams
-    from reviewrec.text.builtin_engine import get_analyzer, lemmas_and_pos
-    from reviewrec.text.transforms import HTML_RE
+    from reviewrec.preprocess import TextParams
+    from reviewrec.preprocess.builtin_engine import get_analyzer, lemmas_and_pos
+    from reviewrec.preprocess.transforms import HTML_RE
 
     spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
     stop = frozenset(w.lower() for w in StopWordsRemover.loadDefaultStopWords("english"))

@@ -7,7 +7,7 @@ history (the usual protocol of SASRec and its successors). Ranking is against al
 (full ranking) with the user's history excluded; lists shorter than N are padded with the
 most popular unseen items, so every method ranks the whole catalogue.
 
-Used by bench_recsys_beauty.py and tests/test_recsys_beauty.py (which put benchmarks/ on the
+Used by bench_recsys_beauty.py and tests/test_recommend_beauty.py (which put benchmarks/ on the
 import path); the recommend job does not need it.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from reviewrec.recsys.similarity import SimilarityParams
-from reviewrec.recsys import cf
-from reviewrec.recsys.als import als_top_n
-from reviewrec.recsys.metrics import ranking_metrics
+from reviewrec.recommend.similarity import SimilarityParams
+from reviewrec.recommend import cf
+from reviewrec.recommend.als import als_top_n
+from reviewrec.recommend.metrics import ranking_metrics
 
 log = logging.getLogger(__name__)
 

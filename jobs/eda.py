@@ -5,7 +5,7 @@
 import sys
 
 from reviewrec.cli import main
-from reviewrec.report.eda import run
+from reviewrec.eda import run
 
 if __name__ == "__main__":
     sys.exit(main("eda", run))

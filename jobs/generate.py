@@ -4,8 +4,8 @@
 """
 import sys
 
-from reviewrec import synth
+from reviewrec import generate
 from reviewrec.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("generate", synth.run, needs_spark=False))
+    sys.exit(main("generate", generate.run, needs_spark=False))

@@ -5,7 +5,7 @@
 import sys
 
 from reviewrec.cli import main
-from reviewrec.text.job import run
+from reviewrec.preprocess.job import run
 
 if __name__ == "__main__":
     sys.exit(main("preprocess", run))

@@ -6,7 +6,7 @@ time-split rating error, report under <root>/report/recs.
 import sys
 
 from reviewrec.cli import main
-from reviewrec.recsys.job import run
+from reviewrec.recommend.job import run
 
 if __name__ == "__main__":
     sys.exit(main("recommend", run))

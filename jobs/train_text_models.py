@@ -5,12 +5,12 @@
 Spark NLP's PerceptronApproach (UPOS) and a Lemmatizer dictionary (EWT train + lemminflect's
 table), saved as Spark ML models at text.sparknlp_pos_model / text.sparknlp_lemma_model (null:
 lib/sparknlp/models/pos_ud_ewt and lemma_ud_ewt, the models the repository ships) with
-MODELS.json beside them; skipped when the hash of the inputs is unchanged (lib/reviewrec/text/sparknlp_models.py).
+MODELS.json beside them; skipped when the hash of the inputs is unchanged (lib/reviewrec/preprocess/sparknlp_models.py).
 """
 import sys
 
 from reviewrec.cli import main
-from reviewrec.text.sparknlp_models import run
+from reviewrec.preprocess.sparknlp_models import run
 
 if __name__ == "__main__":
     sys.exit(main("train_text_models", run))

@@ -10,7 +10,7 @@ import pytest
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import load_config
-from reviewrec.report import eda
+from reviewrec import eda
 
 from conftest import REPO
 

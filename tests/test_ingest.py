@@ -16,7 +16,7 @@ from reviewrec import schema as S
 from reviewrec.config import load_config
 from reviewrec.ingest import job as ingest_job
 from reviewrec.ingest import parse as P
-from reviewrec.synth import generate_tsv
+from reviewrec.generate import generate_tsv
 
 from conftest import REPO, shared_data
 

@@ -40,14 +40,14 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("generate", "reviewrec.synth:run", ("raw",), lambda cfg: cfg["input"]["format"] == "synthetic"),
+    Stage("generate", "reviewrec.generate:run", ("raw",), lambda cfg: cfg["input"]["format"] == "synthetic"),
     Stage("ingest", "reviewrec.ingest.job:run", ("reviews", "quarantine", "report/ingest.json")),
-    Stage("preprocess", "reviewrec.text.job:run", ("tokens", "report/preprocess.json")),
-    Stage("eda", "reviewrec.report.eda:run", ("report/eda",)),
+    Stage("preprocess", "reviewrec.preprocess.job:run", ("tokens", "report/preprocess.json")),
+    Stage("eda", "reviewrec.eda:run", ("report/eda",)),
     Stage("features", "reviewrec.features.job:run", ("features", "features_meta/vocab.json", "report/features.json")),
     Stage("train", "reviewrec.model.train:run", ("model/model.keras", "model/metadata.json")),
     Stage("evaluate", "reviewrec.model.evaluate:run", ("report/model",)),
-    Stage("recommend", "reviewrec.recsys.job:run",
+    Stage("recommend", "reviewrec.recommend.job:run",
           ("popularity", "neighbors", "predictions", "recommendations", "report/recs")),
 )
 

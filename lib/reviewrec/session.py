@@ -67,7 +67,7 @@ def build_session(cfg: Config, app_suffix: str = "") -> SparkSession:
         builder = builder.master(master)
     for key, value in (spark_cfg.get("conf") or {}).items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
-    from reviewrec.text.sparknlp_jars import session_conf
+    from reviewrec.preprocess.sparknlp_jars import session_conf
 
     for key, value in session_conf(cfg["text"], app_suffix).items():
         builder = builder.config(key, value)

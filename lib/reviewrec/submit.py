@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
     elif argv[0] == "spark-conf":
         print("\n".join(spark_conf_lines(cfg)))
     elif argv[0] == "engine-conf":
-        from reviewrec.text.sparknlp_jars import session_conf
+        from reviewrec.preprocess.sparknlp_jars import session_conf
 
         print("\n".join(f"{k}={v}" for k, v in session_conf(cfg["text"], job).items()))
     else:

@@ -3,7 +3,7 @@
 Counts per category, star histogram (overall and per category), reviews per year, review
 length distribution, total words, vocabulary size, and the top words. Words are the lemmas of
 <root>/tokens once the preprocess job has written it; before that, raw tokens from the same
-tokenizer (text/transforms.py); the report says which.
+tokenizer (preprocess/transforms.py); the report says which.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.report import html
 from reviewrec.runtime import StageTimer
-from reviewrec.text.job import TOKENS_DATASET
-from reviewrec.text.transforms import TOKENS, lowercase, review_text, strip_html, tokenize
+from reviewrec.preprocess.job import TOKENS_DATASET
+from reviewrec.preprocess.transforms import TOKENS, lowercase, review_text, strip_html, tokenize
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
-from reviewrec.recsys.ids import number_rows
+from reviewrec.recommend.ids import number_rows
 
 SCOPE = "scope"
 SCOPE_OVERALL = "overall"

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from reviewrec import schema as S
-from reviewrec.synth import generate_tsv
+from reviewrec.generate import generate_tsv
 
 
 def _lines(out: Path) -> list[bytes]:

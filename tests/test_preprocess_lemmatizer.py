@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from reviewrec.text.lemmatizer import Lemmatizer, read_lexicon
-from reviewrec.text.upos import PTB_TO_UPOS, UPOS_TAGS, punctuation_upos
+from reviewrec.preprocess.lemmatizer import Lemmatizer, read_lexicon
+from reviewrec.preprocess.upos import PTB_TO_UPOS, UPOS_TAGS, punctuation_upos
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_lexicon_is_found_without_importing_textblob(monkeypatch):
     import importlib.metadata as md
     import sys
 
-    from reviewrec.text.lemmatizer import lexicon_path
+    from reviewrec.preprocess.lemmatizer import lexicon_path
 
     assert lexicon_path().endswith("textblob/en/en-lexicon.txt") and "textblob" not in sys.modules
 

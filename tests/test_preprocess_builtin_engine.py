@@ -9,10 +9,10 @@ import pytest
 from pyspark.sql import types as T
 
 from reviewrec import schema as S
-from reviewrec.text.builtin_engine import get_analyzer, lemmas_and_pos, pos_lemma_builtin
-from reviewrec.text.conllu import Sentence, evaluate, read_conllu
-from reviewrec.text.perceptron import get_model
-from reviewrec.text.transforms import repeat_regex
+from reviewrec.preprocess.builtin_engine import get_analyzer, lemmas_and_pos, pos_lemma_builtin
+from reviewrec.preprocess.conllu import Sentence, evaluate, read_conllu
+from reviewrec.preprocess.perceptron import get_model
+from reviewrec.preprocess.transforms import repeat_regex
 from conftest import shared_data
 
 

@@ -1,7 +1,7 @@
 """Where the sparknlp text engine's jars come from, and the Spark properties it needs.
 
 Imports nothing from Spark, so the launcher (python -m reviewrec.submit engine-conf) can use it
-on a machine without pyspark. See text/sparknlp_engine.py for the engine and docs/text.md.
+on a machine without pyspark. See preprocess/sparknlp_engine.py for the engine and docs/text.md.
 """
 from __future__ import annotations
 

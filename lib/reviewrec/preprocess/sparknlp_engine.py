@@ -36,7 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
-from reviewrec.text.sparknlp_jars import (DEFAULT_PACKAGE, JOBS, SETUP_HINT, SparkNLPUnavailable,  # noqa: F401
+from reviewrec.preprocess.sparknlp_jars import (DEFAULT_PACKAGE, JOBS, SETUP_HINT, SparkNLPUnavailable,  # noqa: F401
                                           resolve_jars, session_conf)
 
 PROBE_CLASS = "com.johnsnowlabs.nlp.DocumentAssembler"
@@ -118,7 +118,7 @@ def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | Non
     from sparknlp.annotator import LemmatizerModel, Normalizer, PerceptronModel, RegexTokenizer
     from sparknlp.base import DocumentAssembler
 
-    from reviewrec.text.upos import PTB_TO_UPOS
+    from reviewrec.preprocess.upos import PTB_TO_UPOS
 
     doc = DocumentAssembler().setInputCol("__text").setOutputCol("__doc").setCleanupMode("disabled")
     tok = (RegexTokenizer().setInputCols(["__doc"]).setOutputCol("__tok").setPattern(" ")
@@ -152,7 +152,7 @@ def pos_lemma_sparknlp(df: DataFrame, min_length: int, max_repeat: int, stop_wor
     (UPOS), aligned, with stop words (of the lowercased token), lemmas shorter than
     `min_length` and lemmas with a character repeated more than `max_repeat` times in a row
     dropped after tagging and lemmatization. Other columns pass through; `col_tokens` is dropped."""
-    from reviewrec.text.transforms import repeat_regex
+    from reviewrec.preprocess.transforms import repeat_regex
 
     require_sparknlp(df.sparkSession)
     stop = sorted({w.lower() for w in stop_words})

@@ -122,7 +122,7 @@ def test_score_candidates_errors_name_what_is_missing(spark, trained_root, tmp_p
 def test_recommend_job_fills_from_the_model(spark, trained_root):
     from reviewrec.config import load_config
     from reviewrec.model.score import score_candidates
-    from reviewrec.recsys.job import run
+    from reviewrec.recommend.job import run
 
     cfg = load_config([str(REPO / "conf" / "local.yaml")],
                       [f"run.root={trained_root}", "recsys.fill.use_model=require", "recsys.neighbors.k=5",

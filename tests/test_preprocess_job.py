@@ -11,7 +11,7 @@ import pytest
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import load_config
-from reviewrec.text import TextParams, preprocess
+from reviewrec.preprocess import TextParams, preprocess
 
 ROWS = [
     ("US", "c1", "R1", "p1", None, "t", "Beauty", 5, 0, 0, False, True, "Five Stars",
@@ -50,7 +50,7 @@ def _collect(df):
 
 @pytest.mark.spark
 def test_library_call_with_no_options_equals_the_job(spark, run_root):
-    from reviewrec.text.job import run
+    from reviewrec.preprocess.job import run
 
     io.write_parquet_atomic(_reviews(spark), io.dataset_path(run_root, "reviews"))
     summary = run(spark, load_config([], [f"run.root={run_root}"]))
@@ -75,7 +75,7 @@ def test_library_call_with_no_options_equals_the_job(spark, run_root):
 
 @pytest.mark.spark
 def test_without_pos_lemma_the_library_call_equals_the_job(spark, run_root):
-    from reviewrec.text.job import run
+    from reviewrec.preprocess.job import run
 
     io.write_parquet_atomic(_reviews(spark), io.dataset_path(run_root, "reviews"))
     cfg = load_config([], [f"run.root={run_root}", "text.pos_lemma=false", "text.extra_stop_words=[\"five\"]"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import types as T
 
-from reviewrec.text import transforms
+from reviewrec.preprocess import transforms
 
 pytestmark = pytest.mark.spark
 

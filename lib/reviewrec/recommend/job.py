@@ -11,11 +11,11 @@ product_category) and writes
     <root>/recommendations  user, rank, item, score, source
     <root>/report/recs      summary.json, PNG plots, index.html
 
-Users and items are numbered by the features job's indexers (recsys.ids), the id space of the
+Users and items are numbered by the features job's indexers (recommend.ids), the id space of the
 rating model too. Candidates of a user (the cells that get filled): the items rated by the
 user's neighbours (best `recsys.fill.neighbor_items` by CF support) plus the
 `recsys.fill.top_popular` most popular items overall, minus what the user rated. Their rating
-comes from the trained model when one exists (recsys.scoring), otherwise from CF. With
+comes from the trained model when one exists (recommend.scoring), otherwise from CF. With
 recsys.evaluate.enabled, the same pipeline is rerun on the features job's time split (train up
 to a cut day, test after) and the filled ratings are scored by RMSE/MAE next to explicit ALS and
 the global-mean baseline.
@@ -33,14 +33,14 @@ from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import transforms as X
 from reviewrec.features.job import FeaturesParams
-from reviewrec.recsys import cf
-from reviewrec.recsys.als import als_predict
-from reviewrec.recsys.ids import I, U, IdIndex, id_index
-from reviewrec.recsys.metrics import rating_errors
-from reviewrec.recsys.params import RecommendParams
-from reviewrec.recsys.popularity import BAYES, RANK as POP_RANK, SCOPE, SCOPE_OVERALL, popularity_table
-from reviewrec.recsys.scoring import CFScorer, RatingScorer, resolve_scorer
-from reviewrec.recsys.similarity import NEIGHBOR, ROW, SIM, topk_recall
+from reviewrec.recommend import cf
+from reviewrec.recommend.als import als_predict
+from reviewrec.recommend.ids import I, U, IdIndex, id_index
+from reviewrec.recommend.metrics import rating_errors
+from reviewrec.recommend.params import RecommendParams
+from reviewrec.recommend.popularity import BAYES, RANK as POP_RANK, SCOPE, SCOPE_OVERALL, popularity_table
+from reviewrec.recommend.scoring import CFScorer, RatingScorer, resolve_scorer
+from reviewrec.recommend.similarity import NEIGHBOR, ROW, SIM, topk_recall
 from reviewrec.report import html as H
 from reviewrec.runtime import StageTimer
 

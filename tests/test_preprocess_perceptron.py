@@ -10,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from reviewrec.text import perceptron
-from reviewrec.text.conllu import read_conllu
+from reviewrec.preprocess import perceptron
+from reviewrec.preprocess.conllu import read_conllu
 from conftest import shared_data
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reviewrec.recsys import similarity
+from reviewrec.recommend import similarity
 
 MAX_PAIRS = 1_000_000  # products per chunk: larger than these matrices
 

@@ -1,7 +1,7 @@
 """Collaborative filtering on Spark: user-CF and item-CF scores, rating predictions, blending, top-N.
 
-Internal tables use contiguous long indices (u for users, i for items; recsys.ids) so the
-blockwise similarity (recsys.similarity) can lay rows and columns out as CSR blocks:
+Internal tables use contiguous long indices (u for users, i for items; recommend.ids) so the
+blockwise similarity (recommend.similarity) can lay rows and columns out as CSR blocks:
 
     interactions  u, i, value       (value: a star, a centred star, 1 for implicit, or a
                                      recency weight)
@@ -14,8 +14,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from reviewrec.recsys import similarity
-from reviewrec.recsys.ids import I, U
+from reviewrec.recommend import similarity
+from reviewrec.recommend.ids import I, U
 
 VALUE = "value"
 SCORE = "score"

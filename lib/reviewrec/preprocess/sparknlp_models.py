@@ -1,7 +1,7 @@
 """The sparknlp engine's models, trained here from UD English-EWT train (no model hub needed).
 
   * POS: Spark NLP's PerceptronApproach on EWT train converted to its `word<delim>UPOS` format
-    (text/conllu.py: `choose_delimiter`, `pos_line`), punctuation-only tokens left out as the
+    (preprocess/conllu.py: `choose_delimiter`, `pos_line`), punctuation-only tokens left out as the
     chain's tokenizer leaves them out, so the model predicts UPOS directly.
   * Lemma: Spark NLP's Lemmatizer with a dictionary (`build_lemma_dictionary`): every
     (lowercase form, lemma) of lemminflect's lookup table (its lemma_lu.csv.gz: form, UPOS,
@@ -31,8 +31,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from reviewrec.text.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
-from reviewrec.text.sparknlp_engine import LEMMA_MODEL, MODELS_DIR, POS_MODEL
+from reviewrec.preprocess.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
+from reviewrec.preprocess.sparknlp_engine import LEMMA_MODEL, MODELS_DIR, POS_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _lemminflect_version() -> str:
 def run(spark: SparkSession, cfg: Any) -> dict[str, Any]:
     """The train_text_models job: text.sparknlp_train_conllu -> the models at
     text.sparknlp_pos_model / text.sparknlp_lemma_model (null: lib/sparknlp/models)."""
-    from reviewrec.text.sparknlp_engine import REPO, require_sparknlp
+    from reviewrec.preprocess.sparknlp_engine import REPO, require_sparknlp
 
     t = cfg["text"]
     require_sparknlp(spark, t["sparknlp_jar"], t["sparknlp_package"])

@@ -5,10 +5,10 @@
                 -> drop_repeats -> no_pos_lemma                    (text.pos_lemma = false)
 
 All of them are Spark built-ins (JVM). The POS + lemma step belongs to the configured engine
-(text/builtin_engine.py, text/sparknlp_engine.py), which tags the tokens as written with the
+(preprocess/builtin_engine.py, preprocess/sparknlp_engine.py), which tags the tokens as written with the
 stop words in place and applies the stop-word, length and repeat filters after tagging;
 `job.preprocess` puts the chain together. The same tokenizer gives the EDA report its raw words
-(report/eda.py). Transforms take plain values (column names, limits, word lists), never the
+(eda.py). Transforms take plain values (column names, limits, word lists), never the
 Config.
 """
 from __future__ import annotations

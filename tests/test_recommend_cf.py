@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from conftest import REPO
-from reviewrec.recsys import cf
-from reviewrec.recsys.ids import number_rows
-from reviewrec.recsys.metrics import ranking_metrics, rating_errors
-from reviewrec.recsys.popularity import bayesian_popularity
+from reviewrec.recommend import cf
+from reviewrec.recommend.ids import number_rows
+from reviewrec.recommend.metrics import ranking_metrics, rating_errors
+from reviewrec.recommend.popularity import bayesian_popularity
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sequence_eval import leave_last_out, read_sequences  # noqa: E402

@@ -5,8 +5,8 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from reviewrec.recsys.cf import PRED, SCORE, SRC_ALS, VALUE, exclude_seen, top_n
-from reviewrec.recsys.ids import I, U
+from reviewrec.recommend.cf import PRED, SCORE, SRC_ALS, VALUE, exclude_seen, top_n
+from reviewrec.recommend.ids import I, U
 
 
 def _als(implicit: bool, rank: int, reg: float, alpha: float, iters: int, seed: int) -> ALS:

@@ -1,4 +1,4 @@
 """Text preprocessing (the `preprocess` job): reviews -> lemmas + UPOS tags per review."""
-from reviewrec.text.job import TextParams, preprocess
+from reviewrec.preprocess.job import TextParams, preprocess
 
 __all__ = ["TextParams", "preprocess"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from reviewrec.text import sparknlp_jars as J
-from reviewrec.text.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
-from reviewrec.text.sparknlp_models import build_lemma_dictionary, dictionary_lines, normalise
+from reviewrec.preprocess import sparknlp_jars as J
+from reviewrec.preprocess.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
+from reviewrec.preprocess.sparknlp_models import build_lemma_dictionary, dictionary_lines, normalise
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """The recommend stage's settings: one frozen dataclass per `recsys:` section of the config.
 
 `RecommendParams.from_config(cfg["recsys"])` is what the job runs with; the defaults here are
-conf/base.yaml's (tests/test_recsys_job.py asserts it), so library code built from a bare
+conf/base.yaml's (tests/test_recommend_job.py asserts it), so library code built from a bare
 `RecommendParams()` behaves as the job does.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewrec.recsys.similarity import SimilarityParams
+from reviewrec.recommend.similarity import SimilarityParams
 
 USE_MODEL_CHOICES = ("auto", "never", "require")
 

@@ -12,9 +12,9 @@ import pytest
 from reviewrec import schema as S
 from reviewrec.config import load_config
 from reviewrec.features.job import FeaturesParams
-from reviewrec.recsys import scoring
-from reviewrec.recsys.ids import I, U, id_index
-from reviewrec.recsys.params import RecommendParams
+from reviewrec.recommend import scoring
+from reviewrec.recommend.ids import I, U, id_index
+from reviewrec.recommend.params import RecommendParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def _reviews(spark):
 
 @pytest.fixture(scope="module")
 def job_run(spark, tmp_path_factory):
-    from reviewrec.recsys.job import run
+    from reviewrec.recommend.job import run
 
     root = str(tmp_path_factory.mktemp("recs") / "run")
     _reviews(spark).write.parquet(f"{root}/reviews")
@@ -128,7 +128,7 @@ def test_popularity_and_report(spark, job_run) -> None:
 
 def test_cf_scorer_and_its_resolution(spark, tmp_path) -> None:
     """Without a model the cells are filled by CF, else the item's Bayesian average; `require`
-    makes a missing model an error. (The model scorer: tests/test_recsys_model_fill.py.)"""
+    makes a missing model an error. (The model scorer: tests/test_recommend_model_fill.py.)"""
     cands = spark.createDataFrame([("x", "a", 3.0, 2.0), ("x", "b", 3.5, 2.0), ("y", "c", None, 2.5)],
                                   "customer_id string, product_id string, cf_pred double, fallback_rating double")
     missing = str(tmp_path / "model")

@@ -1,7 +1,7 @@
 """The `builtin` text engine: POS tags and lemmas in the Python workers, offline.
 
-Tags come from the averaged perceptron of text/perceptron.py (UPOS, trained on UD
-English-EWT), lemmas from text/lemmatizer.py given those tags. The tokens keep their case
+Tags come from the averaged perceptron of preprocess/perceptron.py (UPOS, trained on UD
+English-EWT), lemmas from preprocess/lemmatizer.py given those tags. The tokens keep their case
 (the perceptron's only name feature is a capital letter) and their stop words (its features
 read two words and two tags on each side) until they are tagged; stop words, short lemmas and
 lemmas with a long character run are dropped afterwards.
@@ -26,10 +26,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from reviewrec import schema as S
-from reviewrec.text.lemmatizer import Lemmatizer
-from reviewrec.text.perceptron import PerceptronModel, get_model
-from reviewrec.text.transforms import TOKENS, repeat_regex
-from reviewrec.text.upos import PTB_TO_UPOS, PUNCT_RE, UPOS_TAGS, punctuation_upos
+from reviewrec.preprocess.lemmatizer import Lemmatizer
+from reviewrec.preprocess.perceptron import PerceptronModel, get_model
+from reviewrec.preprocess.transforms import TOKENS, repeat_regex
+from reviewrec.preprocess.upos import PTB_TO_UPOS, PUNCT_RE, UPOS_TAGS, punctuation_upos
 
 # Perceptron label VerbForm -> Penn tag hint for the lemmatizer (base form, gerund, participle).
 VERBFORM_PTB = {"Inf": "VB", "Ger": "VBG", "Part": "VBN"}

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from reviewrec.recsys.cf import RANK
-from reviewrec.recsys.ids import I, U
+from reviewrec.recommend.cf import RANK
+from reviewrec.recommend.ids import I, U
 
 
 def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (10, 20), n_items: int | None = None,

@@ -18,8 +18,8 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.runtime import StageTimer, peak_rss_mb
-from reviewrec.text.builtin_engine import pos_lemma_builtin
-from reviewrec.text.transforms import (drop_repeats, drop_short, lowercase, no_pos_lemma, remove_stop_words,
+from reviewrec.preprocess.builtin_engine import pos_lemma_builtin
+from reviewrec.preprocess.transforms import (drop_repeats, drop_short, lowercase, no_pos_lemma, remove_stop_words,
                                        resolve_stop_words, review_text, strip_html, tokenize)
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ ENGINES = ("builtin", "sparknlp")
 @dataclass(frozen=True)
 class TextParams:
     """The chain's settings of the `text:` config section (conf/base.yaml explains each key);
-    the defaults are base.yaml's (tests/test_text_job.py checks that they stay equal). The
+    the defaults are base.yaml's (tests/test_preprocess_job.py checks that they stay equal). The
     other `text.sparknlp_*` keys say where the Spark NLP jars come from and how the session is
     sized: the launcher and the session read them, not the chain."""
     engine: str = "builtin"
@@ -81,7 +81,7 @@ def preprocess(reviews: DataFrame, params: TextParams | None = None) -> DataFram
     if p.engine == "builtin":
         df = df.transform(pos_lemma_builtin, p.min_token_length, p.max_char_repeat, stop)
     else:
-        from reviewrec.text.sparknlp_engine import pos_lemma_sparknlp
+        from reviewrec.preprocess.sparknlp_engine import pos_lemma_sparknlp
 
         df = pos_lemma_sparknlp(df, p.min_token_length, p.max_char_repeat, stop,
                                 pos_model=p.sparknlp_pos_model, lemma_model=p.sparknlp_lemma_model)
@@ -96,13 +96,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     S.require_columns(reviews.columns, (S.REVIEW_ID, S.REVIEW_HEADLINE, S.REVIEW_BODY), f"{root}/reviews")
     # Missing engine resources stop the job here, before any Spark work.
     if params.pos_lemma and params.engine == "builtin":
-        from reviewrec.text.lemmatizer import lexicon_path
-        from reviewrec.text.perceptron import read_weights
+        from reviewrec.preprocess.lemmatizer import lexicon_path
+        from reviewrec.preprocess.perceptron import read_weights
 
         read_weights()
         lexicon_path()
     elif params.pos_lemma:
-        from reviewrec.text.sparknlp_engine import require_sparknlp
+        from reviewrec.preprocess.sparknlp_engine import require_sparknlp
 
         require_sparknlp(spark, cfg["text"]["sparknlp_jar"], cfg["text"]["sparknlp_package"])
     tokens = preprocess(reviews, params)

@@ -54,7 +54,7 @@ def test_job_on_sparknlp_engine_matches_builtin(spark, run_root):
     """The job on the sparknlp engine (launcher -> spark.jars -> trained models) keeps the
     builtin engine's token lists: the same columns, UPOS tags, and a mean Jaccard of the lemma
     sets of at least 0.9 on real Digital_Software reviews; known lemmas on literal ones."""
-    from reviewrec.text.job import TextParams, preprocess
+    from reviewrec.preprocess.job import TextParams, preprocess
 
     n = _write_reviews(spark, run_root, extra=300)
     res = _launch(f"run.root={run_root}", "text.engine=sparknlp")
@@ -104,7 +104,7 @@ def test_missing_jar_stops_the_job_with_the_artifact_named(spark, run_root, tmp_
 def test_missing_jar_on_a_session_without_it(spark):
     """A session started without the jars (the shared test session, engine builtin) cannot load
     Spark NLP's classes: the engine says so, naming the class, the package and the fix."""
-    from reviewrec.text import sparknlp_engine as E
+    from reviewrec.preprocess import sparknlp_engine as E
 
     assert not E.jar_loaded(spark)
     with pytest.raises(E.SparkNLPUnavailable) as err:
