@@ -31,6 +31,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
+from _emit import tree_cpu_seconds  # noqa: E402
+
 DEFAULT_INPUT = os.path.join(HERE, "..", "..", "shared", "data", "amazon_reviews_pds", "Digital_Software")
 
 
@@ -88,14 +90,7 @@ def main() -> int:
     jvm = psutil.Process(spark.sparkContext._gateway.proc.pid)  # type: ignore[attr-defined]
 
     def spark_cpu_s() -> float:
-        total = 0.0
-        for p in [jvm, *jvm.children(recursive=True)]:
-            try:
-                c = p.cpu_times()
-                total += c.user + c.system + c.children_user + c.children_system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return tree_cpu_seconds(jvm)
 
     def once(df, params: TextParams) -> tuple[float, float]:
         out = preprocess(df, params)

@@ -33,6 +33,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
+from _emit import tree_cpu_seconds  # noqa: E402
+
 from reviewrec.preprocess.conllu import Accuracy, is_word, read_conllu  # noqa: E402
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
@@ -125,8 +127,6 @@ def accuracy(args) -> dict:
 
 
 def read_reviews(spark, n: int):
-    from pyspark.sql import functions as F
-
     return (spark.read.parquet(REVIEWS).select("review_id", "review_headline", "review_body")
             .orderBy("review_id").limit(n))
 
@@ -165,18 +165,10 @@ def agreement(args) -> dict:
 
 
 def _tree_cpu() -> float:
-    """CPU seconds used so far by this process and its descendants (the JVM, the Python daemon
-    and, through the daemon's reaped children, its workers)."""
+    """CPU seconds used so far by this process and its descendants."""
     import psutil
 
-    total = 0.0
-    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    return tree_cpu_seconds(psutil.Process())
 
 
 def _one_throughput(engine: str, n: int, out_dir: str) -> dict:

@@ -14,7 +14,7 @@
         prints the standalone cluster's settings as shell assignments (lib/cluster.sh).
     python -m reviewrec.submit engine-conf JOB [--conf F ...] [--set k=v ...]
         prints the Spark properties the text engine needs for JOB as key=value lines (Spark
-        NLP's spark.jars, serializer, driver memory; text/sparknlp_engine.session_conf), or nothing.
+        NLP's spark.jars, serializer, driver memory; preprocess/sparknlp_jars.session_conf), or nothing.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ Jars (text.sparknlp_jar):
     ${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-~/.cache}/reviewrec}, version = the spark-nlp pin;
   * a path: a jar (e.g. spark-nlp-assembly-<version>.jar) or a directory of jars;
   * null: spark-submit's --packages text.sparknlp_package (a cluster that reaches Maven).
-`session_conf` gives the Spark properties the engine needs (spark.jars, the Kryo serializer,
+`sparknlp_jars.session_conf` gives the Spark properties the engine needs (spark.jars, the Kryo serializer,
 a bounded driver memory); the session factory and the launcher apply them, so the jars reach
 the driver and, through spark.jars, every executor (local and standalone). Without them,
 `require_sparknlp` stops the job before any Spark work with an error naming the missing
@@ -36,8 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
-from reviewrec.preprocess.sparknlp_jars import (DEFAULT_PACKAGE, JOBS, SETUP_HINT, SparkNLPUnavailable,  # noqa: F401
-                                          resolve_jars, session_conf)
+from reviewrec.preprocess.sparknlp_jars import DEFAULT_PACKAGE, SETUP_HINT, SparkNLPUnavailable, resolve_jars
 
 PROBE_CLASS = "com.johnsnowlabs.nlp.DocumentAssembler"
 PRETRAINED = "pretrained:"
