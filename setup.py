@@ -39,7 +39,6 @@ setup(
     description="Spark batch pipeline: review text, star-rating LSTM, recommendations, causal toolkit",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"reviewrec": ["resources/*"]},
     python_requires="==3.11.*",
     install_requires=install_requires,
     extras_require=extras_require,
