@@ -7,7 +7,7 @@ agreement with the builtin engine, and the throughput of the full chain on both 
 
 accuracy: gold tokenization, every token scored, lemmas compared lowercased, as
 bench_text_accuracy.py scores the builtin engine (cased input). Tokens with a letter or digit go
-through the engine's annotators (`sparknlp_engine.annotate`, the models in lib/sparknlp/models);
+through the engine's annotators (`sparknlp_engine.annotate`, the models shipped in lib/sparknlp/models/ud_ewt.tar.xz);
 punctuation-only tokens, which the chain's tokenizer never yields, get the builtin engine's rule
 tag and themselves as lemma, as the builtin analyzer does. Both engines are scored here on the
 same sentences, overall and on the `reviews` genre; "words" rows score only the word tokens.

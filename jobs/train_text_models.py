@@ -4,7 +4,7 @@
 
 Spark NLP's PerceptronApproach (UPOS) and a Lemmatizer dictionary (EWT train + lemminflect's
 table), saved as Spark ML models at text.sparknlp_pos_model / text.sparknlp_lemma_model (null:
-lib/sparknlp/models/pos_ud_ewt and lemma_ud_ewt, the models the repository ships) with
+packed into lib/sparknlp/models/ud_ewt.tar.xz, the models the repository ships) with
 MODELS.json beside them; skipped when the hash of the inputs is unchanged (lib/reviewrec/preprocess/sparknlp_models.py).
 """
 import sys

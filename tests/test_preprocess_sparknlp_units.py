@@ -166,3 +166,55 @@ def test_requirements_pin_matches_the_maven_package():
     import sparknlp
 
     assert sparknlp.version() == pin[0]
+
+
+def _model_dirs(root: Path, content: bytes) -> Path:
+    from reviewrec.preprocess.sparknlp_engine import LEMMA_MODEL, POS_MODEL
+
+    for name in (POS_MODEL, LEMMA_MODEL):
+        d = root / name / "fields" / "data"
+        d.mkdir(parents=True)
+        (d / "part-00000").write_bytes(content + name.encode())
+        (root / name / "metadata").mkdir()
+        (root / name / "metadata" / "part-00000").write_text('{"class": "x"}')
+    return root
+
+
+def test_models_archive_is_reproducible_and_unpacks_once_into_the_cache(tmp_path, monkeypatch):
+    from reviewrec.preprocess import sparknlp_engine as E
+
+    monkeypatch.setenv("REVIEWREC_CACHE", str(tmp_path / "cache"))
+    a, b = _model_dirs(tmp_path / "a", b"weights"), _model_dirs(tmp_path / "b", b"weights")
+    os.utime(b / E.POS_MODEL / "metadata" / "part-00000", (1, 1))  # times do not enter the archive
+    E.pack_models(str(a), str(tmp_path / "a.tar.xz"))
+    E.pack_models(str(b), str(tmp_path / "b.tar.xz"))
+    assert (tmp_path / "a.tar.xz").read_bytes() == (tmp_path / "b.tar.xz").read_bytes()
+    out = Path(E.project_models_dir(str(tmp_path / "a.tar.xz")))
+    assert out.parent == tmp_path / "cache" / "sparknlp" / "models"
+    for name in (E.POS_MODEL, E.LEMMA_MODEL):
+        assert (out / name / "fields" / "data" / "part-00000").read_bytes() == b"weights" + name.encode()
+    # Unpacked once: a second call reuses the directory; another archive gets its own.
+    marker = out / E.POS_MODEL / "metadata" / "part-00000"
+    marker.write_text("kept")
+    assert Path(E.project_models_dir(str(tmp_path / "a.tar.xz"))) == out and marker.read_text() == "kept"
+    E.pack_models(str(_model_dirs(tmp_path / "c", b"other")), str(tmp_path / "c.tar.xz"))
+    assert Path(E.project_models_dir(str(tmp_path / "c.tar.xz"))) != out
+    assert not list(out.parent.glob(".*"))  # no staging directory left
+
+
+def test_missing_models_archive_names_it_and_the_rebuild_command(tmp_path):
+    from reviewrec.preprocess import sparknlp_engine as E
+
+    with pytest.raises(E.SparkNLPUnavailable) as e:
+        E.project_models_dir(str(tmp_path / "gone.tar.xz"))
+    assert str(tmp_path / "gone.tar.xz") in str(e.value) and "train_text_models" in str(e.value)
+
+
+def test_the_shipped_models_archive_holds_both_models():
+    import tarfile
+
+    from reviewrec.preprocess import sparknlp_engine as E
+
+    with tarfile.open(os.path.join(E.MODELS_DIR, E.MODELS_ARCHIVE), "r:xz") as tar:
+        tops = {n.split("/")[0] for n in tar.getnames()}
+    assert tops == {E.POS_MODEL, E.LEMMA_MODEL}

@@ -9,8 +9,8 @@
 Order matters: tagging after Normalizer and StopWordsCleaner loses about a quarter of the UPOS
 accuracy (the tagger reads the neighbouring words and the case). The models are the project's
 own (jobs/train_text_models.py: PerceptronApproach trained on UD English-EWT train with UPOS
-tags, a Lemmatizer dictionary from EWT train + lemminflect's lookup table), shipped in
-lib/sparknlp/models; `pretrained:<name>[:<lang>]` in text.sparknlp_pos_model /
+tags, a Lemmatizer dictionary from EWT train + lemminflect's lookup table), shipped as
+lib/sparknlp/models/ud_ewt.tar.xz and unpacked into the cache on first use; `pretrained:<name>[:<lang>]` in text.sparknlp_pos_model /
 text.sparknlp_lemma_model downloads a John Snow Labs model instead (needs internet on the
 driver; its tags must be UPOS or Penn, which are mapped to UPOS).
 
@@ -28,7 +28,12 @@ artifact and how to provide it; the builtin engine needs none of this.
 """
 from __future__ import annotations
 
+import hashlib
+import lzma
 import os
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +41,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import schema as S
-from reviewrec.preprocess.sparknlp_jars import DEFAULT_PACKAGE, SETUP_HINT, SparkNLPUnavailable, resolve_jars
+from reviewrec.preprocess.sparknlp_jars import (DEFAULT_PACKAGE, SETUP_HINT, SparkNLPUnavailable, cache_dir,
+                                                resolve_jars)
 
 PROBE_CLASS = "com.johnsnowlabs.nlp.DocumentAssembler"
 PRETRAINED = "pretrained:"
@@ -44,6 +50,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 MODELS_DIR = os.path.join(REPO, "lib", "sparknlp", "models")
 POS_MODEL = "pos_ud_ewt"
 LEMMA_MODEL = "lemma_ud_ewt"
+# The project's two models ship as one xz archive in MODELS_DIR (a quarter of their size).
+MODELS_ARCHIVE = "ud_ewt.tar.xz"
 
 
 def jar_loaded(spark: SparkSession) -> bool:
@@ -84,12 +92,62 @@ def require_sparknlp(spark: SparkSession, jar: str | None = None, package: str |
         raise SparkNLPUnavailable(missing_jar_message(jar, package))
 
 
+def project_models_dir(archive: str | None = None) -> str:
+    """The project's models, unpacked from lib/sparknlp/models/ud_ewt.tar.xz once into
+    <cache>/sparknlp/models/<the archive's hash>/ (a path the driver and, on one machine, the
+    executors read)."""
+    archive = archive or os.path.join(MODELS_DIR, MODELS_ARCHIVE)
+    if not os.path.isfile(archive):
+        raise SparkNLPUnavailable(f"the Spark NLP models archive {archive} is missing: rebuild it with "
+                                  "`./spark-submit.sh train_text_models` (reads ../shared/data/ud_english_ewt)")
+    with open(archive, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+    parent = os.path.join(cache_dir(), "sparknlp", "models")
+    out = os.path.join(parent, digest)
+    if os.path.isdir(out):
+        return out
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f".{digest}-", dir=parent)
+    try:
+        with tarfile.open(archive, "r:xz") as tar:
+            tar.extractall(stage, filter="data")
+        try:
+            os.rename(stage, out)
+        except OSError:  # another process unpacked it first
+            if not os.path.isdir(out):
+                raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out
+
+
+def pack_models(models_dir: str, archive: str) -> None:
+    """`models_dir`'s POS and lemma models into `archive` (tar.xz), byte for byte the same for the
+    same files: entries sorted, times, owners and modes fixed."""
+    def normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        info.mode = 0o755 if info.isdir() else 0o644
+        return info
+
+    tmp = f"{archive}.tmp-{os.getpid()}"
+    with lzma.open(tmp, "wb", preset=9 | lzma.PRESET_EXTREME) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        for name in (LEMMA_MODEL, POS_MODEL):
+            top = os.path.join(models_dir, name)
+            for d, dirs, files in os.walk(top):
+                dirs.sort()
+                rel = os.path.relpath(d, models_dir)
+                tar.add(d, rel, recursive=False, filter=normalised)
+                for f in sorted(files):
+                    tar.add(os.path.join(d, f), os.path.join(rel, f), filter=normalised)
+    os.replace(tmp, archive)
+
+
 def model_path(configured: str | None, name: str) -> str:
     """A saved model's absolute path (executors read it: a path every node sees), or
-    `pretrained:...` as given. None = the project's trained model lib/sparknlp/models/<name>."""
+    `pretrained:...` as given. None = the project's trained model (project_models_dir())."""
     if configured and configured.startswith(PRETRAINED):
         return configured
-    path = os.path.abspath(configured) if configured else os.path.join(MODELS_DIR, name)
+    path = os.path.abspath(configured) if configured else os.path.join(project_models_dir(), name)
     if "://" not in (configured or "") and not os.path.isdir(path):
         raise SparkNLPUnavailable(f"Spark NLP model {path} is missing: rebuild it with "
                                   f"`./spark-submit.sh train_text_models` (reads ../shared/data/ud_english_ewt)")

@@ -32,7 +32,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from reviewrec.preprocess.conllu import Sentence, choose_delimiter, lemma_counts, pos_line, read_conllu
-from reviewrec.preprocess.sparknlp_engine import LEMMA_MODEL, MODELS_DIR, POS_MODEL
+from reviewrec.preprocess.sparknlp_engine import LEMMA_MODEL, MODELS_ARCHIVE, MODELS_DIR, POS_MODEL, pack_models
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +174,19 @@ def train_lemmatizer(spark: SparkSession, forms_to_lemma: Mapping[str, str]) -> 
 
 
 def train_models(spark: SparkSession, train_path: str, models_dir: str = MODELS_DIR,
-                 iterations: int = POS_ITERATIONS, force: bool = False) -> dict[str, Any]:
-    """Train and save both models under `models_dir` unless MODELS.json has the same input hash."""
+                 iterations: int = POS_ITERATIONS, force: bool = False, archive: str | None = None) -> dict[str, Any]:
+    """Train both models and save them as directories under `models_dir`, or, with `archive`,
+    packed into that one file (the project's: lib/sparknlp/models/ud_ewt.tar.xz); MODELS.json in
+    `models_dir` records the inputs' hash, and the same hash with the models present skips it."""
     import sparknlp
 
     lookup_path = lemminflect_table_path()
     h = inputs_hash(train_path, lookup_path, sparknlp.version(), iterations)
     old = read_manifest(models_dir)
-    if (not force and old and old.get("inputs_hash") == h
-            and all(os.path.isdir(os.path.join(models_dir, m)) for m in (POS_MODEL, LEMMA_MODEL))):
-        log.info("Spark NLP models in %s are up to date (inputs %s)", models_dir, h)
+    present = os.path.isfile(archive) if archive else \
+        all(os.path.isdir(os.path.join(models_dir, m)) for m in (POS_MODEL, LEMMA_MODEL))
+    if not force and old and old.get("inputs_hash") == h and present:
+        log.info("Spark NLP models in %s are up to date (inputs %s)", archive or models_dir, h)
         return {**old, "cached": True}
     t0 = time.time()
     sentences = list(read_conllu(train_path))
@@ -196,18 +199,22 @@ def train_models(spark: SparkSession, train_path: str, models_dir: str = MODELS_
     try:
         pos.write().overwrite().save(os.path.join(stage, POS_MODEL))
         lem.write().overwrite().save(os.path.join(stage, LEMMA_MODEL))
-        for m in (POS_MODEL, LEMMA_MODEL):
-            shutil.rmtree(os.path.join(models_dir, m), ignore_errors=True)
-            os.replace(os.path.join(stage, m), os.path.join(models_dir, m))
+        sizes = {"pos_bytes": _dir_bytes(os.path.join(stage, POS_MODEL)),
+                 "lemma_bytes": _dir_bytes(os.path.join(stage, LEMMA_MODEL))}
+        if archive:
+            pack_models(stage, archive)
+            sizes["archive_bytes"] = os.path.getsize(archive)
+        else:
+            for m in (POS_MODEL, LEMMA_MODEL):
+                shutil.rmtree(os.path.join(models_dir, m), ignore_errors=True)
+                os.replace(os.path.join(stage, m), os.path.join(models_dir, m))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     manifest = {
         "inputs_hash": h, "sparknlp": sparknlp.version(), "train": os.path.basename(train_path),
         "train_sha256": _sha256(train_path), "train_sentences": len(sentences),
         "lookup": "lemminflect " + _lemminflect_version() + " lemma_lu.csv.gz", "pos_iterations": iterations,
-        "upos_priority": list(UPOS_PRIORITY), "dictionary_forms": len(lemmas),
-        "pos_bytes": _dir_bytes(os.path.join(models_dir, POS_MODEL)),
-        "lemma_bytes": _dir_bytes(os.path.join(models_dir, LEMMA_MODEL)),
+        "upos_priority": list(UPOS_PRIORITY), "dictionary_forms": len(lemmas), **sizes,
         "train_seconds": round(time.time() - t0, 1), "pos_train_seconds": round(t_pos, 1),
         "licence": "CC BY-SA 4.0 (trained on UD English-EWT); lemminflect table MIT",
     }
@@ -225,7 +232,8 @@ def _lemminflect_version() -> str:
 
 def run(spark: SparkSession, cfg: Any) -> dict[str, Any]:
     """The train_text_models job: text.sparknlp_train_conllu -> the models at
-    text.sparknlp_pos_model / text.sparknlp_lemma_model (null: lib/sparknlp/models)."""
+    text.sparknlp_pos_model / text.sparknlp_lemma_model (both null: the project's archive
+    lib/sparknlp/models/ud_ewt.tar.xz)."""
     from reviewrec.preprocess.sparknlp_engine import REPO, require_sparknlp
 
     t = cfg["text"]
@@ -235,13 +243,17 @@ def run(spark: SparkSession, cfg: Any) -> dict[str, Any]:
     if not os.path.isfile(train):
         raise FileNotFoundError(f"text.sparknlp_train_conllu = {t['sparknlp_train_conllu']}: {train} does not exist "
                                 "(UD English-EWT train, e.g. ../shared/data/ud_english_ewt/en_ewt-ud-train.conllu)")
-    pos_dir = os.path.abspath(t["sparknlp_pos_model"] or os.path.join(MODELS_DIR, POS_MODEL))
-    lemma_dir = os.path.abspath(t["sparknlp_lemma_model"] or os.path.join(MODELS_DIR, LEMMA_MODEL))
-    models_dir = os.path.dirname(pos_dir)
-    if (os.path.basename(pos_dir), os.path.basename(lemma_dir), os.path.dirname(lemma_dir)) != \
-            (POS_MODEL, LEMMA_MODEL, models_dir):
-        raise ValueError(f"train_text_models writes {POS_MODEL} and {LEMMA_MODEL} into one directory: set "
-                         f"text.sparknlp_pos_model=DIR/{POS_MODEL} and text.sparknlp_lemma_model=DIR/{LEMMA_MODEL}")
-    out = train_models(spark, train, models_dir, force=False)
+    if not t["sparknlp_pos_model"] and not t["sparknlp_lemma_model"]:
+        out = train_models(spark, train, MODELS_DIR, archive=os.path.join(MODELS_DIR, MODELS_ARCHIVE))
+    else:
+        pos_dir = os.path.abspath(t["sparknlp_pos_model"] or "")
+        lemma_dir = os.path.abspath(t["sparknlp_lemma_model"] or "")
+        models_dir = os.path.dirname(pos_dir)
+        if (os.path.basename(pos_dir), os.path.basename(lemma_dir), os.path.dirname(lemma_dir)) != \
+                (POS_MODEL, LEMMA_MODEL, models_dir):
+            raise ValueError(f"train_text_models writes {POS_MODEL} and {LEMMA_MODEL} into one directory: set "
+                             f"text.sparknlp_pos_model=DIR/{POS_MODEL} and text.sparknlp_lemma_model=DIR/{LEMMA_MODEL}, "
+                             "or neither (the project's archive)")
+        out = train_models(spark, train, models_dir)
     log.info("Spark NLP models %s: %s", "reused" if out["cached"] else "trained", json.dumps(out, sort_keys=True))
     return out
