@@ -218,3 +218,27 @@ def test_the_shipped_models_archive_holds_both_models():
     with tarfile.open(os.path.join(E.MODELS_DIR, E.MODELS_ARCHIVE), "r:xz") as tar:
         tops = {n.split("/")[0] for n in tar.getnames()}
     assert tops == {E.POS_MODEL, E.LEMMA_MODEL}
+
+
+@pytest.mark.spark
+def test_models_reach_a_cluster_file_system_once(spark, tmp_path, monkeypatch):
+    """A run root on the local disk uses the driver's unpacked models; a remote one gets them
+    published through Hadoop's file system API, once."""
+    from reviewrec.preprocess import sparknlp_engine as E
+
+    assert E.models_for_root(spark, str(tmp_path / "run")) == (None, None)
+    src = _model_dirs(tmp_path / "src", b"weights")
+    dest = f"file://{tmp_path}/run/_sparknlp_models/h"
+    E.publish_models(spark, str(src), dest)
+    part = tmp_path / "run" / "_sparknlp_models" / "h" / E.POS_MODEL / "fields" / "data" / "part-00000"
+    assert part.read_bytes() == b"weights" + E.POS_MODEL.encode()
+    part.write_bytes(b"published")  # a second run finds them and copies nothing
+    E.publish_models(spark, str(src), dest)
+    assert part.read_bytes() == b"published"
+    # On HDFS/S3/GCS the job passes those paths to the annotators.
+    calls = []
+    monkeypatch.setattr(E, "project_models_dir", lambda: str(src))
+    monkeypatch.setattr(E, "publish_models", lambda s, a, b: calls.append((a, b)))
+    pos, lemma = E.models_for_root(spark, "hdfs://nn:8020/runs/ds")
+    assert calls == [(str(src), f"hdfs://nn:8020/runs/ds/_sparknlp_models/{src.name}")]
+    assert (pos, lemma) == (f"{calls[0][1]}/{E.POS_MODEL}", f"{calls[0][1]}/{E.LEMMA_MODEL}")

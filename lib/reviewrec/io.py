@@ -31,7 +31,7 @@ def dataset_path(root: str, name: str) -> str:
     return root.rstrip("/") + "/" + name.strip("/")
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
@@ -122,7 +122,7 @@ def write_json_atomic(spark: SparkSession | None, path: str, obj: Any) -> None:
 
 def write_text_atomic(spark: SparkSession | None, path: str, text: str) -> None:
     """Write `text` (UTF-8) to `path`, atomically, as write_json_atomic does."""
-    if _is_local(path):
+    if is_local(path):
         local = _local(path)
         os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
         tmp = f"{local}{TMP_MARK}{uuid.uuid4().hex[:8]}"
@@ -148,7 +148,7 @@ def publish_dir(spark: SparkSession | None, path: str) -> Iterator[str]:
     Reports (PNG, HTML, JSON) are produced by local libraries; this puts them under the run
     root whatever file system that is, replacing the previous report only when complete.
     """
-    if _is_local(path):
+    if is_local(path):
         final = _local(path)
         os.makedirs(os.path.dirname(os.path.abspath(final)) or ".", exist_ok=True)
         scratch = f"{final.rstrip('/')}{TMP_MARK}{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,7 @@ library call, and `run` is the job around it (read, preprocess, write, summary).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -102,9 +102,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         read_weights()
         lexicon_path()
     elif params.pos_lemma:
-        from reviewrec.preprocess.sparknlp_engine import require_sparknlp
+        from reviewrec.preprocess.sparknlp_engine import models_for_root, require_sparknlp
 
         require_sparknlp(spark, cfg["text"]["sparknlp_jar"], cfg["text"]["sparknlp_package"])
+        if not params.sparknlp_pos_model or not params.sparknlp_lemma_model:  # the project's models
+            pos, lemma = models_for_root(spark, root)
+            params = replace(params, sparknlp_pos_model=params.sparknlp_pos_model or pos,
+                             sparknlp_lemma_model=params.sparknlp_lemma_model or lemma)
     tokens = preprocess(reviews, params)
     out = io.dataset_path(root, TOKENS_DATASET)
     with timer.stage("preprocess+write"):

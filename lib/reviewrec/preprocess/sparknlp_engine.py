@@ -40,6 +40,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.preprocess.sparknlp_jars import (DEFAULT_PACKAGE, SETUP_HINT, SparkNLPUnavailable, cache_dir,
                                                 resolve_jars)
@@ -52,6 +53,8 @@ POS_MODEL = "pos_ud_ewt"
 LEMMA_MODEL = "lemma_ud_ewt"
 # The project's two models ship as one xz archive in MODELS_DIR (a quarter of their size).
 MODELS_ARCHIVE = "ud_ewt.tar.xz"
+# Where a run root on a cluster file system gets its copy of them (models_for_root).
+STAGED_MODELS = "_sparknlp_models"
 
 
 def jar_loaded(spark: SparkSession) -> bool:
@@ -119,6 +122,30 @@ def project_models_dir(archive: str | None = None) -> str:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out
+
+
+def models_for_root(spark: SparkSession, root: str) -> tuple[str | None, str | None]:
+    """(POS, lemma) paths of the project's models that every executor reads (Spark NLP loads a
+    model with a Spark job). (None, None), the driver's unpacked copy, when the run root is on
+    the local disk (local mode; a cluster on one machine), which the executors then share; else
+    a copy on the run root's file system (HDFS, S3, GCS), published once per archive as
+    <root>/_sparknlp_models/<the archive's hash>/."""
+    if io.is_local(root):
+        return None, None
+    src = project_models_dir()
+    dest = io.dataset_path(root, f"{STAGED_MODELS}/{os.path.basename(src)}")
+    publish_models(spark, src, dest)
+    return f"{dest}/{POS_MODEL}", f"{dest}/{LEMMA_MODEL}"
+
+
+def publish_models(spark: SparkSession, src: str, dest: str) -> None:
+    """The two model directories of local `src` as `dest` (any Hadoop file system), unless
+    they are there already."""
+    if all(io.dataset_exists(spark, f"{dest}/{m}/metadata") for m in (POS_MODEL, LEMMA_MODEL)):
+        return
+    with io.publish_dir(spark, dest) as scratch:
+        for m in (POS_MODEL, LEMMA_MODEL):
+            shutil.copytree(os.path.join(src, m), os.path.join(scratch, m))
 
 
 def pack_models(models_dir: str, archive: str) -> None:
