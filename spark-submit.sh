@@ -23,7 +23,7 @@ reviewrec launcher.
 spark.master. local[...] (conf/local.yaml, the default without --conf) runs in Spark local mode
 from .venv. spark://host:port (conf/standalone.yaml), or none, meaning YARN (conf/emr.yaml,
 conf/dataproc.yaml), is a cluster submission, packaged the same way for every cluster manager:
-  * lib/reviewrec is zipped to build/reviewrec.zip and shipped with --py-files,
+  * lib/reviewrec is zipped to build/py/<hash>/reviewrec.zip and shipped with --py-files,
   * conf/base.yaml and the given confs are shipped with --files,
   * a Python environment packed with venv-pack is shipped with --archives (#environment) and
     executors run ./environment/bin/python: REVIEWREC_PYENV_ARCHIVE=path or URL of one, else
@@ -149,18 +149,40 @@ elif [[ "$archive" != *://* || "$archive" == file://* ]]; then
   [ -f "${archive#file://}" ] || rr_die "REVIEWREC_PYENV_ARCHIVE: environment archive not found: $archive"
 fi
 
-mkdir -p build
-"$PY" - <<'PYZIP'
-import os, zipfile
-tmp = "build/reviewrec.zip.tmp"
+# The package, zipped with fixed entry times, under a directory named by its content:
+# build/py/<hash>/reviewrec.zip. A running client-mode driver imports from its zip, so a zip
+# is never rewritten in place (another submit from this checkout gets its own, or reuses an
+# identical one); zips unused for 7 days are removed.
+pyzip=$("$PY" - <<'PYZIP'
+import hashlib, os, time, zipfile
+tmp = f"build/reviewrec.zip.tmp-{os.getpid()}"
+os.makedirs("build/py", exist_ok=True)
 with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
     for d, _, files in sorted(os.walk("lib/reviewrec")):
         for f in sorted(files):
             if not f.endswith(".pyc"):
                 p = os.path.join(d, f)
-                z.write(p, os.path.relpath(p, "lib"))
-os.replace(tmp, "build/reviewrec.zip")
+                info = zipfile.ZipInfo(os.path.relpath(p, "lib"), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                with open(p, "rb") as fh:
+                    z.writestr(info, fh.read(), zipfile.ZIP_DEFLATED)
+with open(tmp, "rb") as fh:
+    digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+final = f"build/py/{digest}/reviewrec.zip"
+if os.path.exists(final):
+    os.unlink(tmp)
+    os.utime(final)
+else:
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    os.replace(tmp, final)
+for old in os.listdir("build/py"):
+    zp = f"build/py/{old}/reviewrec.zip"
+    if old != digest and os.path.exists(zp) and time.time() - os.path.getmtime(zp) > 7 * 86400:
+        os.unlink(zp)
+        os.rmdir(f"build/py/{old}")
+print(final)
 PYZIP
+) || rr_die "zipping lib/reviewrec failed"
 files="conf/base.yaml"
 for c in "${confs[@]}"; do files="$files,$c"; done
 # The causal job's study definitions (found by base name in a cluster-mode driver's directory).
@@ -196,7 +218,7 @@ if [ "$deploy_mode" = client ]; then
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 set -x
-exec "$SUBMIT" --master "$master" --py-files build/reviewrec.zip --files "$files" \
+exec "$SUBMIT" --master "$master" --py-files "$pyzip" --files "$files" \
   ${packages:+--packages "$packages"} "${conf_args[@]+"${conf_args[@]}"}" \
   "${archive_args[@]+"${archive_args[@]}"}" \
   "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${shipped_args[@]}"

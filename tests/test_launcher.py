@@ -3,6 +3,7 @@ on bad config before Spark starts."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -37,7 +38,8 @@ def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
     assert res.returncode == 0, res.stderr
     argv = res.stdout.splitlines()
     assert argv[argv.index("--master") + 1] == "yarn"
-    assert argv[argv.index("--py-files") + 1] == "build/reviewrec.zip"
+    pyzip = argv[argv.index("--py-files") + 1]
+    assert re.fullmatch(r"build/py/[0-9a-f]{16}/reviewrec\.zip", pyzip), pyzip
     assert argv[argv.index("--files") + 1].startswith("conf/base.yaml,conf/emr.yaml,conf/studies/")
     assert argv[argv.index("--archives") + 1] == "s3://b/envs/reviewrec.tar.gz#environment"
     assert "spark.pyspark.python=./environment/bin/python" in argv
@@ -46,9 +48,15 @@ def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
     # The job finds the shipped conf by base name in its YARN working directory.
     assert argv[job + 1:] == ["--conf", "emr.yaml", "--set", "synthetic.rows=5"]
     assert "--packages" not in argv
-    with zipfile.ZipFile(REPO / "build" / "reviewrec.zip") as z:
+    with zipfile.ZipFile(REPO / pyzip) as z:
         names = set(z.namelist())
     assert {"reviewrec/__init__.py", "reviewrec/config.py", "reviewrec/ingest/job.py"} <= names
+    # The same package gives the same zip, which is reused, not rewritten: a driver that is
+    # importing from it (another job from this checkout) keeps a whole file.
+    inode = os.stat(REPO / pyzip).st_ino
+    again = _launch(["ingest", "--conf", "conf/emr.yaml", "--set", "synthetic.rows=5", "--",
+                     "--deploy-mode", "cluster"], env).stdout.splitlines()
+    assert again[again.index("--py-files") + 1] == pyzip and os.stat(REPO / pyzip).st_ino == inode
 
 
 def test_standalone_master_comes_from_the_conf_and_client_mode_reads_confs_in_place(tmp_path):
@@ -65,7 +73,7 @@ def test_standalone_master_comes_from_the_conf_and_client_mode_reads_confs_in_pl
     assert res.returncode == 0, res.stderr
     argv = res.stdout.splitlines()
     assert argv[argv.index("--master") + 1] == url
-    assert argv[argv.index("--py-files") + 1] == "build/reviewrec.zip"
+    assert argv[argv.index("--py-files") + 1].endswith("/reviewrec.zip")
     assert argv[argv.index("--archives") + 1] == f"{tmp_path / 'env.tar.gz'}#environment"
     confs = [argv[i + 1] for i, a in enumerate(argv[:argv.index("jobs/ingest.py")]) if a == "--conf"]
     assert "spark.pyspark.python=./environment/bin/python" in confs
