@@ -191,6 +191,46 @@ def test_rdd_covariates_match_rdrobust(spark, tmp_path):
             h=17.754, b=28.028, vce="hc1")
 
 
+NSW_CPS_COVARIATES = ["age", "agesq", "agecube", "educ", "educsq", "marr", "nodegree", "black", "hisp",
+                      "re74", "re75", "u74", "u75", "educ_re74"]
+
+
+def nsw_cps() -> tuple[pd.DataFrame, list[str]]:
+    """NSW treated + CPS controls with the Dehejia-Wahba covariates (Mixtape's version)."""
+    nsw = causaldata.nsw_mixtape.load_pandas().data
+    cps = causaldata.cps_mixtape.load_pandas().data
+    d = pd.concat([nsw[nsw.treat == 1], cps]).reset_index(drop=True).drop(columns=["data_id"]).astype(float)
+    d["agesq"], d["agecube"], d["educsq"] = d.age ** 2, d.age ** 3, d.educ ** 2
+    d["u74"], d["u75"] = (d.re74 == 0).astype(float), (d.re75 == 0).astype(float)
+    d["educ_re74"] = d.educ * d.re74
+    return d, list(NSW_CPS_COVARIATES)
+
+
+@pytest.mark.slow
+def test_propensity_is_the_logit_mle_whatever_the_partitioning(spark):
+    """The propensity logit on NSW vs CPS (covariates up to age³ and educ·re74, badly scaled)
+    equals statsmodels' maximum-likelihood Logit, and the same rows in 1 or 7 partitions give
+    the same scores: matching downstream must not depend on the cluster's layout."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    from reviewrec.causal import psm
+
+    d, covs = nsw_cps()
+    d["_id"] = np.arange(len(d), dtype=float)
+    ref = sm.Logit(d.treat, sm.add_constant(d[covs])).fit(method="newton", maxiter=100, tol=1e-12, disp=False)
+    expected = np.asarray(ref.fittedvalues)
+    logits = []
+    for parts in (1, 7):
+        got = (psm.propensity(spark.createDataFrame(d).repartition(parts), "treat", covs)
+               .select("_id", "_logit").toPandas().sort_values("_id"))
+        logits.append(got["_logit"].to_numpy())
+    inside = np.abs(expected) < 13  # p clipped to [1e-6, 1 - 1e-6] beyond |logit| 13.8
+    assert inside.sum() > 10000
+    np.testing.assert_allclose(logits[0][inside], expected[inside], atol=1e-6)
+    np.testing.assert_allclose(logits[0], logits[1], rtol=0, atol=1e-9)
+
+
 @pytest.mark.slow
 def test_psm_nsw_vs_cps(spark):
     """Dehejia-Wahba propensity specification (Mixtape covariates) on NSW treated vs CPS
@@ -201,23 +241,14 @@ def test_psm_nsw_vs_cps(spark):
     matched."""
     from reviewrec.causal import psm
 
-    nsw = causaldata.nsw_mixtape.load_pandas().data
-    cps = causaldata.cps_mixtape.load_pandas().data
-    d = pd.concat([nsw[nsw.treat == 1], cps]).reset_index(drop=True).drop(columns=["data_id"]).astype(float)
-    d["agesq"], d["agecube"], d["educsq"] = d.age ** 2, d.age ** 3, d.educ ** 2
-    d["u74"], d["u75"] = (d.re74 == 0).astype(float), (d.re75 == 0).astype(float)
-    d["educ_re74"] = d.educ * d.re74
-    covs = ["age", "agesq", "agecube", "educ", "educsq", "marr", "nodegree", "black", "hisp",
-            "re74", "re75", "u74", "u75", "educ_re74"]
+    d, covs = nsw_cps()
     r = psm.psm(spark.createDataFrame(d), "treat", ["re78"], covs, replace=True, exact=["nodegree", "u74"], ties=True)
     est = r["att"]["re78"]
     print("PSM nsw vs cps (with replacement, ties, caliper 0.2 SD, exact nodegree+u74):", est, r["matching"],
           [(b["covariate"], round(b["smd_before"], 3), round(b["smd_after"], 3)) for b in r["balance"]])
-    # Naive difference is about -8,500; matched (measured): 1,560 (SE 981), CI covering 1,794.34.
-    # ties=True shares each match among the controls with identical covariates (up to 47 CPS
-    # rows share one covariate vector) instead of following the row ids; the Spark logistic fit
-    # still moves slightly with the input partitioning (a 2-partition run: 1,320, SE 983, max
-    # |SMD| 0.044), so the bounds are in SEs.
+    # Naive difference is about -8,500; matched (measured): 1,240 (SE 1,083, max |SMD| 0.087),
+    # CI covering 1,794.34. ties=True shares each match among the controls with identical
+    # covariates (up to 47 CPS rows share one covariate vector) instead of following the row ids.
     assert abs(est["att"] - 1794.34) < est["se"]
     assert est["ci_low"] < 1794.34 < est["ci_high"]
     naive = d[d.treat == 1].re78.mean() - d[d.treat == 0].re78.mean()

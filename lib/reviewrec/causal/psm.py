@@ -1,7 +1,10 @@
 """Propensity-score matching on Spark.
 
-1. Propensity: Spark ML LogisticRegression (or GBTClassifier) of the treatment on covariates;
-   the score is kept as p and as its logit.
+1. Propensity: logistic regression of the treatment on covariates fitted by Newton-Raphson
+   (one aggregation of X'WX and X'(w - p) per step, on standardized covariates, to the
+   maximum-likelihood point: the score does not depend on how the rows are partitioned, which
+   an iteration-capped quasi-Newton fit does), or Spark ML's GBTClassifier; the score is kept
+   as p and as its logit.
 2. Nearest-neighbour matching on the logit within a caliper (default 0.2 SD of the logit,
    Austin 2011). Rows are bucketed into caliper-wide bins of the logit; a treated row's nearest
    control is either its neighbour in sorted order inside its own bin (window last/first over
@@ -48,27 +51,68 @@ def propensity(df: DataFrame, treatment: str, covariates: Sequence[str], *, mode
     Input: treatment (0/1 or boolean) and numeric covariates, no nulls in them (rows with
     nulls are dropped). Output: the input columns plus _ps and _logit.
     """
-    from pyspark.ml.classification import GBTClassifier, LogisticRegression
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.functions import vector_to_array
-
     if model not in MODELS:
         raise ValueError(f"propensity model={model!r}; choose one of {MODELS}")
     require(df, [treatment, *covariates], "propensity")
     d = df.dropna(subset=[treatment, *covariates]).withColumn("_w", F.col(treatment).cast("double"))
-    va = VectorAssembler(inputCols=list(covariates), outputCol="_x")
-    dv = va.transform(d)
     if model == "logistic":
-        est = LogisticRegression(featuresCol="_x", labelCol="_w", maxIter=max_iter, regParam=0.0,
-                                 standardization=True, tol=1e-10)
+        index = _logistic_index(d, covariates, max_iter)
+        p = F.lit(1.0) / (F.lit(1.0) + F.exp(-index))
     else:
-        est = GBTClassifier(featuresCol="_x", labelCol="_w", maxIter=max_iter, maxDepth=3, seed=seed)
-    fitted = est.fit(dv)
-    p = F.least(F.greatest(vector_to_array(F.col("probability"))[1], F.lit(1e-6)), F.lit(1 - 1e-6))
-    out = (fitted.transform(dv).withColumn(PS, p)
+        from pyspark.ml.classification import GBTClassifier
+        from pyspark.ml.feature import VectorAssembler
+        from pyspark.ml.functions import vector_to_array
+
+        dv = VectorAssembler(inputCols=list(covariates), outputCol="_x").transform(d)
+        fitted = GBTClassifier(featuresCol="_x", labelCol="_w", maxIter=max_iter, maxDepth=3, seed=seed).fit(dv)
+        d = fitted.transform(dv).drop("_x", "rawPrediction", "prediction")
+        p = vector_to_array(F.col("probability"))[1]
+    p = F.least(F.greatest(p, F.lit(1e-6)), F.lit(1 - 1e-6))
+    out = (d.withColumn(PS, p)
            .withColumn(LOGIT, F.log(F.col(PS) / (1 - F.col(PS))))
-           .drop("_x", "rawPrediction", "probability", "prediction", "_w"))
+           .drop("probability", "_w"))
     return out
+
+
+def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol: float = 1e-9):
+    """The fitted linear index b0 + x·b of a maximum-likelihood logit of `_w` on `covariates`.
+
+    Covariates are standardized first (their means and SDs from one aggregation), which keeps
+    X'WX well conditioned with polynomial terms such as age³. Newton steps stop when the
+    largest change of a standardized coefficient is below `tol`; a fit that does not get there
+    within `max_iter` steps (e.g. perfect separation) is reported, not silently used.
+    """
+    from reviewrec.causal.stats import agg_sums, outer_sums, safe_inv
+
+    n = len(covariates)
+    moments = agg_sums(d, [F.col(c).cast("double") for c in covariates]
+                       + [F.col(c).cast("double") ** 2 for c in covariates] + [F.lit(1.0)])
+    rows = moments[-1]
+    mean = moments[:n] / rows
+    sd = np.sqrt(np.maximum(moments[n:2 * n] / rows - mean ** 2, 0.0))
+    keep = [i for i in range(n) if sd[i] > 0]
+    if len(keep) < n:
+        log.warning("propensity: constant covariates left out of the logit: %s",
+                    [covariates[i] for i in range(n) if i not in keep])
+    cols = [F.lit(1.0)] + [(F.col(covariates[i]).cast("double") - float(mean[i])) / float(sd[i]) for i in keep]
+    beta = np.zeros(len(cols))
+    d = d.persist()
+    try:
+        for step in range(1, max_iter + 1):
+            eta = sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
+            p = F.lit(1.0) / (F.lit(1.0) + F.exp(-eta))
+            hess, grad = outer_sums(d, cols, p * (1 - p), extra=[(F.col("_w") - p) * c for c in cols])
+            delta = safe_inv(hess, "the propensity logit's X'WX") @ grad
+            beta = beta + delta
+            if np.max(np.abs(delta)) < tol:
+                log.info("propensity logit: converged in %d Newton steps", step)
+                break
+        else:
+            log.warning("propensity logit: no convergence in %d Newton steps (largest step %.3g); "
+                        "the treatment may be separable by the covariates", max_iter, np.max(np.abs(delta)))
+    finally:
+        d.unpersist()
+    return sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
 
 
 def _nearest(treated: DataFrame, controls: DataFrame, width: float, exact: Sequence[str] = ()) -> DataFrame:
