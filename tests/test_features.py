@@ -127,6 +127,9 @@ def _write_inputs(spark, root):
         rows.append(("US", user, rid, f"p{i % 3}" if i < 16 else "pNEW", None, "t", "Beauty", 1 + i % 5,
                      0, 0, False, True, "h", "b", D(2015, 1, 1) + dt.timedelta(days=i)))
         toks.append((rid, [words[i % 5], words[(i + 1) % 5], "rare" if i == 0 else "great"], ["X"] * 3))
+    # Written out of id order, so the features' order inside a file is not the input's by chance.
+    order = [7, 19, 2, 13, 0, 11, 5, 17, 9, 1, 15, 3, 18, 8, 12, 4, 16, 10, 6, 14]
+    rows, toks = [rows[i] for i in order], [toks[i] for i in order]
     io.write_parquet_atomic(spark.createDataFrame(rows, S.REVIEWS_SCHEMA), io.dataset_path(root, "reviews"))
     io.write_parquet_atomic(spark.createDataFrame(toks, S.TOKENS_SCHEMA), io.dataset_path(root, "tokens"))
 
@@ -150,7 +153,12 @@ def test_features_job_end_to_end(spark, run_root):
     assert set(meta.vocab) == {"great", "cheap", "broken", "love", "return"}  # "rare" is below min_count
     assert sorted(meta.vocab.values()) == [2, 3, 4, 5, 6] and meta.vocab["great"] == 2
     for split in S.SPLITS:
-        assert M.split_files(f"{run_root}/features", split), split
+        files = M.split_files(f"{run_root}/features", split)
+        assert files, split
+        # Inside each file the rows are in review_id order (the train job reads them in file order).
+        for path in files:
+            ids = [r[S.REVIEW_ID] for r in spark.read.parquet(path).select(S.REVIEW_ID).collect()]
+            assert ids == sorted(ids), (path, ids)
 
     feats = spark.read.parquet(f"{run_root}/features")
     assert set(S.FEATURES_COLUMNS) == set(feats.columns)

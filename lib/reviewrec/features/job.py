@@ -138,6 +138,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     with timer.stage("transform+write"):
         shaped = (feats.withColumn(SHARD, shard)
                   .repartition(len(S.SPLITS) * k, F.col(S.SPLIT), F.col(SHARD))
+                  # Rows inside each file in review_id order, not in the order the shuffle
+                  # delivered them (which differs between runs, local mode and a cluster):
+                  # the train job reads files in order, so the same features give the same model.
+                  .sortWithinPartitions(S.SPLIT, S.REVIEW_ID)
                   .drop(SHARD))
         io.write_parquet_atomic(shaped, out, partition_by=[S.SPLIT])
     base.unpersist()
