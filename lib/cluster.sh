@@ -128,8 +128,15 @@ start_daemon() {
   echo $! > "$STATE/pids/$name.pid"
 }
 
+# What a running cluster must match for `up` to leave it as it is.
+settings_key() {
+  echo "url=$RR_MASTER_URL,ui=$RR_MASTER_UI_PORT/$RR_WORKER_UI_PORT,workers=$WORKERS,cores=$RR_WORKER_CORES,memory=$RR_WORKER_MEMORY,ttl=$RR_APP_DATA_TTL,retries=$RR_MAX_EXECUTOR_RETRIES"
+}
+
 write_defaults() {
   mkdir -p "$STATE/conf" "$STATE/events"
+  local interval=$((RR_APP_DATA_TTL < 60 ? RR_APP_DATA_TTL : 60))
+  [ "$interval" -ge 5 ] || interval=5
   cat > "$STATE/conf/spark-defaults.conf" <<EOF
 # Written by lib/cluster.sh for the cluster at $RR_MASTER_URL. spark-submit.sh points
 # SPARK_CONF_DIR here when it submits to that master.
@@ -137,9 +144,18 @@ spark.eventLog.enabled           true
 spark.eventLog.dir               file://$STATE/events
 spark.history.fs.logDirectory    file://$STATE/events
 spark.history.ui.port            18080
+# Workers: each executor unpacks the environment archive (~1.8 GB) into its application's work
+# directory; a finished application's directory goes once nothing in it changed for
+# spark.worker.cleanup.appDataTtl seconds (conf), checked every $interval s.
+spark.worker.cleanup.enabled     true
+spark.worker.cleanup.interval    $interval
+spark.worker.cleanup.appDataTtl  $RR_APP_DATA_TTL
+# Master: an application whose executors keep failing to start (a full disk, a broken archive)
+# is stopped after this many in a row instead of relaunching executors for ever.
+spark.deploy.maxExecutorRetries  $RR_MAX_EXECUTOR_RETRIES
 EOF
-  printf 'RR_MASTER_URL=%s\nRR_MASTER_HOST=%s\nRR_MASTER_UI_PORT=%s\n' \
-    "$RR_MASTER_URL" "$RR_MASTER_HOST" "$RR_MASTER_UI_PORT" > "$STATE/cluster.env"
+  printf 'RR_MASTER_URL=%s\nRR_MASTER_HOST=%s\nRR_MASTER_UI_PORT=%s\nRR_SETTINGS=%s\n' \
+    "$RR_MASTER_URL" "$RR_MASTER_HOST" "$RR_MASTER_UI_PORT" "$(settings_key)" > "$STATE/cluster.env"
 }
 
 cmd_up() {
@@ -151,11 +167,11 @@ cmd_up() {
   master_pid=$(pid_of master)
   for i in $(seq 1 "$WORKERS"); do alive "$(pid_of "worker-$i")" || all_up=0; done
   if alive "$master_pid" && [ "$all_up" = 1 ]; then
-    if [ -f "$STATE/cluster.env" ] && grep -qx "RR_MASTER_URL=$RR_MASTER_URL" "$STATE/cluster.env"; then
+    if [ -f "$STATE/cluster.env" ] && grep -qx "RR_SETTINGS=$(settings_key)" "$STATE/cluster.env"; then
       rr_log "cluster already up at $RR_MASTER_URL (master pid $master_pid; ./spark-submit.sh cluster status)"
       return 0
     fi
-    rr_die "a cluster from $STATE is up with other settings ($(head -n 1 "$STATE/cluster.env")); run ./spark-submit.sh cluster down first"
+    rr_die "a cluster from $STATE is up with other settings ($(sed -n 's/^RR_SETTINGS=//p' "$STATE/cluster.env"), asked for $(settings_key)); run ./spark-submit.sh cluster down first"
   fi
   # Half up (a daemon died): start clean.
   if alive "$master_pid" || ls "$STATE"/pids/*.pid >/dev/null 2>&1; then cmd_down; fi
@@ -229,7 +245,7 @@ PY
 
 # The packed environment: venv-pack refuses a venv with editable installs (.venv has reviewrec
 # installed with pip -e), so it packs a hard-linked copy of .venv without that link; the package
-# travels separately as build/reviewrec.zip (--py-files). Cached outside the clone, keyed by the
+# travels separately as build/py/<hash>/reviewrec.zip (--py-files). Cached outside the clone, keyed by the
 # pins stamp, so it is packed once per set of pins (about 2 minutes with TensorFlow).
 cmd_pack() {
   ensure_env

@@ -29,7 +29,8 @@ from reviewrec.config import ConfigError, load_config
 # A standalone worker holds exactly one executor of the config's size: cores and memory per
 # worker are spark.executor.cores / spark.executor.memory. Defaults fit 2 cores / 24 GiB.
 WORKER_DEFAULTS = {"spark.executor.cores": "1", "spark.executor.memory": "4g",
-                   "spark.master.ui.port": "8080", "spark.worker.ui.port": "8081"}
+                   "spark.master.ui.port": "8080", "spark.worker.ui.port": "8081",
+                   "spark.worker.cleanup.appDataTtl": "600", "spark.deploy.maxExecutorRetries": "3"}
 
 
 def packages_for(cfg: object) -> str:
@@ -77,7 +78,19 @@ def cluster_settings(cfg: Any) -> dict[str, str]:
         "RR_WORKER_UI_PORT": conf["spark.worker.ui.port"],
         "RR_WORKER_CORES": str(int(conf["spark.executor.cores"])),
         "RR_WORKER_MEMORY": memory,
+        "RR_APP_DATA_TTL": str(_positive_int(conf, "spark.worker.cleanup.appDataTtl")),
+        "RR_MAX_EXECUTOR_RETRIES": str(_positive_int(conf, "spark.deploy.maxExecutorRetries")),
     }
+
+
+def _positive_int(conf: dict[str, str], key: str) -> int:
+    try:
+        value = int(conf[key])
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{key} = {conf[key]!r}: expected a whole number of at least 1")
+    return value
 
 
 def main(argv: list[str]) -> int:
