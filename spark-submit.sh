@@ -24,7 +24,7 @@ spark.master. local[...] (conf/local.yaml, the default without --conf) runs in S
 from .venv. spark://host:port (conf/standalone.yaml), or none, meaning YARN (conf/emr.yaml,
 conf/dataproc.yaml), is a cluster submission, packaged the same way for every cluster manager:
   * lib/reviewrec is zipped to build/py/<hash>/reviewrec.zip and shipped with --py-files,
-  * conf/base.yaml and the given confs are shipped with --files,
+  * conf/base.yaml, the given confs and the Spark NLP models archive are shipped with --files,
   * a Python environment packed with venv-pack is shipped with --archives (#environment) and
     executors run ./environment/bin/python: REVIEWREC_PYENV_ARCHIVE=path or URL of one, else
     .venv packed once per set of pins (./spark-submit.sh cluster pack);
@@ -187,6 +187,9 @@ files="conf/base.yaml"
 for c in "${confs[@]}"; do files="$files,$c"; done
 # The causal job's study definitions (found by base name in a cluster-mode driver's directory).
 for c in conf/studies/*.yaml; do [ -f "$c" ] && files="$files,$c"; done
+# The Spark NLP engine's trained models (1.9 MB): a driver importing the package from the zip
+# finds them among the shipped files.
+[ -f lib/sparknlp/models/ud_ewt.tar.xz ] && files="$files,lib/sparknlp/models/ud_ewt.tar.xz"
 # A cluster-mode driver sees the shipped confs by base name in its working directory (YARN
 # --files); a client-mode driver runs here and reads them where they are.
 shipped_args=()

@@ -40,7 +40,10 @@ def test_cluster_submission_ships_lib_confs_and_env(tmp_path):
     assert argv[argv.index("--master") + 1] == "yarn"
     pyzip = argv[argv.index("--py-files") + 1]
     assert re.fullmatch(r"build/py/[0-9a-f]{16}/reviewrec\.zip", pyzip), pyzip
-    assert argv[argv.index("--files") + 1].startswith("conf/base.yaml,conf/emr.yaml,conf/studies/")
+    shipped = argv[argv.index("--files") + 1].split(",")
+    assert shipped[:2] == ["conf/base.yaml", "conf/emr.yaml"] and shipped[2].startswith("conf/studies/")
+    # The Spark NLP models, for a driver that imports the package from the zip.
+    assert "lib/sparknlp/models/ud_ewt.tar.xz" in shipped
     assert argv[argv.index("--archives") + 1] == "s3://b/envs/reviewrec.tar.gz#environment"
     assert "spark.pyspark.python=./environment/bin/python" in argv
     assert argv[argv.index("--deploy-mode") + 1] == "cluster"

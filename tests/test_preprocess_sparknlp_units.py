@@ -210,6 +210,29 @@ def test_missing_models_archive_names_it_and_the_rebuild_command(tmp_path):
     assert str(tmp_path / "gone.tar.xz") in str(e.value) and "train_text_models" in str(e.value)
 
 
+@pytest.mark.spark
+def test_a_driver_running_from_the_zip_finds_the_archive_among_the_shipped_files(spark, tmp_path, monkeypatch):
+    """The package imported from build/py/<hash>/reviewrec.zip has no lib/sparknlp beside it:
+    the archive comes from the files spark-submit.sh ships (SparkFiles on the driver)."""
+    import shutil
+
+    from reviewrec.preprocess import sparknlp_engine as E
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy(os.path.join(E.MODELS_DIR, E.MODELS_ARCHIVE), shipped / E.MODELS_ARCHIVE)
+    monkeypatch.setattr(E, "MODELS_DIR", str(tmp_path / "zip" / "lib" / "sparknlp" / "models"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(E.SparkNLPUnavailable) as e:
+        E.models_archive()
+    assert E.MODELS_ARCHIVE in str(e.value) and str(tmp_path / "zip") in str(e.value)
+    spark.sparkContext.addFile(str(shipped / E.MODELS_ARCHIVE))
+    from pyspark import SparkFiles
+
+    assert E.models_archive() == SparkFiles.get(E.MODELS_ARCHIVE)
+    assert Path(E.models_archive()).read_bytes() == (shipped / E.MODELS_ARCHIVE).read_bytes()
+
+
 def test_the_shipped_models_archive_holds_both_models():
     import tarfile
 

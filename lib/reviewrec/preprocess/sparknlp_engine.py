@@ -95,11 +95,31 @@ def require_sparknlp(spark: SparkSession, jar: str | None = None, package: str |
         raise SparkNLPUnavailable(missing_jar_message(jar, package))
 
 
+def models_archive() -> str:
+    """Where the project's models archive is: lib/sparknlp/models/ud_ewt.tar.xz in a checkout;
+    for a driver that runs from the shipped zip, the copy spark-submit.sh ships with --files
+    (SparkFiles on a client-mode driver, the working directory of a cluster-mode one)."""
+    places = [os.path.join(MODELS_DIR, MODELS_ARCHIVE)]
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:  # type: ignore[attr-defined]
+        from pyspark import SparkFiles
+
+        places.append(SparkFiles.get(MODELS_ARCHIVE))
+    places.append(os.path.abspath(MODELS_ARCHIVE))
+    found = next((p for p in places if os.path.isfile(p)), None)
+    if found is None:
+        raise SparkNLPUnavailable(f"the Spark NLP models archive {MODELS_ARCHIVE} is missing (looked in "
+                                  f"{', '.join(places)}): rebuild it with `./spark-submit.sh train_text_models` "
+                                  "(reads ../shared/data/ud_english_ewt); spark-submit.sh ships it with --files")
+    return found
+
+
 def project_models_dir(archive: str | None = None) -> str:
-    """The project's models, unpacked from lib/sparknlp/models/ud_ewt.tar.xz once into
+    """The project's models, unpacked from their archive (models_archive()) once into
     <cache>/sparknlp/models/<the archive's hash>/ (a path the driver and, on one machine, the
     executors read)."""
-    archive = archive or os.path.join(MODELS_DIR, MODELS_ARCHIVE)
+    archive = archive or models_archive()
     if not os.path.isfile(archive):
         raise SparkNLPUnavailable(f"the Spark NLP models archive {archive} is missing: rebuild it with "
                                   "`./spark-submit.sh train_text_models` (reads ../shared/data/ud_english_ewt)")
