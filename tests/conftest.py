@@ -55,14 +55,3 @@ def spark():
 @pytest.fixture()
 def run_root(tmp_path: Path) -> str:
     return str(tmp_path / "run")
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The standalone-cluster tests (tests/test_cluster.py: about 25 minutes, and every
-    application unpacks the ~1.8 GB Python environment in each executor) run when asked for:
-    REVIEWREC_CLUSTER_TESTS=1, or a -m expression that names the cluster marker."""
-    if os.environ.get("REVIEWREC_CLUSTER_TESTS") == "1" or "cluster" in (config.option.markexpr or ""):
-        return
-    keep = [i for i in items if i.get_closest_marker("cluster") is None]
-    if len(keep) < len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("cluster") is not None])
-        items[:] = keep

@@ -2,7 +2,7 @@
 started by `./spark-submit.sh cluster up` for this module and always stopped after it.
 
 Every job goes through the launcher's cluster branch exactly as on EMR/Dataproc: the package as
-build/reviewrec.zip (--py-files), the confs (--files), the venv packed with venv-pack
+build/py/<hash>/reviewrec.zip (--py-files), the confs (--files), the venv packed with venv-pack
 (--archives, executors run ./environment/bin/python), client deploy mode. The run roots are on
 the local disk, which the driver and both workers share (as a cluster shares HDFS/S3).
 
@@ -27,12 +27,15 @@ from conftest import REPO
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
 MASTER = "spark://127.0.0.1:7177"
+# A finished application's work directory (the unpacked environment, ~1.8 GB per executor) is
+# removed by its worker APP_TTL s after its last change, checked every APP_TTL s.
+APP_TTL = 30
 CLUSTER_SETS = [f"spark.master={MASTER}", "spark.conf.spark.master.ui.port=8180",
-                "spark.conf.spark.worker.ui.port=8181"]
+                "spark.conf.spark.worker.ui.port=8181", f"spark.conf.spark.worker.cleanup.appDataTtl={APP_TTL}"]
 # Small, every stage real: the model trains two short epochs (a checkpoint after each).
 SMALL = ["synthetic.rows=1500", "synthetic.customers=300", "synthetic.products=80", "model.epochs=2",
          "model.baseline_reg_params=[0.01]", "model.baseline_max_iter=20", "model.bootstrap_reps=0",
-         "recsys.evaluate.enabled=false", "recsys.fill.use_model=never"]
+         "recsys.evaluate.enabled=false"]
 JOB_TIMEOUT = 2400
 # A Horovod rank lost with its executor ends the train job within this many seconds.
 RANK_LOSS_TIMEOUT = 180
@@ -169,7 +172,26 @@ def cluster(tmp_path_factory):
     finally:
         c.down()
         left = _wait(lambda: not c.processes() or None, 30, "the cluster's processes to exit") if c.processes() else True
+        # The last applications' directories are not the worker's to remove any more: keep their
+        # executors' logs beside the daemons' and drop the unpacked environments.
+        keep_executor_logs(state, state / "logs" / "executors")
+        shutil.rmtree(state / "work", ignore_errors=True)
         assert left and not c.processes(), f"processes left after cluster down: {c.processes()}"
+
+
+def app_dirs(state: Path) -> list[Path]:
+    return sorted(state.glob("work/worker-*/app-*"))
+
+
+def keep_executor_logs(state: Path, dest: Path) -> list[Path]:
+    """Copies every executor's stderr (work/worker-N/app-*/E/stderr) under `dest`, same layout."""
+    out = []
+    for f in state.glob("work/worker-*/app-*/*/stderr"):
+        d = dest / f.relative_to(state / "work")
+        d.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, d)
+        out.append(d)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,6 +232,10 @@ def runs(cluster, tmp_path_factory):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    # The pipeline is the cluster's first application: its directories, and its executors' logs
+    # before the workers remove them.
+    out["pipeline_apps"] = app_dirs(cluster.state)
+    out["pipeline_executor_logs"] = keep_executor_logs(cluster.state, base / "pipeline-executors")
     cluster.run("causal", root, SMALL, base / "cluster-causal.log")
     out["cluster"], out["cluster_seconds"] = root, round(time.monotonic() - t0, 1)
     print(f"pipeline + causal: cluster {out['cluster_seconds']}s, local {out['local_seconds']}s")
@@ -231,18 +257,25 @@ def test_pipeline_ran_on_the_cluster_with_the_packed_environment(runs, cluster):
     log = (runs["logs"] / "cluster-pipeline.log").read_text(errors="replace")
     assert f"on {MASTER}" in log  # the session's master
     assert re.search(r"--archives \S+reviewrec-env-\w+-\w+\.tar\.gz#environment", log)
-    assert "--py-files build/reviewrec.zip" in log
+    assert re.search(r"--py-files build/py/[0-9a-f]{16}/reviewrec\.zip", log)
     # Executors in both workers unpacked the archive and ran its interpreter.
-    apps = sorted((cluster.state / "work" / "worker-1").glob("app-*"))
-    assert apps, "no application ran on worker-1"
+    assert {p.parent.name for p in runs["pipeline_apps"]} == {"worker-1", "worker-2"}
     for w in ("worker-1", "worker-2"):
-        stderr = "".join(p.read_text(errors="replace") for p in (cluster.state / "work" / w).glob("app-*/*/stderr"))
+        stderr = "".join(p.read_text(errors="replace") for p in runs["pipeline_executor_logs"] if p.parts[-4] == w)
         assert "Unpacking an archive" in stderr and "#environment" in stderr, w
     # Horovod's two ranks ran in the executors with the packed interpreter.
     meta = json.loads((runs["cluster"] / "model" / "metadata.json").read_text())
     assert meta["num_proc"] == 2
     # Event logs for the history server.
     assert list((cluster.state / "events").iterdir())
+
+
+def test_workers_remove_finished_applications_work_directories(runs):
+    """The pipeline's directories (each executor's holds the unpacked environment) are gone
+    within the TTL and one check interval of its end. A running application's are kept: the
+    pipeline ran for minutes longer than the TTL with its environment in them."""
+    gone = lambda: not any(p.exists() for p in runs["pipeline_apps"]) or None  # noqa: E731
+    _wait(gone, 2 * APP_TTL + 60, f"the workers to remove {[str(p) for p in runs['pipeline_apps']]}", every=2)
 
 
 def test_cluster_results_equal_local(runs, spark):
@@ -259,14 +292,27 @@ def test_cluster_results_equal_local(runs, spark):
         assert _rows(spark, c / name) == _rows(spark, l / name), name
     for name in ("quarantine", "duplicates"):
         assert _rows(spark, c / name, SOURCE) == _rows(spark, l / name, SOURCE), name
+    # The features' files (part-NNNNN-<write id>.parquet in each split=...): the same parts, each
+    # with the same rows in the same order.
+    def parts(root: Path) -> dict[tuple[str, str], Path]:
+        return {(p.parent.name, p.name.split("-")[1]): p for p in (root / "features").rglob("part-*.parquet")}
+
+    files_c, files_l = parts(c), parts(l)
+    assert sorted(files_c) == sorted(files_l) and len(files_c) >= 3
+    for key, path in files_c.items():
+        ordered = [spark.read.parquet(str(p)).select("review_id").collect() for p in (path, files_l[key])]
+        assert ordered[0] == ordered[1], key
     assert json.loads((c / "features_meta" / "vocab.json").read_text()) \
         == json.loads((l / "features_meta" / "vocab.json").read_text())
-    # The baselines (majority class, TF-IDF + LR) score the same; the LSTM trained by Horovod
-    # is not compared: its weights differ between local mode and the cluster on the same shards
-    # (docs/cluster.md), so the recommender is run without the model (recsys.fill.use_model=never).
+    # The LSTM trained by Horovod (2 ranks over Gloo, deterministic ops) on the same files: the
+    # same weights to the last bit, so the same metrics; the baselines (majority class, TF-IDF +
+    # LR) score the same to float rounding.
+    wc, wl = (json.loads((r / "model" / "metadata.json").read_text()) for r in (c, l))
+    assert wc["weights_sha256"] == wl["weights_sha256"]
     mc = json.loads((c / "report" / "model" / "metrics.json").read_text())["models"]
     ml = json.loads((l / "report" / "model" / "metrics.json").read_text())["models"]
-    for model in ("majority", "tfidf_lr"):
+    assert mc.keys() == ml.keys() and "lstm" in mc, sorted(mc)
+    for model in ml:
         for k, v in ml[model].items():
             if isinstance(v, float):
                 assert abs(mc[model][k] - v) <= METRIC_TOL, (model, k, mc[model][k], v)
@@ -274,7 +320,7 @@ def test_cluster_results_equal_local(runs, spark):
     nc, nl = (sorted(spark.read.parquet(str(r / "neighbors")).collect()) for r in (c, l))
     assert [r[:-1] for r in nc] == [r[:-1] for r in nl]
     assert max(abs(a[-1] - b[-1]) for a, b in zip(nc, nl)) <= 1e-12
-    # Recommendations: the same items for every user.
+    # Recommendations (the user-item matrix filled by that model): the same items for every user.
     rc, rl = (spark.read.parquet(str(r / "recommendations")) for r in (c, l))
     key = [x for x in rc.columns if x in ("customer_id", "user", "product_id", "item", "rank")]
     assert sorted(tuple(r) for r in rc.select(*key).collect()) == sorted(tuple(r) for r in rl.select(*key).collect())
@@ -319,7 +365,8 @@ def test_executor_sigkill_mid_preprocess_the_job_finishes_with_the_same_output(r
 
 def test_horovod_rank_executor_killed_fails_named_then_resumes(cluster, runs, tmp_path):
     """A rank's executor SIGKILLed mid-epoch 2: the train job ends with Horovod's error within
-    RANK_LOSS_TIMEOUT; the rerun resumes from epoch 1's checkpoint and completes."""
+    RANK_LOSS_TIMEOUT; the rerun resumes from epoch 1's checkpoint and ends with the same weights
+    as an undisturbed run from a copy of that checkpoint."""
     root = tmp_path / "run"
     _copy(runs["cluster"], root, ["features", "features_meta"])
     log = tmp_path / "train-killed.log"
@@ -341,10 +388,24 @@ def test_horovod_rank_executor_killed_fails_named_then_resumes(cluster, runs, tm
     assert rc != 0 and took <= RANK_LOSS_TIMEOUT, (rc, took)
     assert "Horovod detected that one or more processes exited with non-zero status" in text, text[-3000:]
     assert not (root / "model" / "model.keras").exists()
+    # Epoch 1's checkpoint alone, for the undisturbed run below.
+    pristine = tmp_path / "epoch-0001"
+    shutil.copytree(ckpt.parent, pristine, ignore=shutil.ignore_patterns("epoch-0002*", ".tmp-*"))
     cluster.run("train", root, SMALL, tmp_path / "train-rerun.log")
     meta = json.loads((root / "model" / "metadata.json").read_text())
     assert str(meta["resumed_from"]).endswith("epoch-0001"), meta["resumed_from"]
     assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    # The undisturbed run: the same job from epoch 1's checkpoint alone.
+    shutil.rmtree(ckpt.parent)
+    shutil.copytree(pristine, ckpt.parent)
+    shutil.rmtree(root / "model")
+    cluster.run("train", root, SMALL, tmp_path / "train-undisturbed.log")
+    again = json.loads((root / "model" / "metadata.json").read_text())
+    assert str(again["resumed_from"]).endswith("epoch-0001"), again["resumed_from"]
+    timing = ("seconds", "samples_per_s")
+    assert [{k: v for k, v in h.items() if k not in timing} for h in again["history"]] \
+        == [{k: v for k, v in h.items() if k not in timing} for h in meta["history"]]
+    assert again["weights_sha256"] == meta["weights_sha256"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,6 +491,25 @@ def test_worker_stopped_for_good_mid_job_finishes_on_the_other(cluster, ingested
     assert rep["accepted"] == _reconciled(base)["accepted"]
     assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
     assert _rows(spark, root / "quarantine", SOURCE) == _rows(spark, base / "quarantine", SOURCE)
+
+
+def test_sparknlp_engine_on_the_cluster_equals_local(cluster, ingested, spark, tmp_path):
+    """preprocess on the sparknlp engine: the jars (spark.jars) and the trained models reach the
+    executors, and the tokens equal local mode's."""
+    out = {}
+    for mode, conf in (("cluster", "conf/standalone.yaml"), ("local", "conf/local.yaml")):
+        root = tmp_path / mode
+        _copy(ingested, root, ["reviews"])
+        text = cluster.run("preprocess", root, SMALL + ["text.engine=sparknlp"], tmp_path / f"{mode}.log", conf=conf)
+        assert "spark-nlp_2.12-" in text  # the launcher passed the jar
+        report = json.loads((root / "report" / "preprocess.json").read_text())
+        assert report["engine"] == "sparknlp", report
+        out[mode] = _rows(spark, root / "tokens")
+        if mode == "cluster":  # before the workers remove the application's directories
+            stderr = "".join(p.read_text(errors="replace") for p in cluster.state.glob("work/worker-*/app-*/*/stderr"))
+            # The executors fetched the jar from the driver.
+            assert re.search(r"Fetching spark://\S+/jars/spark-nlp_2\.12-[\d.]+\.jar", stderr), stderr[-2000:]
+    assert out["cluster"] == out["local"] and len(out["local"]) > 1000
 
 
 def test_missing_environment_archive_and_unreadable_input_fail_before_any_stage(cluster, tmp_path):
