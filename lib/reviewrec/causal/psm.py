@@ -1,10 +1,10 @@
 """Propensity-score matching on Spark.
 
 1. Propensity: logistic regression of the treatment on covariates fitted by Newton-Raphson
-   (one aggregation of X'WX and X'(w - p) per step, on standardized covariates, to the
-   maximum-likelihood point: the score does not depend on how the rows are partitioned, which
-   an iteration-capped quasi-Newton fit does), or Spark ML's GBTClassifier; the score is kept
-   as p and as its logit.
+   (one aggregation of X'WX and X'(w - p) per step, on standardized covariates) to the
+   maximum-likelihood point, so the score does not move with the partitioning as the stopping
+   point of an iteration-capped quasi-Newton fit does; or Spark ML's GBTClassifier. The score
+   is kept as p and as its logit.
 2. Nearest-neighbour matching on the logit within a caliper (default 0.2 SD of the logit,
    Austin 2011). Rows are bucketed into caliper-wide bins of the logit; a treated row's nearest
    control is either its neighbour in sorted order inside its own bin (window last/first over
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from reviewrec.causal.stats import require
@@ -74,7 +74,7 @@ def propensity(df: DataFrame, treatment: str, covariates: Sequence[str], *, mode
     return out
 
 
-def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol: float = 1e-9):
+def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol: float = 1e-9) -> Column:
     """The fitted linear index b0 + x·b of a maximum-likelihood logit of `_w` on `covariates`.
 
     Covariates are standardized first (their means and SDs from one aggregation), which keeps
@@ -95,12 +95,14 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
         log.warning("propensity: constant covariates left out of the logit: %s",
                     [covariates[i] for i in range(n) if i not in keep])
     cols = [F.lit(1.0)] + [(F.col(covariates[i]).cast("double") - float(mean[i])) / float(sd[i]) for i in keep]
+    def index(beta: np.ndarray) -> Column:
+        return sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
+
     beta = np.zeros(len(cols))
     d = d.persist()
     try:
         for step in range(1, max_iter + 1):
-            eta = sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
-            p = F.lit(1.0) / (F.lit(1.0) + F.exp(-eta))
+            p = F.lit(1.0) / (F.lit(1.0) + F.exp(-index(beta)))
             hess, grad = outer_sums(d, cols, p * (1 - p), extra=[(F.col("_w") - p) * c for c in cols])
             delta = safe_inv(hess, "the propensity logit's X'WX") @ grad
             beta = beta + delta
@@ -112,7 +114,7 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
                         "the treatment may be separable by the covariates", max_iter, np.max(np.abs(delta)))
     finally:
         d.unpersist()
-    return sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
+    return index(beta)
 
 
 def _nearest(treated: DataFrame, controls: DataFrame, width: float, exact: Sequence[str] = ()) -> DataFrame:
