@@ -501,14 +501,14 @@ def test_sparknlp_engine_on_the_cluster_equals_local(cluster, ingested, spark, t
         root = tmp_path / mode
         _copy(ingested, root, ["reviews"])
         text = cluster.run("preprocess", root, SMALL + ["text.engine=sparknlp"], tmp_path / f"{mode}.log", conf=conf)
+        if mode == "cluster":  # first, while the workers keep the application's directories (APP_TTL)
+            stderr = "".join(p.read_text(errors="replace") for p in cluster.state.glob("work/worker-*/app-*/*/stderr"))
+            # The executors fetched the jar from the driver.
+            assert re.search(r"Fetching spark://\S+/jars/spark-nlp_2\.12-[\d.]+\.jar", stderr), stderr[-2000:]
         assert "spark-nlp_2.12-" in text  # the launcher passed the jar
         report = json.loads((root / "report" / "preprocess.json").read_text())
         assert report["engine"] == "sparknlp", report
         out[mode] = _rows(spark, root / "tokens")
-        if mode == "cluster":  # before the workers remove the application's directories
-            stderr = "".join(p.read_text(errors="replace") for p in cluster.state.glob("work/worker-*/app-*/*/stderr"))
-            # The executors fetched the jar from the driver.
-            assert re.search(r"Fetching spark://\S+/jars/spark-nlp_2\.12-[\d.]+\.jar", stderr), stderr[-2000:]
     assert out["cluster"] == out["local"] and len(out["local"]) > 1000
 
 
