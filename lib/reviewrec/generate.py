@@ -58,7 +58,7 @@ ATTRIBUTES = (
 )
 
 POLARITY_WORDS: tuple[tuple[str, ...], ...] = (
-    ("excellent", "amazing", "fantastic", "perfect", "wonderful", "awesome", "superb", "outstanding",
+    ("excellent", "amazing", "fantastic", "perfect", "wonderful", "awesome", "superb", "terrific",
      "flawless", "brilliant"),
     ("good", "nice", "solid", "decent", "pleasant", "useful", "handy", "reliable", "sturdy"),
     ("okay", "average", "acceptable", "ordinary", "fair", "passable", "mixed"),
