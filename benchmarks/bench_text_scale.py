@@ -1,8 +1,8 @@
 """Multi-million-row run: generate -> ingest -> preprocess -> features, with wall time and peak
 RSS of the driver and the workers per stage.
 
-    flock /tmp/reviewrec-bench.lock .venv/bin/python benchmarks/bench_text_scale.py \
-        --rows 500000 2000000 --root /tmp/h3/scale --out /tmp/h3/scale.json
+    .venv/bin/python benchmarks/bench_text_scale.py \
+        --rows 500000 2000000 --root runs/scale --out scale.json
 
 Each stage runs as its own job process (`.venv/bin/python jobs/<stage>.py --conf
 conf/local.yaml --conf <extra.yaml>`), exactly as `./spark-submit.sh <stage>` runs it locally.
