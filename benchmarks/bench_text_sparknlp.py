@@ -4,6 +4,7 @@ agreement with the builtin engine, and the throughput of the full chain on both 
     .venv/bin/python benchmarks/bench_text_sparknlp.py accuracy [--conllu DEV] [--out FILE.json]
     .venv/bin/python benchmarks/bench_text_sparknlp.py agreement [--reviews N] [--out FILE.json]
     .venv/bin/python benchmarks/bench_text_sparknlp.py throughput [--reviews N] [--out FILE.json]
+    .venv/bin/python benchmarks/bench_text_sparknlp.py stages [--reviews N] [--jfr FILE.jfr] [--out FILE.json]
 
 accuracy: gold tokenization, every token scored, lemmas compared lowercased, as
 bench_text_accuracy.py scores the builtin engine (cased input). Tokens with a letter or digit go
@@ -19,6 +20,13 @@ in its own fresh local[2] JVM (one run each), reviews/s/core (wall time x 2 core
 per CPU second (the JVM + Python workers' CPU time: the fairer figure when other work shares
 the machine); the JVM's peak heap (driver = executor in local mode, from the JVM's memory
 pools) and the largest Python worker's RSS at the end (psutil).
+stages: where the sparknlp engine's CPU goes. The chain's tokens of the same N reviews (2
+partitions, cached), then the engine's Spark NLP stages added one at a time
+(`sparknlp_engine.annotators`), then the whole engine (alignment check, UPOS mapping, filters)
+and the builtin engine, each forced with a `noop` write; CPU seconds of the JVM and the Python
+workers, two rounds in one JVM (the second, warm, is the figure). With --jfr the JVM runs Java
+Flight Recorder (settings=profile, dumped to the file at the end) and its execution samples are
+summed by the innermost Spark NLP class on their stack and by leaf method.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -198,6 +207,81 @@ def _one_throughput(engine: str, n: int, out_dir: str) -> dict:
             "python_worker_rss_max_mib": round(max(rss) / 2**20) if rss else 0}
 
 
+def stages(args) -> dict:
+    """CPU seconds per cumulative stage of the sparknlp engine (module docstring)."""
+    from pyspark.ml import Pipeline
+    from pyspark.sql import functions as F
+
+    from reviewrec.preprocess import sparknlp_engine as E
+    from reviewrec.preprocess.builtin_engine import pos_lemma_builtin
+    from reviewrec.preprocess.transforms import resolve_stop_words, review_text, strip_html, tokenize
+
+    if args.jfr:  # recorded in memory, dumped below (the launcher's short JVM records too, never dumped)
+        os.environ["JAVA_TOOL_OPTIONS"] = "-XX:StartFlightRecording=settings=profile"
+    spark = session("sparknlp")
+    reviews = read_reviews(spark, args.reviews).repartition(2, "review_id")
+    tokens = review_text(reviews).transform(strip_html).transform(tokenize).select("review_id", "tokens").cache()
+    n_tok = tokens.agg(F.count("*"), F.sum(F.size("tokens"))).first()
+    stop = resolve_stop_words("english", ())
+    names = ["tokens joined", "+ DocumentAssembler", "+ RegexTokenizer", "+ PerceptronModel", "+ Normalizer",
+             "+ LemmatizerModel"]
+
+    def partial(k: int):
+        text = E.joined_text(tokens)
+        return Pipeline(stages=E.annotators()[:k]).fit(text).transform(text) if k else text
+
+    variants = [(name, (lambda k=k: partial(k))) for k, name in enumerate(names)]
+    variants += [("sparknlp engine (+ alignment, UPOS, filters)", lambda: E.pos_lemma_sparknlp(tokens, 3, 3, stop)),
+                 ("builtin engine", lambda: pos_lemma_builtin(tokens, 3, 3, stop))]
+    rounds: dict[str, list[float]] = {}
+    for _ in range(2):
+        for name, build in variants:
+            df = build()
+            c0 = _tree_cpu()
+            df.write.format("noop").mode("overwrite").save()
+            rounds.setdefault(name, []).append(round(_tree_cpu() - c0, 1))
+            print(name, rounds[name][-1], file=sys.stderr, flush=True)
+    if args.jfr:
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        java = os.path.realpath(shutil.which("java") or "java")
+        subprocess.run([os.path.join(os.path.dirname(java), "jcmd"), str(pid), "JFR.dump",
+                        f"filename={os.path.abspath(args.jfr)}"], check=True, capture_output=True, env=_no_jfr_env())
+    spark.stop()
+    out = {"reviews": int(n_tok[0]), "tokens": int(n_tok[1]), "cpu_seconds_rounds": rounds,
+           "cpu_seconds": {k: v[-1] for k, v in rounds.items()}}
+    if args.jfr:
+        out["jfr"] = jfr_profile(args.jfr)
+    return out
+
+
+def _no_jfr_env() -> dict[str, str]:
+    """This environment without the JAVA_TOOL_OPTIONS that start a recording (for jcmd and jfr,
+    themselves JVMs)."""
+    return {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
+
+
+def jfr_profile(path: str, top: int = 12) -> dict[str, list[tuple[str, float]]]:
+    """Shares of a JFR file's execution samples: by leaf method, and by the innermost Spark NLP
+    class on the stack (the annotator code a sample is in; "outside Spark NLP" when none is)."""
+    java = os.path.realpath(shutil.which("java") or "java")
+    res = subprocess.run([os.path.join(os.path.dirname(java), "jfr"), "print", "--json", "--stack-depth", "64", "--events",
+                          "jdk.ExecutionSample", path], capture_output=True, text=True, check=True, env=_no_jfr_env())
+    leaf: collections.Counter[str] = collections.Counter()
+    owner: collections.Counter[str] = collections.Counter()
+    for ev in json.loads(res.stdout)["recording"]["events"]:
+        frames = (ev["values"].get("stackTrace") or {}).get("frames") or []
+        if not frames:
+            continue
+        types = [f["method"]["type"]["name"].replace("/", ".") for f in frames]
+        leaf[f"{types[0]}.{frames[0]['method']['name']}"] += 1
+        jsl = next((t for t in types if t.startswith("com.johnsnowlabs.")), None)
+        owner[jsl.split("$")[0] if jsl else "outside Spark NLP"] += 1
+    total = sum(leaf.values()) or 1
+    return {"samples": [("all", total)],
+            "by_spark_nlp_class": [(k, round(c / total, 3)) for k, c in owner.most_common(top)],
+            "by_leaf_method": [(k, round(c / total, 3)) for k, c in leaf.most_common(top)]}
+
+
 def throughput(args) -> dict:
     out = {}
     for engine in ("builtin", "sparknlp"):
@@ -211,11 +295,12 @@ def throughput(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["accuracy", "agreement", "throughput", "_one"])
+    ap.add_argument("what", choices=["accuracy", "agreement", "throughput", "stages", "_one"])
     ap.add_argument("--conllu", default=DEV)
     ap.add_argument("--reviews", type=int, default=10000)
     ap.add_argument("--engine", default="sparknlp")
     ap.add_argument("--out")
+    ap.add_argument("--jfr", help="stages: record the JVM with Java Flight Recorder into this file")
     args = ap.parse_args()
     if args.what == "_one":
         import tempfile
@@ -224,7 +309,7 @@ def main() -> None:
             res = _one_throughput(args.engine, args.reviews, os.path.join(d, "tokens"))
         print(json.dumps(res))
         return
-    res = {"accuracy": accuracy, "agreement": agreement, "throughput": throughput}[args.what](args)
+    res = {"accuracy": accuracy, "agreement": agreement, "throughput": throughput, "stages": stages}[args.what](args)
     text = json.dumps(res, indent=1)
     print(text)
     if args.out:

@@ -209,6 +209,28 @@ def _load(cls: Any, configured: str | None, name: str) -> Any:
     return cls.load(path)
 
 
+def annotators(pos_model: str | None = None, lemma_model: str | None = None) -> list[Any]:
+    """The engine's Spark NLP stages, in order: DocumentAssembler (`__text` -> `__doc`),
+    RegexTokenizer (on spaces, case kept: `__tok`), PerceptronModel (`__pos`), Normalizer
+    (lowercase: `__norm`), LemmatizerModel (`__lemma`)."""
+    from sparknlp.annotator import LemmatizerModel, Normalizer, PerceptronModel, RegexTokenizer
+    from sparknlp.base import DocumentAssembler
+
+    doc = DocumentAssembler().setInputCol("__text").setOutputCol("__doc").setCleanupMode("disabled")
+    tok = (RegexTokenizer().setInputCols(["__doc"]).setOutputCol("__tok").setPattern(" ")
+           .setToLowercase(False))
+    pos = _load(PerceptronModel, pos_model, POS_MODEL).setInputCols(["__doc", "__tok"]).setOutputCol("__pos")
+    norm = (Normalizer().setInputCols(["__tok"]).setOutputCol("__norm").setLowercase(True)
+            .setCleanupPatterns(["[\\p{Cc}\\p{Cf}]"]))
+    lem = _load(LemmatizerModel, lemma_model, LEMMA_MODEL).setInputCols(["__norm"]).setOutputCol("__lemma")
+    return [doc, tok, pos, norm, lem]
+
+
+def joined_text(df: DataFrame, col_tokens: str = "tokens") -> DataFrame:
+    """`df` with `__text`: the tokens joined by spaces (the annotators' input; "" for null)."""
+    return df.withColumn("__text", F.coalesce(F.array_join(F.col(col_tokens), " "), F.lit("")))
+
+
 def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | None = None,
              col_tokens: str = "tokens") -> DataFrame:
     """`col_tokens` (array<string>) -> `__ann`: array<struct<norm, lemma, pos>>, one per token,
@@ -219,21 +241,12 @@ def annotate(df: DataFrame, pos_model: str | None = None, lemma_model: str | Non
     control and format characters, which no token holds, so it drops no token: the tag, normalised
     token and lemma annotations stay aligned, which is checked (a row where they are not fails)."""
     from pyspark.ml import Pipeline
-    from sparknlp.annotator import LemmatizerModel, Normalizer, PerceptronModel, RegexTokenizer
-    from sparknlp.base import DocumentAssembler
 
     from reviewrec.preprocess.upos import PTB_TO_UPOS
 
-    doc = DocumentAssembler().setInputCol("__text").setOutputCol("__doc").setCleanupMode("disabled")
-    tok = (RegexTokenizer().setInputCols(["__doc"]).setOutputCol("__tok").setPattern(" ")
-           .setToLowercase(False))
-    pos = _load(PerceptronModel, pos_model, POS_MODEL).setInputCols(["__doc", "__tok"]).setOutputCol("__pos")
-    norm = (Normalizer().setInputCols(["__tok"]).setOutputCol("__norm").setLowercase(True)
-            .setCleanupPatterns(["[\\p{Cc}\\p{Cf}]"]))
-    lem = _load(LemmatizerModel, lemma_model, LEMMA_MODEL).setInputCols(["__norm"]).setOutputCol("__lemma")
-    text = df.withColumn("__text", F.coalesce(F.array_join(F.col(col_tokens), " "), F.lit("")))
+    text = joined_text(df, col_tokens)
     # Only Normalizer is an estimator, and its fit reads no data.
-    out = Pipeline(stages=[doc, tok, pos, norm, lem]).fit(text).transform(text)
+    out = Pipeline(stages=annotators(pos_model, lemma_model)).fit(text).transform(text)
     upos_map = F.create_map(*[F.lit(x) for kv in PTB_TO_UPOS.items() for x in kv])
     n = F.size(F.col("__tok"))
     aligned = (F.size(F.col("__pos")) == n) & (F.size(F.col("__norm")) == n) & (F.size(F.col("__lemma")) == n)
