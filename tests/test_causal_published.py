@@ -114,6 +114,37 @@ def test_rdrobust_senate(spark, tmp_path):
     assert (r["n_h_left"], r["n_h_right"]) == (360, 323)
 
 
+def test_rdrobust_senate_hc1_and_fuzzy_side_by_side(spark, tmp_path):
+    """Against rdrobust 2.1.1 run side by side on the Senate data (literal outputs below): the
+    sharp estimate with vce hc1, and a fuzzy RD whose take-up is simulated (80% above the
+    cutoff, 20% below, numpy default_rng(20261205).random() per row in file order; rows without
+    a vote dropped): rdrobust(vote, margin, fuzzy=treated). Each tuple: conventional estimate,
+    its SE, robust CI, h, b."""
+    import numpy as np
+
+    from reviewrec.causal.rdd import rdd
+
+    pdf = pd.read_csv(senate_csv(tmp_path))
+    want = {"hc1": (7.416199427655265, 1.4601243037701959, 4.0850709242634515, 10.92259403679854,
+                    17.703691723553664, 28.124908721391467),
+            "fuzzy": (11.803140050616092, 2.6388421320666193, 5.617238639043802, 18.01737785459264,
+                      21.28438579242841, 34.62683765562033)}
+    u = np.random.default_rng(20261205).random(len(pdf))
+    pdf["treated"] = np.where(pdf.margin >= 0, u < 0.8, u < 0.2).astype(float)
+    got = {"hc1": rdd(spark.createDataFrame(pdf[["margin", "vote"]]), "vote", "margin", 0.0, vce="hc1"),
+           "fuzzy": rdd(spark.createDataFrame(pdf.dropna(subset=["vote"])[["margin", "vote", "treated"]]),
+                        "vote", "margin", 0.0, fuzzy="treated")}
+    for name, (coef, se, lo, hi, h, b) in want.items():
+        r = got[name]
+        assert r["conventional"]["coef"] == pytest.approx(coef, abs=1e-6), name
+        assert r["conventional"]["se"] == pytest.approx(se, abs=1e-6), name
+        assert r["robust"]["ci_low"] == pytest.approx(lo, abs=1e-6), name
+        assert r["robust"]["ci_high"] == pytest.approx(hi, abs=1e-6), name
+        assert r["h"] == pytest.approx(h, abs=1e-6) and r["b"] == pytest.approx(b, abs=1e-6), name
+    # The fuzzy estimate is the ratio of two jumps: not the sharp jump in the vote.
+    assert abs(got["fuzzy"]["conventional"]["coef"] - got["hc1"]["conventional"]["coef"]) > 3
+
+
 def _ik_reference(x, y):
     """Line-by-line numpy transcription of R rddtools' RDDbw_IK_low (type "RES", triangular
     kernel, threshold 0): the Imbens-Kalyanaraman (2012) procedure, computed on raw vectors
