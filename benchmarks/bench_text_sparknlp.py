@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -260,12 +261,12 @@ def _no_jfr_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
 
 
-def jfr_profile(path: str, top: int = 12) -> dict[str, list[tuple[str, float]]]:
+def jfr_profile(path: str, top: int = 12) -> dict[str, Any]:
     """Shares of a JFR file's execution samples: by leaf method, and by the innermost Spark NLP
     class on the stack (the annotator code a sample is in; "outside Spark NLP" when none is)."""
     java = os.path.realpath(shutil.which("java") or "java")
-    res = subprocess.run([os.path.join(os.path.dirname(java), "jfr"), "print", "--json", "--stack-depth", "64", "--events",
-                          "jdk.ExecutionSample", path], capture_output=True, text=True, check=True, env=_no_jfr_env())
+    res = subprocess.run([os.path.join(os.path.dirname(java), "jfr"), "print", "--json", "--stack-depth", "64",
+                          "--events", "jdk.ExecutionSample", path], capture_output=True, text=True, check=True, env=_no_jfr_env())
     leaf: collections.Counter[str] = collections.Counter()
     owner: collections.Counter[str] = collections.Counter()
     for ev in json.loads(res.stdout)["recording"]["events"]:
@@ -277,7 +278,7 @@ def jfr_profile(path: str, top: int = 12) -> dict[str, list[tuple[str, float]]]:
         jsl = next((t for t in types if t.startswith("com.johnsnowlabs.")), None)
         owner[jsl.split("$")[0] if jsl else "outside Spark NLP"] += 1
     total = sum(leaf.values()) or 1
-    return {"samples": [("all", total)],
+    return {"samples": total,
             "by_spark_nlp_class": [(k, round(c / total, 3)) for k, c in owner.most_common(top)],
             "by_leaf_method": [(k, round(c / total, 3)) for k, c in leaf.most_common(top)]}
 
