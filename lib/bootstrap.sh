@@ -11,7 +11,7 @@
 #                 for the sparknlp text engine (spark.jars). Without mvn or Maven Central it
 #                 warns and goes on: the builtin engine needs none of it.
 #
-# The horovod wheel is built once (6-15 minutes on 2 cores) and cached outside the clone,
+# The horovod wheel is built once (3-15 minutes on 2 cores) and cached outside the clone,
 # keyed by horovod, TensorFlow, Python and platform, so CI runs and fresh clones reuse it:
 #   ${REVIEWREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reviewrec}/wheels/<key>/
 # The Spark NLP jars go to the same cache: <cache>/sparknlp/<version>/jars/ (Maven's own
@@ -65,7 +65,7 @@ rr_build_horovod() {
   key="horovod-${hvd}_tf-${tf}_${pytag}_${plat}"
   dir="$RR_CACHE/wheels/$key"
   if ! ls "$dir"/horovod-*.whl >/dev/null 2>&1; then
-    rr_log "building horovod $hvd with Gloo (no cached wheel at $dir; takes 6-15 minutes)"
+    rr_log "building horovod $hvd with Gloo (no cached wheel at $dir; takes 3-15 minutes)"
     mkdir -p "$dir.tmp.$$"
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
     HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
