@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import load_config
 from reviewrec.features.job import FeaturesParams
@@ -43,7 +44,7 @@ def job_run(spark, tmp_path_factory):
     from reviewrec.recommend.job import run
 
     root = str(tmp_path_factory.mktemp("recs") / "run")
-    _reviews(spark).write.parquet(f"{root}/reviews")
+    io.write_parquet_atomic(_reviews(spark), f"{root}/reviews")
     cfg = load_config([], [f"run.root={root}", "recsys.neighbors.k=2", "recsys.top_n=3", "recsys.block_size=2",
                            "recsys.fill.top_popular=2", "recsys.als.iters=3", "recsys.evaluate.test_fraction=0.3"])
     summary = run(spark, cfg)
@@ -70,7 +71,7 @@ def _centred_cosine() -> dict[tuple[str, str], float]:
 
 def test_outputs_and_neighbors(spark, job_run) -> None:
     root, summary = job_run
-    nb = spark.read.parquet(f"{root}/neighbors")
+    nb = io.read_parquet(spark, f"{root}/neighbors", "recommend")
     assert tuple(nb.columns) == S.NEIGHBORS_COLUMNS
     want = _centred_cosine()
     got = {(r.user, r.neighbor): r.cosine for r in nb.collect()}
@@ -84,7 +85,7 @@ def test_outputs_and_neighbors(spark, job_run) -> None:
 
 def test_recommendations_exclude_seen_and_are_ranked(spark, job_run) -> None:
     root, summary = job_run
-    recs = spark.read.parquet(f"{root}/recommendations")
+    recs = io.read_parquet(spark, f"{root}/recommendations", "recommend")
     assert tuple(recs.columns) == S.RECOMMENDATIONS_COLUMNS
     rows = recs.collect()
     assert rows, "no recommendations written"
@@ -93,12 +94,12 @@ def test_recommendations_exclude_seen_and_are_ranked(spark, job_run) -> None:
     by_user: dict[str, list] = {}
     for r in rows:
         by_user.setdefault(r.user, []).append(r)
-    for u, lst in by_user.items():
+    for lst in by_user.values():
         lst.sort(key=lambda r: r.rank)
         assert [r.rank for r in lst] == list(range(1, len(lst) + 1))
         assert all(a.score >= b.score for a, b in zip(lst, lst[1:]))
-    assert {r.source for r in rows} <= {"user_cf", "popular"}
-    pred = spark.read.parquet(f"{root}/predictions")
+    assert {r.source for r in rows} <= {"item_cf", "popular"}  # recsys.ranker's default
+    pred = io.read_parquet(spark, f"{root}/predictions", "recommend")
     assert tuple(pred.columns) == S.PREDICTIONS_COLUMNS
     assert pred.where("predicted_rating < 1 or predicted_rating > 5").count() == 0
     # u1's neighbour u2 rated p4 one point above u2's mean (4.25) -> u1 mean 3.33 + 0.75
@@ -108,7 +109,7 @@ def test_recommendations_exclude_seen_and_are_ranked(spark, job_run) -> None:
 
 def test_popularity_and_report(spark, job_run) -> None:
     root, summary = job_run
-    pop = spark.read.parquet(f"{root}/popularity")
+    pop = io.read_parquet(spark, f"{root}/popularity", "recommend")
     overall = {r.product_id: r for r in pop.where("scope = 'overall'").collect()}
     stars = [s for d in RATINGS.values() for s in d.values()]
     mu = float(np.mean(stars))
@@ -124,6 +125,14 @@ def test_popularity_and_report(spark, job_run) -> None:
     ev = js["evaluation"]["methods"]
     assert set(ev) >= {"filled", "als_explicit", "global_mean"}
     assert ev["global_mean"]["n"] == js["evaluation"]["test_pairs_warm_item"]
+    assert js["feedback"]["kind"] == "explicit"
+    rk = js["ranking"]
+    assert rk["split"] == "time" and set(rk["phases"]) == {"valid", "test"}
+    for res in rk["phases"].values():
+        assert set(res["methods"]) == {"item_cf", "popularity"}
+        assert set(res["methods"]["item_cf"]) >= {"HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked_HR@10"}
+    html = open(f"{rep}/index.html", encoding="utf-8").read()
+    assert "Ranking, test" in html and "popularity" in html
 
 
 def test_cf_scorer_and_its_resolution(spark, tmp_path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reviewrec import io
 from test_model_fixtures import TINY_MODEL, make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,8 @@ def trained_root(spark, tmp_path_factory):
 
 
 def _id_maps(spark, root: str) -> tuple[dict, dict]:
-    rows = spark.read.parquet(f"{root}/features").select("customer_id", "user_idx", "product_id", "item_idx").collect()
+    rows = (io.read_parquet(spark, f"{root}/features", "features")
+            .select("customer_id", "user_idx", "product_id", "item_idx").collect())
     return {r.customer_id: r.user_idx for r in rows}, {r.product_id: r.item_idx for r in rows}
 
 
@@ -96,7 +98,7 @@ def test_an_indexer_of_other_data_is_refused(spark, trained_root, tmp_path):
     umap, imap = _id_maps(spark, trained_root)
     want = _reference(trained_root, [r.customer_id for r in out], [r.product_id for r in out], umap, imap)
     np.testing.assert_allclose([r.predicted_rating for r in out], want, atol=1e-5)
-    train = spark.read.parquet(f"{trained_root}/features").where("split = 'train'")
+    train = io.read_parquet(spark, f"{trained_root}/features", "features").where("split = 'train'")
     shutil.rmtree(f"{root}/features_meta/user_indexer")
     StringIndexer(inputCol="customer_id", outputCol="x").fit(train.where("customer_id < 'C2'")).save(
         f"{root}/features_meta/user_indexer")
@@ -130,11 +132,12 @@ def test_recommend_job_fills_from_the_model(spark, trained_root):
                        "recsys.block_size=32", "recsys.als.iters=2"])
     summary = run(spark, cfg)
     assert summary["scorer"] == "model"
-    pred = spark.read.parquet(f"{trained_root}/predictions")
+    pred = io.read_parquet(spark, f"{trained_root}/predictions", "recommend")
     rows = pred.collect()
     assert rows and {r.source for r in rows} == {"model"}
-    recs = spark.read.parquet(f"{trained_root}/recommendations")
-    assert {r.source for r in recs.collect()} == {"model"}
+    recs = io.read_parquet(spark, f"{trained_root}/recommendations", "recommend")
+    # the lists come from the ranker (interaction scores), the model fills the matrix
+    assert {r.source for r in recs.collect()} <= {"item_cf", "popular"}
     # the filled cells carry exactly the model's expected rating for (user, item)
     sample = spark.createDataFrame([(r.user, r.item) for r in rows[:20]], "customer_id string, product_id string")
     want = {(r.customer_id, r.product_id): r.predicted_rating

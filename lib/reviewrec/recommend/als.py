@@ -16,7 +16,8 @@ def _als(implicit: bool, rank: int, reg: float, alpha: float, iters: int, seed: 
 
 def _int_ids(df: DataFrame) -> DataFrame:
     # ALS needs int ids; our indices are contiguous from 0, so they fit unless there are 2^31 ids.
-    return df.select(F.col(U).cast("int").alias(U), F.col(I).cast("int").alias(I), F.col(VALUE).cast("float").alias(VALUE))
+    return df.select(F.col(U).cast("int").alias(U), F.col(I).cast("int").alias(I),
+                     F.col(VALUE).cast("float").alias(VALUE))
 
 
 def als_top_n(interactions: DataFrame, n: int, rank: int, reg: float, alpha: float, iters: int, seed: int,

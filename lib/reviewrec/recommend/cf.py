@@ -114,13 +114,15 @@ def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = 
               .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.count(F.lit(1)).cast("double").alias("_c")))
     out_deg = counts.groupBy(similarity.ROW).agg(F.sum("_c").alias("_n"))
     return (counts.join(out_deg, on=similarity.ROW, how="inner")
-            .select(similarity.ROW, similarity.NEIGHBOR, (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(similarity.SIM)))
+            .select(similarity.ROW, similarity.NEIGHBOR,
+                    (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(similarity.SIM)))
 
 
 def add_neighbors(a: DataFrame, b: DataFrame, b_weight: float) -> DataFrame:
     """row, neighbor, sim = sim_a + b_weight * sim_b over the union of both neighbour lists."""
     return (a.select(similarity.ROW, similarity.NEIGHBOR, similarity.SIM)
-            .unionByName(b.select(similarity.ROW, similarity.NEIGHBOR, (F.col(similarity.SIM) * F.lit(float(b_weight))).alias(similarity.SIM)))
+            .unionByName(b.select(similarity.ROW, similarity.NEIGHBOR,
+                                  (F.col(similarity.SIM) * F.lit(float(b_weight))).alias(similarity.SIM)))
             .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.sum(similarity.SIM).alias(similarity.SIM)))
 
 

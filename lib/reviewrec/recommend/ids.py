@@ -32,7 +32,7 @@ from reviewrec.features.meta import ITEM_INDEXER, USER_INDEXER
 log = logging.getLogger(__name__)
 
 U = "u"
-I = "i"
+I = "i"  # noqa: E741
 
 
 def number_rows(df: DataFrame, order: Sequence[str | Column], col_out: str, start: int) -> DataFrame:

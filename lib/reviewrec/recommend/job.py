@@ -12,13 +12,20 @@ product_category) and writes
     <root>/report/recs      summary.json, PNG plots, index.html
 
 Users and items are numbered by the features job's indexers (recommend.ids), the id space of the
-rating model too. Candidates of a user (the cells that get filled): the items rated by the
-user's neighbours (best `recsys.fill.neighbor_items` by CF support) plus the
-`recsys.fill.top_popular` most popular items overall, minus what the user rated. Their rating
-comes from the trained model when one exists (recommend.scoring), otherwise from CF. With
-recsys.evaluate.enabled, the same pipeline is rerun on the features job's time split (train up
-to a cut day, test after) and the filled ratings are scored by RMSE/MAE next to explicit ALS and
-the global-mean baseline.
+rating model too. The top-N lists come from `recsys.ranker` (recommend.rankers: item-CF, user-CF,
+their blend or popularity), ranked by interaction score. The filled matrix: candidates of a user
+are the items rated by the user's neighbours (best `recsys.fill.neighbor_items` by CF support)
+plus the `recsys.fill.top_popular` most popular items overall, minus what the user rated; their
+rating comes from the trained model when one exists (recommend.scoring), otherwise from CF.
+
+Implicit data (`recsys.feedback: implicit`, or every star the same under `auto`) has no rating to
+fill: the neighbours use binary interactions, `predictions` is written empty and the rating
+evaluation is skipped, with a warning that says so.
+
+With recsys.evaluate.enabled the job reruns its ranker and popularity on a held-out split
+(recommend.evaluation: leave-last-out on 5-core data, the time split otherwise) and reports
+HR/NDCG/Recall/coverage and liked HR@10 per phase; on explicit data the filled ratings are also
+scored by RMSE/MAE on the time split next to explicit ALS and the global-mean baseline.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import transforms as X
 from reviewrec.features.job import FeaturesParams
-from reviewrec.recommend import cf
+from reviewrec.recommend import cf, evaluation, rankers
 from reviewrec.recommend.als import als_predict
 from reviewrec.recommend.ids import I, U, IdIndex, id_index
 from reviewrec.recommend.metrics import rating_errors
@@ -59,10 +66,23 @@ def ratings_matrix(reviews: DataFrame, index: IdIndex) -> DataFrame:
             .agg(F.avg(F.col(S.STAR_RATING).cast("double")).alias(cf.VALUE)))
 
 
-def user_values(ratings: DataFrame, p: RecommendParams) -> tuple[DataFrame, DataFrame | None]:
+def user_values(ratings: DataFrame, p: RecommendParams, implicit: bool = False) -> tuple[DataFrame, DataFrame | None]:
     """(the values the cosine and the scores use, per-user means or None): centred when
-    recsys.neighbors.mean_centre."""
+    recsys.neighbors.mean_centre, binary (1 per rated item) on implicit data, where centring
+    would leave every vector zero."""
+    if implicit:
+        return ratings.select(U, I, F.lit(1.0).alias(cf.VALUE)), None
     return cf.centre(ratings) if p.neighbors.mean_centre else (ratings, None)
+
+
+def feedback_kind(reviews: DataFrame, p: RecommendParams) -> tuple[bool, str]:
+    """(implicit?, why): `recsys.feedback`, or under auto whether every star is the same."""
+    if p.feedback != "auto":
+        return p.feedback == "implicit", f"recsys.feedback = {p.feedback}"
+    lo, hi = reviews.agg(F.min(S.STAR_RATING), F.max(S.STAR_RATING)).first()
+    if lo is not None and lo == hi:
+        return True, f"every star_rating is {lo}"
+    return False, f"star ratings from {lo} to {hi}"
 
 
 def neighbours_and_predictions(ratings: DataFrame, p: RecommendParams, index: IdIndex, *,
@@ -119,7 +139,10 @@ def fill(spark: SparkSession, ratings: DataFrame, item_prior: DataFrame, p: Reco
 
 
 def recommend_from_filled(filled: DataFrame, n: int) -> DataFrame:
-    """Top-n filled cells per user by predicted rating (then CF support, then item). u, rank, i, score, source."""
+    """Top-n filled cells per user by predicted rating (then CF support, then item). u, rank, i, score, source.
+
+    Not what the job recommends (ranking by a predicted star is a weak top-N strategy, and ties
+    on implicit data); kept to compare with the rankers."""
     w = Window.partitionBy(U).orderBy(F.col(S.PREDICTED_RATING).desc(), F.col(cf.SUPPORT).desc(), F.col(I))
     return (filled
             .withColumn(cf.RANK, F.row_number().over(w))
@@ -229,12 +252,26 @@ def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: l
         counts = H.table(["measure", "value"], [(k, v) for k, v in summary["counts"].items()])
         sections = [("Counts", counts),
                     ("Settings", H.table(["key", "value"], sorted(summary["settings"].items()))),
-                    ("Source of recommendations", H.table(["source", "rows"], sorted(summary["recommendation_sources"].items())))]
+                    ("Source of recommendations",
+                     H.table(["source", "rows"], sorted(summary["recommendation_sources"].items())))]
+        if "feedback" in summary:
+            sections.append(("Feedback", H.table(["measure", "value"], summary["feedback"].items())))
+        rk = summary.get("ranking")
+        if rk:
+            for phase, res in rk["phases"].items():
+                rows = [(m, v["HR@10"], v["NDCG@10"], v["Recall@20"], v["coverage@10"], v["liked_HR@10"], v["users"])
+                        for m, v in res["methods"].items()]
+                sections.append((f"Ranking, {phase} ({rk['split']} split)", H.table(
+                    ["ranker", "HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked HR@10", "users"], rows)
+                    + f"<p>target: {res['target']}; {res['targets']:,} targets, {res['liked_targets']:,} rated "
+                      f"&ge; the liked threshold; every item ranked, seen items excluded. The job recommends "
+                      f"with <b>{rk['ranker']}</b>; popularity is its baseline in the same run.</p>"))
         if ev:
             sections.append(("Time-split rating error", H.table(
                 ["method", "RMSE", "MAE", "pairs", "coverage"],
                 [(m, v["rmse"], v["mae"], v["n"], v["coverage"]) for m, v in ev["methods"].items()])
-                + f"<p>train until {ev['train_until']}; train {ev['train_reviews']:,} / test {ev['test_reviews']:,} reviews; "
+                + f"<p>train until {ev['train_until']}; train {ev['train_reviews']:,} / "
+                  f"test {ev['test_reviews']:,} reviews; "
                   f"{ev['note']}</p>"))
         if "approximate" in summary:
             sections.append(("Approximate neighbours", H.table(["measure", "value"], summary["approximate"].items())))
@@ -252,7 +289,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     S.require_columns(reviews.columns, REQUIRED, io.dataset_path(root, "reviews"))
     reviews = reviews.select(*REQUIRED).cache()
     scorer = resolve_scorer(spark, io.dataset_path(root, "model"), p.fill.use_model)
-    summary: dict[str, Any] = {"config_hash": cfg.hash(), "settings": {k: v for k, v in cfg.flat().items() if k.startswith("recsys.")}}
+    summary: dict[str, Any] = {"config_hash": cfg.hash(),
+                               "settings": {k: v for k, v in cfg.flat().items() if k.startswith("recsys.")}}
     with timer.stage("index"):
         index = id_index(spark, root, reviews, FeaturesParams.from_config(cfg))
         ratings = ratings_matrix(reviews, index).cache()
@@ -263,28 +301,47 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         top_items = [(r[S.PRODUCT_ID], float(r[BAYES]), int(r["n_ratings"])) for r in
                      pop.where((F.col(SCOPE) == SCOPE_OVERALL) & (F.col(POP_RANK) <= 10)).orderBy(POP_RANK).collect()]
     prior = item_prior(pop, index).cache()
+    implicit, why = feedback_kind(reviews, p)
+    summary["feedback"] = {"kind": "implicit" if implicit else "explicit", "why": why}
+    if implicit:
+        summary["feedback"]["not_done"] = (
+            "no rating fill (predictions is written empty: a constant rating has nothing to predict), "
+            "no rating-error evaluation, no mean-centred cosine (neighbours use binary interactions)")
+        log.warning("recommend: implicit feedback (%s): %s", why, summary["feedback"]["not_done"])
     with timer.stage("neighbours + fill"):
-        nb, filled = fill(spark, ratings, prior, p, scorer, index)
+        if implicit:
+            nb = cf.user_neighbors(user_values(ratings, p, implicit=True)[0], p.similarity(),
+                                   index.n_users, index.n_items).cache()
+            filled = spark.createDataFrame(
+                [], f"{U} long, {I} long, {S.PREDICTED_RATING} double, {cf.SUPPORT} long, {cf.SOURCE} string")
+        else:
+            nb, filled = fill(spark, ratings, prior, p, scorer, index)
         users = index.users
         nbr_out = (nb
                    .join(users.select(F.col(U).alias(ROW), F.col(S.CUSTOMER_ID).alias("_uid")), on=ROW, how="inner")
-                   .join(users.select(F.col(U).alias(NEIGHBOR), F.col(S.CUSTOMER_ID).alias("_nid")), on=NEIGHBOR, how="inner")
+                   .join(users.select(F.col(U).alias(NEIGHBOR), F.col(S.CUSTOMER_ID).alias("_nid")), on=NEIGHBOR,
+                         how="inner")
                    .select(F.col("_uid").alias(S.USER), F.col("_nid").alias(S.NEIGHBOR), F.col(SIM).alias(S.COSINE)))
         io.write_parquet_atomic(nbr_out, io.dataset_path(root, "neighbors"))
         ids = lambda df: (df.join(index.users, on=U, how="inner").join(index.items, on=I, how="inner")  # noqa: E731
                           .withColumnRenamed(S.CUSTOMER_ID, S.USER).withColumnRenamed(S.PRODUCT_ID, S.ITEM))
         filled = filled.cache()
         io.write_parquet_atomic(ids(filled).select(S.USER, S.ITEM, S.PREDICTED_RATING,
-                                                   F.col(cf.SUPPORT).alias(S.CF_SUPPORT), F.col(cf.SOURCE).alias(S.SOURCE)),
+                                                   F.col(cf.SUPPORT).alias(S.CF_SUPPORT),
+                                                   F.col(cf.SOURCE).alias(S.SOURCE)),
                                 io.dataset_path(root, "predictions"))
+    events = rankers.interaction_events(reviews, index).cache()
     with timer.stage("recommendations"):
-        recs = recommend_from_filled(filled, p.top_n)
-        io.write_parquet_atomic(ids(recs).select(S.USER, F.col(cf.RANK).alias(S.RANK), S.ITEM,
-                                                 F.col(cf.SCORE).alias(S.SCORE), F.col(cf.SOURCE).alias(S.SOURCE)),
+        ranking = rankers.recommend(events, p.ranker, p.ranking, p.top_n, index.n_users, index.n_items,
+                                    p.block_size, p.max_pairs)
+        io.write_parquet_atomic(ids(ranking.recs).select(S.USER, F.col(cf.RANK).alias(S.RANK), S.ITEM,
+                                                         F.col(cf.SCORE).alias(S.SCORE),
+                                                         F.col(cf.SOURCE).alias(S.SOURCE)),
                                 io.dataset_path(root, "recommendations"))
-        written = spark.read.parquet(io.dataset_path(root, "recommendations"))
+        ranking.release()
+        written = io.read_parquet(spark, io.dataset_path(root, "recommendations"), "recommend")
         sources = {r[S.SOURCE]: int(r["count"]) for r in written.groupBy(S.SOURCE).count().collect()}
-        n_nbr = spark.read.parquet(io.dataset_path(root, "neighbors"))
+        n_nbr = io.read_parquet(spark, io.dataset_path(root, "neighbors"), "recommend")
         edges = [x / 10 for x in range(-10, 11)]
         hist = n_nbr.select(F.floor(F.col(S.COSINE) * 10).alias("b")).groupBy("b").count().collect()
         counts_by = {int(r["b"]): int(r["count"]) for r in hist}
@@ -293,11 +350,15 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         n_neighbor_rows = n_nbr.count()
     if p.neighbors.measure_recall and p.neighbors.approximate:
         with timer.stage("approximate-mode recall"):
-            exact = cf.user_neighbors(user_values(ratings, p)[0], p.similarity(exact=True), index.n_users, index.n_items)
+            exact = cf.user_neighbors(user_values(ratings, p, implicit)[0], p.similarity(exact=True),
+                                      index.n_users, index.n_items)
             summary["approximate"] = {"recall_of_exact_topk": topk_recall(nb, exact),
                                       "max_item_degree": p.neighbors.max_item_degree,
                                       "min_similarity": p.neighbors.min_similarity}
     if p.evaluate.enabled:
+        with timer.stage("ranking evaluation"):
+            summary["ranking"] = evaluation.evaluate_rankers(events, p, index.n_users, index.n_items)
+    if p.evaluate.enabled and not implicit:
         with timer.stage("time-split evaluation"):
             summary["evaluation"] = time_split_eval(spark, reviews, p, scorer, index)
             log.info("time-split rating error: %s", {m: (round(v["rmse"], 4), round(v["mae"], 4), v["n"])
@@ -307,10 +368,11 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     summary["ids"] = {"source": index.source, "users_known_to_indexer": index.known_users,
                       "items_known_to_indexer": index.known_items}
     summary["recommendation_sources"] = sources
-    summary["scorer"] = scorer.name
+    summary["scorer"] = "none" if implicit else scorer.name
+    summary["ranker"] = p.ranker
     summary["timings"] = timer.timings
     _report(spark, root, summary, sim_hist, top_items)
-    for df in (reviews, ratings, pop, prior, filled, nb):
+    for df in (reviews, ratings, pop, prior, filled, nb, events):
         df.unpersist()
     log.info("recommend: %s", {k: v for k, v in summary.items() if k in ("counts", "timings", "scorer")})
     return summary

@@ -12,6 +12,10 @@ from typing import Any
 from reviewrec.recommend.similarity import SimilarityParams
 
 USE_MODEL_CHOICES = ("auto", "never", "require")
+RANKERS = ("item_cf", "user_cf", "blend", "popularity")
+FEEDBACK_CHOICES = ("auto", "explicit", "implicit")
+SPLITS = ("auto", "leave_last_out", "time")
+PHASES = ("valid", "test")
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,43 @@ class FillParams:
 
 
 @dataclass(frozen=True)
+class RankingParams:
+    """Settings of the top-N rankers (recommend.rankers); the defaults were chosen on the
+    validation item of Amazon Beauty 5-core (benchmarks/RESULTS.md)."""
+
+    user_k: int = 100
+    user_shrink: float = 10.0
+    item_k: int = 200
+    item_shrink: float = 50.0
+    # item-CF history weight exp(-(steps from the user's latest item) / recency_tau); 0 = off.
+    recency_tau: float = 2.0
+    # item-CF adds transition_weight * c(i -> j) / (c(i) + transition_shrink) to sim(i, j).
+    transition_weight: float = 1.0
+    transition_shrink: float = 10.0
+    blend_user_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.blend_user_weight <= 1:
+            raise ValueError(f"recsys.ranking.blend_user_weight must be in [0, 1], got {self.blend_user_weight}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     enabled: bool = True
     test_fraction: float = 0.2
+    split: str = "auto"
+    phases: tuple[str, ...] = PHASES
+    liked_min_rating: float = 4.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"recsys.evaluate.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 < self.test_fraction < 0.5:
+            raise ValueError(f"recsys.evaluate.test_fraction must be in (0, 0.5), got {self.test_fraction}")
+        if self.split not in SPLITS:
+            raise ValueError(f"recsys.evaluate.split = {self.split!r}; choose one of {SPLITS}")
+        object.__setattr__(self, "phases", tuple(self.phases))
+        bad = [x for x in self.phases if x not in PHASES]
+        if bad:
+            raise ValueError(f"recsys.evaluate.phases has {bad}; choose from {PHASES}")
 
 
 @dataclass(frozen=True)
@@ -67,16 +101,26 @@ class RecommendParams:
     top_n: int = 10
     block_size: int = 4096
     max_pairs: int = 5_000_000
+    ranker: str = "item_cf"
+    feedback: str = "auto"
+    ranking: RankingParams = field(default_factory=RankingParams)
     neighbors: NeighborParams = field(default_factory=NeighborParams)
     popularity: PopularityParams = field(default_factory=PopularityParams)
     fill: FillParams = field(default_factory=FillParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     als: ALSParams = field(default_factory=ALSParams)
 
+    def __post_init__(self) -> None:
+        if self.ranker not in RANKERS:
+            raise ValueError(f"recsys.ranker = {self.ranker!r}; choose one of {RANKERS}")
+        if self.feedback not in FEEDBACK_CHOICES:
+            raise ValueError(f"recsys.feedback = {self.feedback!r}; choose one of {FEEDBACK_CHOICES}")
+
     @classmethod
     def from_config(cls, rc: dict[str, Any]) -> RecommendParams:
         """From the validated `recsys:` section (every key present, types checked)."""
         return cls(top_n=rc["top_n"], block_size=rc["block_size"], max_pairs=rc["max_pairs"],
+                   ranker=rc["ranker"], feedback=rc["feedback"], ranking=RankingParams(**rc["ranking"]),
                    neighbors=NeighborParams(**rc["neighbors"]), popularity=PopularityParams(**rc["popularity"]),
                    fill=FillParams(**rc["fill"]), evaluate=EvaluateParams(**rc["evaluate"]),
                    als=ALSParams(**rc["als"]))

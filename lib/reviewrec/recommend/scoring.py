@@ -56,7 +56,8 @@ class ModelScorer:
     def score(self, spark: SparkSession, candidates: DataFrame) -> DataFrame:
         scored = score_candidates(spark, candidates, self.model_dir)
         cf = CFScorer().score(spark, scored.withColumnRenamed(PREDICTED_RATING, "_m"))
-        return cf.withColumn(PREDICTED_RATING, F.coalesce(F.col("_m").cast("double"), F.col(PREDICTED_RATING))).drop("_m")
+        return (cf.withColumn(PREDICTED_RATING, F.coalesce(F.col("_m").cast("double"), F.col(PREDICTED_RATING)))
+                .drop("_m"))
 
 
 def resolve_scorer(spark: SparkSession, model_dir: str, use_model: str = "auto") -> RatingScorer:

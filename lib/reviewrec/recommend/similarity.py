@@ -217,7 +217,7 @@ def block_pair_topk(a: Any, a_norm: np.ndarray, b: Any, b_norm: np.ndarray, a_of
     if not out:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0)
-    return tuple(np.concatenate(x) for x in zip(*out))  # type: ignore[return-value]
+    return tuple(np.concatenate(x) for x in zip(*out, strict=True))  # type: ignore[return-value]
 
 
 def _row_norms(m: Any) -> np.ndarray:
@@ -267,7 +267,8 @@ def _pair_topk_fn(block_size: int, n_cols: int, params: SimilarityParams):  # no
 
         def merge(ordered: bool) -> None:
             if len(pending) > 1 or ordered:
-                merged = topk_per_row(*(np.concatenate(x) for x in zip(*pending)), params.k, ordered=ordered)
+                merged = topk_per_row(*(np.concatenate(x) for x in zip(*pending, strict=True)), params.k,
+                                      ordered=ordered)
                 pending[:] = [merged]
 
         def flush() -> Iterator[tuple[Any, ...]]:
@@ -300,7 +301,7 @@ def _pair_topk_fn(block_size: int, n_cols: int, params: SimilarityParams):  # no
 
 def _explode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     for pdf in batches:
-        for rows, nbrs, sims in zip(pdf["rows"], pdf["nbrs"], pdf["sims"]):
+        for rows, nbrs, sims in zip(pdf["rows"], pdf["nbrs"], pdf["sims"], strict=True):
             yield pd.DataFrame({
                 ROW: np.frombuffer(rows, dtype=np.int64),
                 NEIGHBOR: np.frombuffer(nbrs, dtype=np.int64),
@@ -331,7 +332,8 @@ def topk_similarity(entries: DataFrame, params: SimilarityParams, n_rows: int | 
     e = entries.select(F.col(col_row).cast("long").alias(ROW), F.col(col_col).cast("long").alias(COL),
                        F.col(col_value).cast("double").alias(VALUE))
     if n_rows is None or n_cols is None:
-        agg = e.agg(F.max(ROW).alias("r"), F.max(COL).alias("c"), F.min(ROW).alias("r0"), F.min(COL).alias("c0")).first()
+        agg = e.agg(F.max(ROW).alias("r"), F.max(COL).alias("c"), F.min(ROW).alias("r0"),
+                    F.min(COL).alias("c0")).first()
         if agg is None or agg["r"] is None:
             return spark.createDataFrame([], NEIGHBORS_SCHEMA)
         if agg["r0"] < 0 or agg["c0"] < 0:
