@@ -57,7 +57,8 @@ def _archive_seconds(state: Path, app_id: str) -> dict[str, float]:
     out = {}
     for err in sorted(state.glob(f"work/worker-*/{app_id}/*/stderr")):
         text = err.read_text(errors="replace")
-        stamps = [(m.group(1), m.group(2)) for m in re.finditer(r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d) INFO (.*)$", text, re.M)]
+        stamp_re = r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d) INFO (.*)$"
+        stamps = [(m.group(1), m.group(2)) for m in re.finditer(stamp_re, text, re.M)]
         fetch = next((t for t, msg in stamps if "Fetching" in msg and "#environment" in msg), None)
         first = next((t for t, msg in stamps if msg.startswith("Executor: Running task")), None)
         if fetch and first:
@@ -91,8 +92,8 @@ def main() -> None:
     try:
         # The same generated rows for both: generate once, copy into each run root.
         gen_root = work / "gen"
-        _run([launcher, "generate", "--conf", "conf/local.yaml", *sum((["--set", s] for s in sets + [f"run.root={gen_root}"]), [])],
-             work / "generate.log")
+        sets_args = sum((["--set", s] for s in sets + [f"run.root={gen_root}"]), [])
+        _run([launcher, "generate", "--conf", "conf/local.yaml", *sets_args], work / "generate.log")
         shutil.move(str(gen_root / "raw"), raw)
         results = {}
         for mode, conf in (("cluster", "conf/standalone.yaml"), ("local", "conf/local.yaml")):
@@ -114,14 +115,14 @@ def main() -> None:
     finally:
         if started:
             subprocess.run([launcher, "cluster", "down"], cwd=REPO, env=_env())
-    c, l = results["cluster"], results["local"]
-    stages = list(l["stage_seconds"])
-    table = [{"stage": s, "cluster_s": c["stage_seconds"].get(s), "local_s": l["stage_seconds"][s],
-              "ratio": round(c["stage_seconds"][s] / l["stage_seconds"][s], 2) if l["stage_seconds"][s] else None}
+    c, loc = results["cluster"], results["local"]
+    stages = list(loc["stage_seconds"])
+    table = [{"stage": s, "cluster_s": c["stage_seconds"].get(s), "local_s": loc["stage_seconds"][s],
+              "ratio": round(c["stage_seconds"][s] / loc["stage_seconds"][s], 2) if loc["stage_seconds"][s] else None}
              for s in stages]
     out = {"rows": args.rows, "epochs": args.epochs, "results": results, "table": table,
-           "total": {"cluster_s": c["wall_seconds"], "local_s": l["wall_seconds"],
-                     "ratio": round(c["wall_seconds"] / l["wall_seconds"], 2)},
+           "total": {"cluster_s": c["wall_seconds"], "local_s": loc["wall_seconds"],
+                     "ratio": round(c["wall_seconds"] / loc["wall_seconds"], 2)},
            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                     text=True).stdout.strip(),
            "cpus": os.cpu_count()}
@@ -129,7 +130,8 @@ def main() -> None:
     print("\n| stage | cluster (s) | local[2] (s) | cluster / local |\n|---|---|---|---|")
     for r in table:
         print(f"| {r['stage']} | {r['cluster_s']} | {r['local_s']} | {r['ratio']} |")
-    print(f"| whole job (wall, incl. start-up) | {c['wall_seconds']} | {l['wall_seconds']} | {out['total']['ratio']} |")
+    print(f"| whole job (wall, incl. start-up) | {c['wall_seconds']} | {loc['wall_seconds']} "
+          f"| {out['total']['ratio']} |")
 
 
 if __name__ == "__main__":

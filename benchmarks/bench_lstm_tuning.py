@@ -8,7 +8,8 @@ Runs the train job's rank function (reviewrec.model.rank.train_rank) in this pro
 Horovod job of size 1 (no Spark), `--steps` steps per epoch (0: the whole train split), then
 scores the val split (and test with --test) and prints one JSON line: history, accuracy,
 macro-F1, RMSE/MAE of the expected rating, and the RMSE of the same rows scored with the EMPTY
-sequence (ids only: what the recommender's filled cells rest on). The config is conf/base.yaml + conf/local.yaml + --set;
+sequence (ids only: what the recommender's filled cells rest on). The config is conf/base.yaml +
+conf/local.yaml + --set;
 checkpoints go to <root>/../ckpt_tuning/<name> unless model.checkpoint_dir is set.
 The final numbers come from the real jobs (train with num_proc=2, evaluate), not from here.
 """

@@ -122,14 +122,15 @@ def main() -> int:
         "reviews_per_cpu_s": {k: round(n / s) for k, s in best_cpu.items()},
         "ratio_with_vs_without_wall": round(best["without_pos_lemma"] / best["with_pos_lemma"], 3),
         "ratio_with_vs_without_cpu": round(best_cpu["without_pos_lemma"] / best_cpu["with_pos_lemma"], 3),
-        "ratio_per_round_cpu": [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu["with_pos_lemma"])],
+        "ratio_per_round_cpu": [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu["with_pos_lemma"],
+                                                                strict=False)],
         "ratio_per_round_wall": [round(a / b, 3) for a, b in zip(rounds["without_pos_lemma"],
-                                                                 rounds["with_pos_lemma"])],
+                                                                 rounds["with_pos_lemma"], strict=False)],
         "variants": {k: dataclasses.asdict(v) for k, v in variants.items()},
         "ratios_wall": {k: round(best["without_pos_lemma"] / best[k], 3) for k in variants if k != "without_pos_lemma"},
         "ratios_cpu": {k: round(best_cpu["without_pos_lemma"] / best_cpu[k], 3) for k in variants
                        if k != "without_pos_lemma"},
-        "ratios_per_round_cpu": {k: [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu[k])]
+        "ratios_per_round_cpu": {k: [round(a / b, 3) for a, b in zip(cpu["without_pos_lemma"], cpu[k], strict=False)]
                                  for k in variants if k != "without_pos_lemma"},
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),

@@ -95,7 +95,7 @@ def check_perceptron(sents: list[Sentence]) -> list[int]:
     idx = np.array([words.setdefault(w, len(words)) for r in rows for w in r])
     got = model.tag_flat(list(words), idx, np.array([len(r) for r in rows])).tolist()
     want = [model.class_id[t] for r in rows for t in ref.tag(r)]
-    bad = sum(a != b for a, b in zip(got, want))
+    bad = sum(a != b for a, b in zip(got, want, strict=False))
     print(f"perceptron: batched decoder vs reference on {len(want)} dev tokens: {bad} disagreements", flush=True)
     return [len(want), bad]
 
@@ -110,7 +110,7 @@ def confusions(sents: list[Sentence], analyze: Analyzer, lower: bool, n: int) ->
     c: collections.Counter[tuple[str, str]] = collections.Counter()
     for s in sents:
         forms = [f.lower() for f in s.forms] if lower else s.forms
-        for p, g in zip(analyze(forms)[1], s.upos):
+        for p, g in zip(analyze(forms)[1], s.upos, strict=False):
             if p != g:
                 c[(g, p)] += 1
     return [(g, p, k) for (g, p), k in c.most_common(n)]

@@ -96,15 +96,15 @@ def analyze_builtin(token_lists):
 
 def score(sents, results, genre=None, words_only=False) -> Accuracy:
     acc = Accuracy()
-    for s, (lem, pos) in zip(sents, results):
+    for s, (lem, pos) in zip(sents, results, strict=False):
         if genre and s.genre != genre:
             continue
-        for f, gl, gu, l, u in zip(s.forms, s.lemmas, s.upos, lem, pos):
+        for f, gl, gu, lm, u in zip(s.forms, s.lemmas, s.upos, lem, pos, strict=False):
             if words_only and not is_word(f):
                 continue
             acc.tokens += 1
             acc.upos_ok += u == gu
-            acc.lemma_ok += l.lower() == gl.lower()
+            acc.lemma_ok += lm.lower() == gl.lower()
     return acc
 
 
@@ -122,12 +122,12 @@ def accuracy(args) -> dict:
     out = {"conllu": os.path.basename(args.conllu), "sentences": len(sents),
            "seconds": {"sparknlp": round(t_snlp, 1), "builtin": round(t_blt, 1)}}
     errors = collections.Counter()
-    for s, (lem, pos) in zip(sents, snlp):
-        for f, gl, gu, l, u in zip(s.forms, s.lemmas, s.upos, lem, pos):
+    for s, (lem, pos) in zip(sents, snlp, strict=False):
+        for f, gl, gu, lm, u in zip(s.forms, s.lemmas, s.upos, lem, pos, strict=False):
             if u != gu:
                 errors[f"upos {gu}->{u}"] += 1
-            if l.lower() != gl.lower():
-                errors[f"lemma {f.lower()}: {gl.lower()}->{l}"] += 1
+            if lm.lower() != gl.lower():
+                errors[f"lemma {f.lower()}: {gl.lower()}->{lm}"] += 1
     for name, res in (("sparknlp", snlp), ("builtin", blt)):
         out[name] = {"all": score(sents, res).as_dict(), "reviews": score(sents, res, "reviews").as_dict(),
                      "words_all": score(sents, res, words_only=True).as_dict(),
@@ -165,7 +165,7 @@ def agreement(args) -> dict:
         n_tok["builtin"] += len(la)
         n_tok["sparknlp"] += len(lb)
         if la == lb:
-            pos_diff.update(f"{x}->{y}" for x, y in zip(pa, pb) if x != y)
+            pos_diff.update(f"{x}->{y}" for x, y in zip(pa, pb, strict=False) if x != y)
     j = np.array(jac)
     return {"reviews": len(a), "jaccard_mean": round(float(j.mean()), 4),
             "jaccard_p5": round(float(np.percentile(j, 5)), 4), "identical_lists": int((j == 1).sum()),
@@ -266,7 +266,8 @@ def jfr_profile(path: str, top: int = 12) -> dict[str, Any]:
     class on the stack (the annotator code a sample is in; "outside Spark NLP" when none is)."""
     java = os.path.realpath(shutil.which("java") or "java")
     res = subprocess.run([os.path.join(os.path.dirname(java), "jfr"), "print", "--json", "--stack-depth", "64",
-                          "--events", "jdk.ExecutionSample", path], capture_output=True, text=True, check=True, env=_no_jfr_env())
+                          "--events", "jdk.ExecutionSample", path], capture_output=True, text=True, check=True,
+                         env=_no_jfr_env())
     leaf: collections.Counter[str] = collections.Counter()
     owner: collections.Counter[str] = collections.Counter()
     for ev in json.loads(res.stdout)["recording"]["events"]:

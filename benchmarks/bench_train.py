@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         ind = out["independent"]
         if "1" in ind and "2" in ind:
             out["independent_2_vs_1"] = round(ind["2"]["samples_per_s"] / ind["1"]["samples_per_s"], 3)
-    for n, r in out["runs"].items():
+    for r in out["runs"].values():
         r["est_full_epoch_s"] = round(n_train / r["samples_per_s"], 1)
     print(json.dumps(out, indent=2))
     if spark is not None:

@@ -24,15 +24,16 @@ def senate_csv(tmp_dir: Path) -> Path:
     with --no-deps: rdrobust's own pins conflict with ours, only the data file is needed)."""
     spec = importlib.util.find_spec("rdrobust")
     if spec and spec.submodule_search_locations:
-        hits = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "**", "rdrobust_RDsenate.csv"), recursive=True)
+        hits = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "**", "rdrobust_RDsenate.csv"),
+                         recursive=True)
         if hits:
             return Path(hits[0])
     cache = Path(os.environ.get("REVIEWREC_CACHE", Path.home() / ".cache" / "reviewrec")) / "rdrobust"
     cache.mkdir(parents=True, exist_ok=True)
     out = cache / "rdrobust_RDsenate.csv"
     if not out.exists():
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", RDROBUST_WHEEL, "-d", str(cache)],
-                           capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", RDROBUST_WHEEL,
+                            "-d", str(cache)], capture_output=True, text=True)
         wheels = glob.glob(str(cache / "rdrobust-*.whl"))
         if r.returncode != 0 or not wheels:
             pytest.skip(f"rdrobust's Senate data unavailable (pip download {RDROBUST_WHEEL} failed: {r.stderr[-300:]})")
@@ -50,7 +51,8 @@ def test_nsw_experimental_att(spark):
     assert round(res["treat"], 2) == 1794.34
     # Difference in means equals the OLS slope; check against pandas too.
     pdf = causaldata.nsw_mixtape.load_pandas().data
-    assert res["treat"] == pytest.approx(pdf[pdf.treat == 1].re78.astype(float).mean() - pdf[pdf.treat == 0].re78.astype(float).mean(), rel=1e-9)
+    re78 = pdf.re78.astype(float)
+    assert res["treat"] == pytest.approx(re78[pdf.treat == 1].mean() - re78[pdf.treat == 0].mean(), rel=1e-9)
 
 
 def _organ(spark):
@@ -185,7 +187,8 @@ def test_rdd_ik_bandwidth_senate(spark, tmp_path):
     assert r["h"] == pytest.approx(ref, rel=1e-9) and r["b"] == r["h"]
     assert round(r["h"], 3) == 46.832
     inside = np.abs(pdf.margin.to_numpy()) <= r["h"]
-    assert (r["n_h_left"], r["n_h_right"]) == (int((inside & (pdf.margin < 0)).sum()), int((inside & (pdf.margin >= 0)).sum()))
+    assert (r["n_h_left"], r["n_h_right"]) == (int((inside & (pdf.margin < 0)).sum()),
+                                               int((inside & (pdf.margin >= 0)).sum()))
     assert r["bwselect"] == "ik" and r["bandwidth_selection"]["m3"] < 0
     # Measured: conventional 6.594 (SE 1.021), robust CI [5.134, 10.663] at h = b = 46.832.
     assert 5.5 < r["conventional"]["coef"] < 7.5

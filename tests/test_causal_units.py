@@ -81,7 +81,8 @@ def test_twfe_equals_dummy_regression(spark):
             x = rng.normal()
             rows.append({"u": u, "t": t, "d": d, "x": x, "y": 0.5 * u - 0.3 * t + 1.5 * d + 0.7 * x + rng.normal()})
     p = pd.DataFrame(rows)
-    X = np.column_stack([p.d, p.x] + [(p.u == k).astype(float) for k in range(8)] + [(p.t == k).astype(float) for k in range(1, 5)])
+    X = np.column_stack([p.d, p.x] + [(p.u == k).astype(float) for k in range(8)]
+                        + [(p.t == k).astype(float) for k in range(1, 5)])
     b, _, _ = _np_ols(X, p.y.to_numpy())
     r = twfe(spark.createDataFrame(p), "y", ["d", "x"], "u", "t")
     np.testing.assert_allclose(r.coef, b[:2], rtol=1e-6, atol=1e-8)
@@ -150,7 +151,7 @@ def test_nn_residuals_match_rdrobust_rule(spark):
     vals = np.unique(xs)
     cnt = {v: (xs == v).sum() for v in vals}
     exp = []
-    for xi, yi in zip(xs, ys):
+    for xi, yi in zip(xs, ys, strict=False):
         k = int(np.searchsorted(vals, xi))
         lo = hi = k
         J = cnt[xi] - 1
@@ -232,7 +233,7 @@ def test_psm_exact_matching_on_literal_scores(spark):
     pnr, _ = psm.match(df, "t", caliper_sd=0.3, replace=False, exact=["g"])
     assert {r["t_id"]: r["c_id"] for r in pnr.collect()} == {0: 4, 1: 3}
     rows = [(int(i), int(t), None if i == 1 else int(g), float(lg), float(y))
-            for i, t, g, lg, y in zip(p["_rid"], p["t"], p["g"], p["_logit"], p["y"])]
+            for i, t, g, lg, y in zip(p["_rid"], p["t"], p["g"], p["_logit"], p["y"], strict=False)]
     bad = spark.createDataFrame(rows, "_rid long, t int, g int, _logit double, y double")
     with pytest.raises(ValueError, match="exact-matching columns have nulls.*'g': 1"):
         psm.match(bad, "t", exact=["g"])
@@ -319,7 +320,8 @@ def test_uplift_metrics_reproduce_sklift_and_causalml(spark):
     assert sk["auuc"] == pytest.approx(_sk_score(y, score, w, "uplift"), rel=1e-9)
     # causalml (normalize=True), distinct scores: per-row curves over |last value|, minus the diagonal.
     sd = score + np.arange(n) * 1e-7
-    cm = uplift_metrics(spark.createDataFrame(pd.DataFrame({"s": sd, "y": y, "w": w})), "s", "y", "w", convention="causalml")
+    cm = uplift_metrics(spark.createDataFrame(pd.DataFrame({"s": sd, "y": y, "w": w})), "s", "y", "w",
+                        convention="causalml")
     o = np.argsort(-sd)
     yt, wt = y[o], w[o]
     ct, cc = np.cumsum(yt * wt), np.cumsum(yt * (1 - wt))

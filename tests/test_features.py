@@ -108,7 +108,7 @@ def test_tfidf_matches_reference(spark):
     out = X.fit_idf(tf, 0).transform(tf).collect()
     h = HashingTF(numFeatures=1 << 10)
     n = len(docs)
-    for row, doc in zip(out, docs):
+    for row, doc in zip(out, docs, strict=False):
         for term in set(doc):
             df_t = sum(term in d for d in docs)
             expected = doc.count(term) * math.log((n + 1) / (df_t + 1))

@@ -74,7 +74,7 @@ def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_
     # identical weights on every rank after training (broadcast + averaged gradients)
     assert len({r["weights_sha256"] for r in results}) == 1
     for r in results[1:]:
-        for a, b in zip(results[0]["weights"], r["weights"]):
+        for a, b in zip(results[0]["weights"], r["weights"], strict=False):
             np.testing.assert_array_equal(a, b)
     # the weights moved away from a fresh initialisation, and the loss went down
     hist = results[0]["history"]
@@ -95,7 +95,7 @@ def test_grouped_gradients_give_the_same_training(trained):
     base = trained(2)
     grouped = trained(2, group_grads=True)
     assert len({r["weights_sha256"] for r in grouped}) == 1
-    for a, b in zip(base[0]["weights"], grouped[0]["weights"]):
+    for a, b in zip(base[0]["weights"], grouped[0]["weights"], strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert [h["loss"] for h in grouped[0]["history"]] == pytest.approx([h["loss"] for h in base[0]["history"]],
                                                                        rel=1e-4)
@@ -161,7 +161,8 @@ def killed_and_resumed(feats_root, tmp_path_factory):
             if done_at_kill:
                 break
             time.sleep(0.1)
-        assert done_at_kill, f"no checkpoint appeared; job exit {proc.poll()}: {proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
+        tail = proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+        assert done_at_kill, f"no checkpoint appeared; job exit {proc.poll()}: {tail}"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -378,7 +379,7 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     got = res["ensemble_members"]
     assert [g["seed"] for g in got] == [42, 43]
     stars = np.arange(1, 6)
-    for g, p in zip(got, parts):
+    for g, p in zip(got, parts, strict=False):
         assert g["accuracy"] == pytest.approx((p.argmax(axis=1) == a.label).mean(), abs=1e-9)
         assert g["rmse"] == pytest.approx(np.sqrt(((p @ stars - (a.label + 1)) ** 2).mean()), abs=1e-5)
     mean = (parts[0] + parts[1]) / 2

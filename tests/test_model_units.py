@@ -481,7 +481,7 @@ def test_ensemble_outputs_the_mean_of_its_members_and_saves_as_one_model(tmp_pat
     got = _run(ens, x)
     np.testing.assert_allclose(got, outs.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
-    for j, m in enumerate(members, start=1):
+    for j in range(1, len(members) + 1):
         np.testing.assert_allclose(_run(ens.get_layer(f"member_{j}"), x), outs[j - 1], atol=1e-6)
     assert [i.name for i in ens.inputs] == ["seq", "user", "item"]
     with pytest.raises(ValueError, match=">= 2 members"):

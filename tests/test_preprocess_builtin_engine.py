@@ -54,7 +54,7 @@ def test_punctuation_is_tagged_by_rule_and_left_out_of_the_stream(an):
     lemmas, upos = an.analyze(toks)
     assert [upos[i] for i in (1, 3, 4, 6, 7)] == ["PUNCT", "SYM", "CCONJ", "PUNCT", "SYM"]
     words = [w for w in toks if re.search(r"\w", w)]
-    assert [u for w, u in zip(toks, upos) if w in words] == an.analyze(words)[1]
+    assert [u for w, u in zip(toks, upos, strict=False) if w in words] == an.analyze(words)[1]
     assert lemmas[1] == "!"
 
 
@@ -81,8 +81,8 @@ def _expected(an, rows, min_length, max_repeat, stop):
             out.append((None, None))
             continue
         lem, pos = an.analyze(toks)
-        keep = [i for i, (w, l) in enumerate(zip(toks, lem))
-                if len(l) >= min_length and not rx.search(l) and w.lower() not in stop]
+        keep = [i for i, (w, lm) in enumerate(zip(toks, lem, strict=False))
+                if len(lm) >= min_length and not rx.search(lm) and w.lower() not in stop]
         out.append(([lem[i] for i in keep], [pos[i] for i in keep]))
     return out
 
@@ -91,11 +91,11 @@ def _expected(an, rows, min_length, max_repeat, stop):
 def test_batch_step_equals_analyze_row_by_row(an, stop):
     arr = pa.array(ROWS, pa.list_(pa.string()))
     lem, pos = lemmas_and_pos(arr, an, 3, 3, stop)
-    got = list(zip(lem.to_pylist(), pos.to_pylist()))
+    got = list(zip(lem.to_pylist(), pos.to_pylist(), strict=False))
     assert got == _expected(an, ROWS, 3, 3, stop)
     assert got[1][0] == ["microsoft", "word", "crash"]  # "!!" is too short, the runs are dropped
     lem2, pos2 = lemmas_and_pos(arr.slice(1), an, 2, 2, stop)  # offsets not at 0
-    assert list(zip(lem2.to_pylist(), pos2.to_pylist())) == _expected(an, ROWS[1:], 2, 2, stop)
+    assert list(zip(lem2.to_pylist(), pos2.to_pylist(), strict=False)) == _expected(an, ROWS[1:], 2, 2, stop)
     with pytest.raises(ValueError, match="batch row 1"):
         lemmas_and_pos(pa.array([["ok"], ["fine", None]]), an, 3, 3, stop)
 

@@ -14,7 +14,8 @@ import pytest
 
 from reviewrec.report import index
 
-INGEST = {"input": {"format": "synthetic", "lines": 20044, "header_lines": 2, "blank_lines": 2, "records": 20040}, "accepted": 19943, "quarantined": 58,
+INGEST = {"input": {"format": "synthetic", "lines": 20044, "header_lines": 2, "blank_lines": 2, "records": 20040},
+          "accepted": 19943, "quarantined": 58,
           "quarantined_by_reason": {"bad_date": 31, "wrong_column_count": 27}, "duplicates": 39,
           "excluded_by_category": 0, "reconciled": True}
 EDA = {"reviews": 19943, "customers": 3987, "products": 800, "mean_star": 3.6712,

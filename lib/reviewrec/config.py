@@ -309,7 +309,8 @@ def _validate(data: dict[str, Any], origins: dict[str, str]) -> None:
             raise ConfigError(f"{origins.get(key, BASE_NAME)}: {key} = {v!r} out of range [{lo}, {hi}]")
     cats = flat.get("input.categories")
     if isinstance(cats, str) and cats != "all":
-        raise ConfigError(f"{origins.get('input.categories', BASE_NAME)}: input.categories must be a list or \"all\", got {cats!r}")
+        raise ConfigError(f"{origins.get('input.categories', BASE_NAME)}: input.categories must be a list or "
+                          f"\"all\", got {cats!r}")
     fmt, path = flat.get("input.format"), flat.get("input.path")
     if fmt != "synthetic":
         origin = origins.get("input.path", origins.get("input.format", BASE_NAME))

@@ -50,12 +50,13 @@ def word_stats(tokens: DataFrame, col_tokens: str, top_n: int) -> dict[str, Any]
     top = counts.orderBy(F.col("count").desc(), F.col(WORD)).limit(top_n).collect()
     n = F.size(F.col(col_tokens))
     bucket = F.lit(None).cast("string")
-    for lo, hi in reversed(list(zip(LENGTH_BUCKETS, LENGTH_BUCKETS[1:] + (None,)))):
+    for lo, hi in reversed(list(zip(LENGTH_BUCKETS, LENGTH_BUCKETS[1:] + (None,), strict=False))):
         label = f"{lo}-{hi - 1}" if hi else f"{lo}+"
         cond = (n >= lo) & (n < hi) if hi else (n >= lo)
         bucket = F.when(cond, F.lit(label)).otherwise(bucket)
     hist = {r["bucket"]: int(r["count"]) for r in tokens.groupBy(bucket.alias("bucket")).count().collect()}
-    order = [f"{lo}-{hi - 1}" if hi else f"{lo}+" for lo, hi in zip(LENGTH_BUCKETS, LENGTH_BUCKETS[1:] + (None,))]
+    order = [f"{lo}-{hi - 1}" if hi else f"{lo}+"
+             for lo, hi in zip(LENGTH_BUCKETS, LENGTH_BUCKETS[1:] + (None,), strict=False)]
     return {
         "total_words": int(agg["total"] or 0),
         "vocabulary_size": int(agg["vocab"] or 0),
@@ -82,7 +83,8 @@ def review_stats(reviews: DataFrame) -> dict[str, Any]:
         "mean_star": float(ids["mean"]) if ids["mean"] is not None else None,
         "reviews_per_category": {c: sum(d.values()) for c, d in sorted(per_cat.items())},
         "star_histogram": {str(s): n for s, n in stars.items()},
-        "star_histogram_per_category": {c: {str(s): d.get(s, 0) for s in range(1, 6)} for c, d in sorted(per_cat.items())},
+        "star_histogram_per_category": {c: {str(s): d.get(s, 0) for s in range(1, 6)}
+                                        for c, d in sorted(per_cat.items())},
         "reviews_per_year": dict(sorted(per_year.items())),
     }
 
@@ -102,7 +104,7 @@ def _plots(stats: dict[str, Any], out_dir: str) -> list[tuple[str, str]]:
     for cat, hist in stats["star_histogram_per_category"].items():
         vals = [hist[str(s)] for s in range(1, 6)]
         ax.bar(range(1, 6), vals, bottom=bottom, label=cat)
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=False)]
     ax.set_xlabel("star rating")
     ax.set_ylabel("reviews")
     ax.set_title("Star distribution (stacked by category)")

@@ -84,7 +84,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         timings[stage.name] = round(time.perf_counter() - t0, 2)
         io.write_json_atomic(spark, _marker(root, stage.name),
                              {"stage": stage.name, "config_hash": cfg.hash(), "seconds": timings[stage.name]})
-        log.info("pipeline: %s done in %.1fs (driver peak RSS %.0f MiB)", stage.name, timings[stage.name], peak_rss_mb())
+        log.info("pipeline: %s done in %.1fs (driver peak RSS %.0f MiB)", stage.name, timings[stage.name],
+                 peak_rss_mb())
     summary = {"config_hash": cfg.hash(), "stage_seconds": timings, "skipped_stages": skipped, "root": root}
     io.write_json_atomic(spark, io.dataset_path(root, "report/pipeline.json"), summary)
     page = index.write(spark, root)

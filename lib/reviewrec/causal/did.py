@@ -98,11 +98,11 @@ def event_study(df: DataFrame, y: str, unit: str, time: str, treated: str, event
         d = d.withColumn(nm, F.when(F.col("_rel") == k, 1.0).otherwise(0.0))
     res = twfe(d, y, [*names, *covariates], unit, time, cluster=cluster)
     table = {r["term"]: r for r in res.table()}
-    coefs = [{"rel_time": k, **table[nm]} for k, nm in zip(ks, names)]
+    coefs = [{"rel_time": k, **table[nm]} for k, nm in zip(ks, names, strict=False)]
     coefs.append({"rel_time": ref, "term": "reference", "coef": 0.0, "se": 0.0, "t": None,
                   "p_value": None, "ci_low": 0.0, "ci_high": 0.0})
     coefs.sort(key=lambda r: r["rel_time"])
-    leads = [nm for k, nm in zip(ks, names) if k < 0]
+    leads = [nm for k, nm in zip(ks, names, strict=False) if k < 0]
     pre = res.wald(leads) if leads else None
     return {"coefficients": coefs, "pretrend_test": pre, "leads": leads, "ref": ref,
             "regression": res.to_dict()}

@@ -46,7 +46,7 @@ def iv_2sls(df: DataFrame, y: str, endog: Sequence[str], instruments: Sequence[s
     xpx_inv = safe_inv(xpx, "X'PzX")
     b = xpx_inv @ zx.T @ zz_inv @ zy
     k = len(xn)
-    resid = col[y] - sum((F.lit(float(bj)) * col[c] for bj, c in zip(b, xn)), F.lit(0.0))
+    resid = col[y] - sum((F.lit(float(bj)) * col[c] for bj, c in zip(b, xn, strict=False)), F.lit(0.0))
     if vce == "iid":
         ssr = agg_sums(d, [resid * resid])[0]
         vcov = xpx_inv * ssr / (n - k)

@@ -131,7 +131,8 @@ def run_study(spark: SparkSession, reviews: DataFrame, st: dict[str, Any], timer
             train, test = scored.randomSplit([1 - float(ucfg.get("test_fraction", 0.3)),
                                               float(ucfg.get("test_fraction", 0.3))], seed=seed)
             fitted = uplift.fit(train, outcomes, treat, feats, p=p,
-                                propensity_clip=float(ucfg.get("propensity_clip", 0.05)), max_iter=int(ucfg.get("max_iter", 30)),
+                                propensity_clip=float(ucfg.get("propensity_clip", 0.05)),
+                                max_iter=int(ucfg.get("max_iter", 30)),
                                 max_depth=int(ucfg.get("max_depth", 4)), top_k=int(ucfg.get("top_k", 5)), seed=seed)
             pred = uplift.predict(test, fitted).localCheckpoint(eager=True)
             conv = ucfg.get("convention", "reviewrec")
@@ -223,7 +224,8 @@ def write_report(res: dict[str, Any], d: str) -> None:
         if "quadrants" in u:
             q = u["quadrants"]
             keys = [k for k in q[0] if k.startswith("mean_")]
-            html += H.table(["quadrant", "n", "share", *keys], [[r["quadrant"], r["n"], r["share"], *[r[k] for k in keys]] for r in q])
+            html += H.table(["quadrant", "n", "share", *keys],
+                            [[r["quadrant"], r["n"], r["share"], *[r[k] for k in keys]] for r in q])
             outs = res["outcomes"]
             plots.quadrant_scatter(u["scatter"], d, "uplift_quadrants.png", f"uplift {outs[0]}", f"uplift {outs[1]}")
             html += H.figure("uplift_quadrants.png")
@@ -247,7 +249,8 @@ def write_report(res: dict[str, Any], d: str) -> None:
                          f"vs the last {qv['width_a_days']} days before it; {qv['units']:,} units in ratio groups. "
                          f"Correlation with mean {qv['outcome']}: r = {c['r']:.4f} "
                          f"[{c['ci_low']:.4f}, {c['ci_high']:.4f}], p = {c['p_value']:.3g}.</p>"
-                         + H.table(["covariate", *keys], [[b["covariate"], *[b[k] for k in keys]] for b in qv["balance"]])))
+                         + H.table(["covariate", *keys],
+                                   [[b["covariate"], *[b[k] for k in keys]] for b in qv["balance"]])))
     page = H.page(f"Causal study: {res['study']}", sections, subtitle=res.get("description", ""))
     with open(os.path.join(d, "index.html"), "w", encoding="utf-8") as fh:
         fh.write(page)

@@ -108,7 +108,7 @@ def qini_per_row(metrics: dict[str, dict[str, Any]], out_dir: str, name: str, ti
     random-targeting line; readable even when a metric's overall difference is near zero."""
     plt = H.plt()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
-    for ax, (m, r) in zip(axes[0], metrics.items()):
+    for ax, (m, r) in zip(axes[0], metrics.items(), strict=False):
         xs, ys = r["curve"]["x"], r["curve"]["qini_per_row"]
         ax.plot(xs, ys, label="model")
         ax.plot([0, 1], [0, ys[-1]], color="grey", ls="--", lw=1, label="random")

@@ -96,7 +96,7 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
                     [covariates[i] for i in range(n) if i not in keep])
     cols = [F.lit(1.0)] + [(F.col(covariates[i]).cast("double") - float(mean[i])) / float(sd[i]) for i in keep]
     def index(beta: np.ndarray) -> Column:
-        return sum((F.lit(float(b)) * c for b, c in zip(beta, cols)), F.lit(0.0))
+        return sum((F.lit(float(b)) * c for b, c in zip(beta, cols, strict=False)), F.lit(0.0))
 
     beta = np.zeros(len(cols))
     d = d.persist()
@@ -195,7 +195,8 @@ def match(scored: DataFrame, treatment: str, *, caliper_sd: float = 0.2, replace
         spark = scored.sparkSession
         pairs = spark.createDataFrame([], "t_id long, c_id long, dist double, w double")
         t_free, c_free = t, c
-        for rounds in range(1, max_rounds + 1):
+        for rnd in range(1, max_rounds + 1):
+            rounds = rnd
             prop = _nearest(t_free, c_free, width, exact).select("t_id", "c_id", "dist", F.lit(1.0).alias("w"))
             w = Window.partitionBy("c_id").orderBy("dist", "t_id")
             acc = (prop.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
@@ -242,7 +243,8 @@ def att(scored: DataFrame, pairs: DataFrame, treatment: str, outcome: str, level
     r = m.agg(
         F.sum(F.when(tr, yv)).alias("sy1"), F.sum(F.when(tr, yv * yv)).alias("sq1"), F.sum(F.when(tr, 1)).alias("n1"),
         F.sum(F.when(~tr, F.col("_mw") * yv)).alias("wy0"),
-        F.sum(F.when(~tr, yv)).alias("sy0"), F.sum(F.when(~tr, yv * yv)).alias("sq0"), F.sum(F.when(~tr, 1)).alias("n0"),
+        F.sum(F.when(~tr, yv)).alias("sy0"), F.sum(F.when(~tr, yv * yv)).alias("sq0"),
+        F.sum(F.when(~tr, 1)).alias("n0"),
         F.sum(F.when(~tr, F.col("_mw") ** 2)).alias("k2")).first()
     n1, n0 = float(r["n1"] or 0), float(r["n0"] or 0)
     if n1 < 2 or n0 < 2:

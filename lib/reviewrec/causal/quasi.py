@@ -74,18 +74,18 @@ def balance_table(df: DataFrame, group: str, covariates: Sequence[str]) -> list[
     out = []
     for c in covariates:
         ns = [float(r[f"n_{c}"]) for r in rows]
-        ms = [r[f"s_{c}"] / n if n else math.nan for r, n in zip(rows, ns)]
-        vs = [(r[f"q_{c}"] - n * m * m) / (n - 1) if n > 1 else math.nan for r, n, m in zip(rows, ns, ms)]
+        ms = [r[f"s_{c}"] / n if n else math.nan for r, n in zip(rows, ns, strict=False)]
+        vs = [(r[f"q_{c}"] - n * m * m) / (n - 1) if n > 1 else math.nan for r, n, m in zip(rows, ns, ms, strict=False)]
         ref_m, ref_v = ms[0], vs[0]
         row: dict[str, Any] = {"covariate": c}
-        for r, m, v in zip(rows, ms, vs):
+        for r, m, v in zip(rows, ms, vs, strict=False):
             sd = math.sqrt((ref_v + v) / 2) if (ref_v + v) > 0 else math.nan
             row[f"mean_{r[group]}"] = m
             row[f"smd_{r[group]}_vs_{rows[0][group]}"] = (m - ref_m) / sd if sd and sd > 0 else 0.0
         ntot = sum(ns)
-        grand = sum(n * m for n, m in zip(ns, ms)) / ntot
-        ssb = sum(n * (m - grand) ** 2 for n, m in zip(ns, ms))
-        ssw = sum((n - 1) * v for n, v in zip(ns, vs) if n > 1)
+        grand = sum(n * m for n, m in zip(ns, ms, strict=False)) / ntot
+        ssb = sum(n * (m - grand) ** 2 for n, m in zip(ns, ms, strict=False))
+        ssw = sum((n - 1) * v for n, v in zip(ns, vs, strict=False) if n > 1)
         k = len(rows)
         fstat = (ssb / (k - 1)) / (ssw / (ntot - k)) if ssw > 0 else math.nan
         row.update({"anova_F": fstat, "anova_p": float(st.f.sf(fstat, k - 1, ntot - k)) if ssw > 0 else math.nan})

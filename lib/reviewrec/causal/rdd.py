@@ -220,13 +220,17 @@ class _Ctx:
         out: dict[int, dict[str, Any]] = {}
         i = 0
         for side in (0, 1):
-            S = vals[i: i + 2 * mo + 2]; i += 2 * mo + 2
-            SD = vals[i: i + (mo + 1) * nd].reshape(mo + 1, nd); i += (mo + 1) * nd
-            n = vals[i]; i += 1
+            S = vals[i: i + 2 * mo + 2]
+            i += 2 * mo + 2
+            SD = vals[i: i + (mo + 1) * nd].reshape(mo + 1, nd)
+            i += (mo + 1) * nd
+            n = vals[i]
+            i += 1
             R: dict[tuple[int, int], np.ndarray] = {}
             if with_res:
                 for ab in self.rpairs:
-                    R[ab] = vals[i: i + 2 * mo + 1]; i += 2 * mo + 1
+                    R[ab] = vals[i: i + 2 * mo + 1]
+                    i += 2 * mo + 1
             out[side] = {"S": S, "SD": SD, "n": n, "R": R}
         self._sums[key] = out
         return out
@@ -273,7 +277,7 @@ def _fit_and_var(ctx: _Ctx, side: int, h: float, o: int, s_fn: Any, extra_pow: i
     s = np.asarray(s_fn(beta), float)
     fac = _hc_factor(ctx.vce, n, o + 1)
     fitted = [sum((F.lit(float(beta[j, kk])) * pw[j] for j in range(o + 1)), F.lit(0.0)) for kk in range(nd)]
-    r = sum((F.lit(float(sk * fac)) * (dc - fv) for sk, dc, fv in zip(s, ctx.dcols, fitted)), F.lit(0.0))
+    r = sum((F.lit(float(sk * fac)) * (dc - fv) for sk, dc, fv in zip(s, ctx.dcols, fitted, strict=False)), F.lit(0.0))
     msum = agg_sums(base, [r * r * w * w * pw[m] for m in range(2 * o + 1)])
     M = _gram(msum, o)
     return {"G": G, "invG": invG, "beta": beta, "S": S, "M": M, "s": s, "n": n}
@@ -526,14 +530,18 @@ def covariate_gamma(d: DataFrame, h: float, p: int, kernel: str, n_covs: int, fu
     v = agg_sums(d.where(w > 0), exprs)
     zwz, zwy = np.zeros((k, k)), np.zeros((k, nd))
     i = 0
-    for side in (0, 1):
-        S = v[i: i + 2 * p + 1]; i += 2 * p + 1
-        Ud = v[i: i + (p + 1) * (nd + k)].reshape(p + 1, nd + k); i += (p + 1) * (nd + k)
+    for _side in (0, 1):
+        S = v[i: i + 2 * p + 1]
+        i += 2 * p + 1
+        Ud = v[i: i + (p + 1) * (nd + k)].reshape(p + 1, nd + k)
+        i += (p + 1) * (nd + k)
         zz = np.zeros((k, k))
         for a in range(k):
             for b in range(a, k):
-                zz[a, b] = zz[b, a] = v[i]; i += 1
-        zy = v[i: i + k * nd].reshape(k, nd); i += k * nd
+                zz[a, b] = zz[b, a] = v[i]
+                i += 1
+        zy = v[i: i + k * nd].reshape(k, nd)
+        i += k * nd
         invG = safe_inv(_gram(S, p), "RD Gram (covariates)")
         Uy, Uz = Ud[:, :nd], Ud[:, nd:]
         zwz += zz - Uz.T @ invG @ Uz
@@ -638,17 +646,25 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
     sides: dict[int, dict[str, Any]] = {}
     i = 0
     for side in (0, 1):
-        sh = s[i: i + 2 * p + 2]; i += 2 * p + 2
-        sb = s[i: i + 2 * q + 1]; i += 2 * q + 1
-        rwd_p = s[i: i + (p + 1) * nd].reshape(p + 1, nd); i += (p + 1) * nd
-        rwd_q = s[i: i + (q + 1) * nd].reshape(q + 1, nd); i += (q + 1) * nd
-        n_win, n_h, n_b = s[i], s[i + 1], s[i + 2]; i += 3
+        sh = s[i: i + 2 * p + 2]
+        i += 2 * p + 2
+        sb = s[i: i + 2 * q + 1]
+        i += 2 * q + 1
+        rwd_p = s[i: i + (p + 1) * nd].reshape(p + 1, nd)
+        i += (p + 1) * nd
+        rwd_q = s[i: i + (q + 1) * nd].reshape(q + 1, nd)
+        i += (q + 1) * nd
+        n_win, n_h, n_b = s[i], s[i + 1], s[i + 2]
+        i += 3
         res_sums: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if nn:
             for ab in ctx.rpairs:
-                hh = s[i: i + 2 * p + 1]; i += 2 * p + 1
-                hb = s[i: i + p + q + 1]; i += p + q + 1
-                bb = s[i: i + 2 * q + 1]; i += 2 * q + 1
+                hh = s[i: i + 2 * p + 1]
+                i += 2 * p + 1
+                hb = s[i: i + p + q + 1]
+                i += p + q + 1
+                bb = s[i: i + 2 * q + 1]
+                i += 2 * q + 1
                 res_sums[ab] = (hh, hb, bb)
         if n_h < p + 2 or n_b < q + 2:
             raise ValueError(f"rdd: too few observations within the bandwidth on the "
@@ -690,10 +706,14 @@ def _estimate(d: DataFrame, h: float, b: float, p: int, q: int, kernel: str, vce
             sbase = base.where(F.col(SIDE) == side)
             fh = _hc_factor(vce, sd["n_win"], p + 1)
             fb = _hc_factor(vce, sd["n_win"], q + 1)
-            fit_p = [sum((F.lit(float(sd["beta_p"][j, kk])) * pw[j] for j in range(p + 1)), F.lit(0.0)) for kk in range(nd)]
-            fit_q = [sum((F.lit(float(sd["beta_q"][j, kk])) * pw[j] for j in range(q + 1)), F.lit(0.0)) for kk in range(nd)]
-            rh = sum((F.lit(float(sk * fh)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_p)), F.lit(0.0))
-            rb = sum((F.lit(float(sk * fb)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_q)), F.lit(0.0))
+            fit_p = [sum((F.lit(float(sd["beta_p"][j, kk])) * pw[j] for j in range(p + 1)), F.lit(0.0))
+                     for kk in range(nd)]
+            fit_q = [sum((F.lit(float(sd["beta_q"][j, kk])) * pw[j] for j in range(q + 1)), F.lit(0.0))
+                     for kk in range(nd)]
+            rh = sum((F.lit(float(sk * fh)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_p, strict=False)),
+                     F.lit(0.0))
+            rb = sum((F.lit(float(sk * fb)) * (dc - fv) for sk, dc, fv in zip(s_y, ctx.dcols, fit_q, strict=False)),
+                     F.lit(0.0))
             poly_g = sum((F.lit(float(gj)) * pw[j] for j, gj in enumerate(g)), F.lit(0.0))
             ex = ([rh * rh * wh * wh * pw[m] for m in range(2 * p + 1)]
                   + [rb * rb * wh * wh * pw[m] for m in range(2 * p + 1)]
@@ -788,7 +808,7 @@ def density_test(df: DataFrame, x: str, c: float = 0.0, *, bin_width: float | No
     z = theta / se
     return {"theta": theta, "se": se, "z": z, "p_value": float(2 * st.norm.sf(abs(z))), "f_left": f_l,
             "f_right": f_r, "bin_width": bw, "bandwidth": bandwidth, "n": n,
-            "bins": [{"mid": float(m) + c, "height": float(hh)} for m, hh in zip(mids, heights)]}
+            "bins": [{"mid": float(m) + c, "height": float(hh)} for m, hh in zip(mids, heights, strict=False)]}
 
 
 def binned_means(df: DataFrame, y: str, x: str, c: float = 0.0, *, bins_per_side: int = 20,

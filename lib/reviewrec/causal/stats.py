@@ -46,7 +46,7 @@ def outer_sums(df: DataFrame, cols: Sequence[Column], weight: Column | None = No
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
     sums = agg_sums(df, [w * cols[i] * cols[j] for i, j in pairs] + list(extra))
     m = np.zeros((k, k))
-    for (i, j), v in zip(pairs, sums[: len(pairs)]):
+    for (i, j), v in zip(pairs, sums[: len(pairs)], strict=False):
         m[i, j] = m[j, i] = v
     return m, sums[len(pairs):]
 
@@ -161,7 +161,7 @@ def ols(df: DataFrame, y: str, x: Sequence[str], *, intercept: bool = True, weig
         raise ValueError(f"ols: {n} usable rows for {k} coefficients (y={y}, x={list(x)})")
     inv = safe_inv(xx)
     b = inv @ xy
-    fitted = sum((F.lit(float(bj)) * c for bj, c in zip(b, cols)), F.lit(0.0))
+    fitted = sum((F.lit(float(bj)) * c for bj, c in zip(b, cols, strict=False)), F.lit(0.0))
     e = yc - fitted
     kk = k + df_absorbed
     n_clusters = None
@@ -197,7 +197,7 @@ def demean(df: DataFrame, cols: Sequence[str], fixed_effects: Sequence[str], *, 
     require(df, [*cols, *fixed_effects], "demean")
     out = df
     names = [c + suffix for c in cols]
-    for c, nm in zip(cols, names):
+    for c, nm in zip(cols, names, strict=False):
         out = out.withColumn(nm, F.col(c).cast("double"))
     for it in range(max_iter):
         for fe in fixed_effects:

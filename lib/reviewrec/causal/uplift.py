@@ -64,8 +64,8 @@ def transformed_outcome(df: DataFrame, outcome: str, treatment: str, p: float | 
 
 
 def fit(df: DataFrame, outcomes: Sequence[str], treatment: str, features: Sequence[str], *,
-        p: float | str | None = None, propensity_clip: float = 0.05, max_iter: int = 30, max_depth: int = 4, step_size: float = 0.1,
-        subsampling_rate: float = 1.0, seed: int = 7, top_k: int = 10) -> dict[str, Any]:
+        p: float | str | None = None, propensity_clip: float = 0.05, max_iter: int = 30, max_depth: int = 4,
+        step_size: float = 0.1, subsampling_rate: float = 1.0, seed: int = 7, top_k: int = 10) -> dict[str, Any]:
     """One GBTRegressor per outcome on its transformed outcome.
 
     p: known treatment probability, a propensity column name, or None to use the observed
@@ -150,7 +150,8 @@ def _trap(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
-def _perfect_scores(outcome: str, treatment: str, binary_uplift: tuple[int, int] | None) -> tuple[Column, Column | None]:
+def _perfect_scores(outcome: str, treatment: str,
+                    binary_uplift: tuple[int, int] | None) -> tuple[Column, Column | None]:
     y, w = F.col(outcome).cast("double"), F.col(treatment).cast("double")
     q = y * w - y * (1 - w)
     if binary_uplift is None:

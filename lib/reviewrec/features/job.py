@@ -171,7 +171,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "config_hash": cfg.hash(),
         "timings_s": timer.timings,
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
-        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     io.write_json_atomic(spark, meta_dir + "/meta.json", summary)
     io.write_json_atomic(spark, io.dataset_path(root, "report/features.json"), summary)

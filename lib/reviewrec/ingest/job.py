@@ -109,7 +109,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if cats is not None:
         absent = [c for c in cats if c not in ok_by_cat]
         if absent:
-            log.warning("categories %s have no rows in %s (categories present: %s)", absent, path, sorted(ok_by_cat, key=str))
+            log.warning("categories %s have no rows in %s (categories present: %s)", absent, path,
+                        sorted(ok_by_cat, key=str))
 
     with timer.stage("write quarantine"):
         io.write_parquet_atomic(
@@ -140,7 +141,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "duplicates": n_dups,
         "excluded_by_category": sum(excluded.values()),
         "excluded_by_category_detail": dict(sorted(excluded.items(), key=lambda kv: str(kv[0]))),
-        "accepted_by_category_before_dedupe": {str(c): n for c, n in sorted(ok_by_cat.items(), key=lambda kv: str(kv[0]))
+        "accepted_by_category_before_dedupe": {str(c): n for c, n in
+                                               sorted(ok_by_cat.items(), key=lambda kv: str(kv[0]))
                                                if c not in excluded},
         "reconciled": total == records,
         "categories": "all" if cats is None else cats,

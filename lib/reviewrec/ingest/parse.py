@@ -2,9 +2,9 @@
 
 Every source is first brought to the same shape, "fields": the 15 pds columns as strings plus
 `_raw` (the raw record, for quarantine), `source_file` and `_kind` ("header" for TSV header
-lines, "blank" for empty TSV lines, a quarantine reason found while reading, or null). `validate_fields` then assigns each
-row its first failing check as `_kind` ("ok" if none) and types the columns. All of it is
-Spark built-ins: no Python UDF touches a row.
+lines, "blank" for empty TSV lines, a quarantine reason found while reading, or null).
+`validate_fields` then assigns each row its first failing check as `_kind` ("ok" if none) and
+types the columns. All of it is Spark built-ins: no Python UDF touches a row.
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def _blank(c: Column) -> Column:
 
 def _count_ok(c: Column) -> Column:
     # \z, not $: Java's $ also matches before a trailing line terminator (\u2028, \r, ...).
-    return c.rlike(r"^[0-9]{1,%d}\z" % _MAX_INT_DIGITS)
+    return c.rlike(rf"^[0-9]{{1,{_MAX_INT_DIGITS}}}\z")
 
 
 def _parse_date(c: Column) -> Column:
@@ -173,8 +173,8 @@ def validate_fields(fields: DataFrame) -> DataFrame:
         .when(~F.coalesce(F.trim(c[S.STAR_RATING]).rlike(r"^[1-5]\z"), F.lit(False)), F.lit(S.R_BAD_STAR))
         .when(~F.coalesce(_count_ok(F.trim(c[S.HELPFUL_VOTES])) & _count_ok(F.trim(c[S.TOTAL_VOTES])), F.lit(False)),
               F.lit(S.R_BAD_VOTES))
-        .when(~F.coalesce(F.trim(c[S.REVIEW_DATE]).rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z"), F.lit(False)) | date.isNull(),
-              F.lit(S.R_BAD_DATE))
+        .when(~F.coalesce(F.trim(c[S.REVIEW_DATE]).rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z"), F.lit(False))
+              | date.isNull(), F.lit(S.R_BAD_DATE))
         .when(~F.coalesce(flags_ok, F.lit(False)), F.lit(S.R_BAD_FLAG))
         .otherwise(F.lit(OK))
     )
@@ -193,7 +193,7 @@ def validate_fields(fields: DataFrame) -> DataFrame:
     staged = fields.withColumn(KIND, kind)
     return staged.select(
         *[F.when(ok, typed.get(name, F.col(name))).cast(f.dataType).alias(name)
-          for name, f in zip(S.REVIEWS_COLUMNS, S.REVIEWS_SCHEMA.fields)],
+          for name, f in zip(S.REVIEWS_COLUMNS, S.REVIEWS_SCHEMA.fields, strict=False)],
         F.col(KIND), F.col(RAW), F.col(S.SOURCE_FILE),
     )
 

@@ -163,7 +163,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "ensemble": md.get("ensemble"),
         # Each ensemble member alone on the same test rows (None for one network).
         "ensemble_members": [{"member": mb["member"], "seed": mb["seed"], **{k: mm[k] for k in SUMMARY}}
-                             for mb, mm in zip(md["ensemble"]["members"], member_metrics)] if member_metrics else None,
+                             for mb, mm in zip(md["ensemble"]["members"], member_metrics, strict=False)]
+        if member_metrics else None,
         "measured_on": {
             "config_hash": cfg.hash(), "root": root, "input_path": cfg["input"]["path"],
             "input_category": cfg["input"]["category"], "split": "test",

@@ -70,7 +70,8 @@ def _plot_comparison(plt: Any, models: dict[str, dict[str, Any]], boot: dict[str
     for j, n in enumerate(names):
         vals = [models[n][k] for k in keys]
         ci = boot["models"].get(n, {}) if boot else {}
-        err = np.maximum(np.array([[v - ci[k][0], ci[k][1] - v] for k, v in zip(keys, vals)]).T, 0) if ci else None
+        err = (np.maximum(np.array([[v - ci[k][0], ci[k][1] - v] for k, v in zip(keys, vals, strict=False)]).T, 0)
+               if ci else None)
         ax.bar(np.arange(len(keys)) + j * width, vals, width, label=n, yerr=err, capsize=3)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
     ax.set_ylim(0, 1)

@@ -10,9 +10,10 @@ Order matters: tagging after Normalizer and StopWordsCleaner loses about a quart
 accuracy (the tagger reads the neighbouring words and the case). The models are the project's
 own (jobs/train_text_models.py: PerceptronApproach trained on UD English-EWT train with UPOS
 tags, a Lemmatizer dictionary from EWT train + lemminflect's lookup table), shipped as
-lib/sparknlp/models/ud_ewt.tar.xz and unpacked into the cache on first use; `pretrained:<name>[:<lang>]` in text.sparknlp_pos_model /
-text.sparknlp_lemma_model downloads a John Snow Labs model instead (needs internet on the
-driver; its tags must be UPOS or Penn, which are mapped to UPOS).
+lib/sparknlp/models/ud_ewt.tar.xz and unpacked into the cache on first use;
+`pretrained:<name>[:<lang>]` in text.sparknlp_pos_model / text.sparknlp_lemma_model downloads a
+John Snow Labs model instead (needs internet on the driver; its tags must be UPOS or Penn, which
+are mapped to UPOS).
 
 Jars (text.sparknlp_jar):
   * "cache" (default): the jars `./spark-submit.sh setup` fetched with Maven

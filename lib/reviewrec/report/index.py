@@ -201,7 +201,8 @@ def _glance(reports: dict[str, Any]) -> str:
     d = reports["model"]["data"]
     lstm, lr = _get(d, "models", "lstm"), _get(d, "models", "tfidf_lr")
     rows.append(("Star-rating model", "missing" if d is None else
-                 f"LSTM accuracy {_num(_get(lstm, 'accuracy'), '.3f')}, macro F1 {_num(_get(lstm, 'macro_f1'), '.3f')}, "
+                 f"LSTM accuracy {_num(_get(lstm, 'accuracy'), '.3f')}, "
+                 f"macro F1 {_num(_get(lstm, 'macro_f1'), '.3f')}, "
                  f"RMSE {_num(_get(lstm, 'rmse'), '.3f')} (TF-IDF + LR: {_num(_get(lr, 'accuracy'), '.3f')}, "
                  f"{_num(_get(lr, 'macro_f1'), '.3f')}, {_num(_get(lr, 'rmse'), '.3f')})",
                  _page_link("model", reports["model"])))
