@@ -42,8 +42,10 @@ def main(job: str, run: JobRun, argv: Sequence[str] | None = None, needs_spark: 
     except ConfigError as e:
         log.error("configuration error: %s", e)
         return 2
-    log.info("reviewrec %s: config %s", job,
-             " + ".join(["base.yaml", *args.conf]) + "".join(f" --set {o}" for o in args.overrides))
+    from reviewrec.objectstore import redact_text, secret_values
+
+    given = " + ".join(["base.yaml", *args.conf]) + "".join(f" --set {o}" for o in args.overrides)
+    log.info("reviewrec %s: config %s", job, redact_text(given, secret_values(cfg.flat())))
     cfg.log_effective()
     t0 = time.perf_counter()
     spark = None

@@ -165,9 +165,15 @@ class Config(Mapping[str, Any]):
         return dict(_flatten(self._data))
 
     def log_effective(self, logger: logging.Logger = log) -> None:
+        # Object-store keys a conf or --set carries are shown redacted (reviewrec.objectstore).
+        from reviewrec.objectstore import redact_text, redact_value, secret_values
+
+        flat = self.flat()
+        secrets = secret_values(flat)
         logger.info("effective configuration (hash %s):", self.hash())
-        for key, value in sorted(self.flat().items()):
-            logger.info("  %s = %r   [%s]", key, value, self.origins.get(key, "base.yaml"))
+        for key, value in sorted(flat.items()):
+            logger.info("  %s = %r   [%s]", key, redact_value(key, value),
+                        redact_text(self.origins.get(key, "base.yaml"), secrets))
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 
 SCHEMES = ("s3a://",)
 REDACTED = "*********(redacted)"
-# Property and variable names whose values are secrets: Spark's default spark.redaction.regex
-# (secret|password|token|access[.]key) plus the other spellings s3a and the AWS SDK use.
-SECRET_NAME = re.compile(r"(?i)secret|password|token|access[._-]?key|encryption[._-]?key|session[._-]?key")
+# Property and variable names whose values are secrets: those ending in what Spark's default
+# spark.redaction.regex names (secret, password, token, access.key) and the other spellings of
+# s3a, the AWS SDK and the GCS/Azure connectors (fs.s3a.secret.key, AWS_ACCESS_KEY_ID,
+# fs.s3a.encryption.key, ...private.key, fs.azure.account.key.<account>...). Anchored at the end,
+# so config keys such as text.min_token_length are not taken for secrets.
+SECRET_NAME = re.compile(r"(?i)(password|secret|token|access[._-]?key(?:[._-]?id)?|secret[._-]?key"
+                         r"|encryption[._-]?key|private[._-]?key(?:[._-]?id)?)$|account\.key\.")
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # The probe's S3A settings: one attempt, short timeouts, its own FileSystem instance (not the
 # cached one the jobs use, so these never reach a job).
