@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         from reviewrec.session import build_session
 
         spark = build_session(cfg, "bench-train")
-        n_train = spark.read.parquet(M.split_path(features_dir, S.SPLIT_TRAIN)).count()
+        n_train = M.split_frame(spark, features_dir, S.SPLIT_TRAIN).count()
     else:
         spark = None
         n_train = count_rows(features_dir, S.SPLIT_TRAIN)

@@ -136,6 +136,7 @@ def _write_inputs(spark, root):
 
 @pytest.mark.slow
 def test_features_job_end_to_end(spark, run_root):
+    from reviewrec import io
     from reviewrec.config import load_config
     from reviewrec.features import meta as M
     from reviewrec.features.job import run
@@ -160,7 +161,7 @@ def test_features_job_end_to_end(spark, run_root):
             ids = [r[S.REVIEW_ID] for r in spark.read.parquet(path).select(S.REVIEW_ID).collect()]
             assert ids == sorted(ids), (path, ids)
 
-    feats = spark.read.parquet(f"{run_root}/features")
+    feats = io.read_dataset(spark, f"{run_root}/features", "features")
     assert set(S.FEATURES_COLUMNS) == set(feats.columns)
     rows = {r[S.REVIEW_ID]: r for r in feats.collect()}
     assert rows["R00"][S.SEQ] == [meta.vocab["great"], meta.vocab["cheap"], S.SEQ_OOV_ID, S.SEQ_PAD_ID]
@@ -181,7 +182,8 @@ def test_features_job_rejects_stale_tokens(spark, run_root):
     from reviewrec.features.job import run
 
     _write_inputs(spark, run_root)
-    tokens = spark.read.parquet(io.dataset_path(run_root, "tokens")).filter(F.col(S.REVIEW_ID) != "R05")
+    tokens = (io.read_dataset(spark, io.dataset_path(run_root, "tokens"), "preprocess")
+              .filter(F.col(S.REVIEW_ID) != "R05"))
     io.write_parquet_atomic(tokens.localCheckpoint(), io.dataset_path(run_root, "tokens"))
     cfg = load_config([], [f"run.root={run_root}"])
     with pytest.raises(ValueError, match="tokens covers 19 of the 20 reviews"):

@@ -11,6 +11,7 @@ import re
 import pytest
 from pyspark.sql import functions as F
 
+from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import load_config
 from reviewrec.ingest import job as ingest_job
@@ -241,15 +242,15 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     for reason, n in stats.malformed_lines.items():
         assert summary["quarantined_by_reason"][reason] >= n
 
-    reviews = spark.read.parquet(f"{root}/reviews")
+    reviews = io.read_dataset(spark, f"{root}/reviews", "ingest")
     assert reviews.count() == reviews.select(S.REVIEW_ID).distinct().count() == summary["accepted"]
     assert reviews.filter(F.col(S.STAR_RATING).isNull() | F.col(S.REVIEW_DATE).isNull()).count() == 0
-    q = spark.read.parquet(f"{root}/quarantine")
+    q = io.read_dataset(spark, f"{root}/quarantine", "ingest")
     assert q.count() == summary["quarantined"]
     assert q.filter(F.col(S.RAW_RECORD).isNull() | F.col(S.SOURCE_FILE).isNull()).count() == 0
     assert q.filter(F.trim(F.col(S.RAW_RECORD)) == "").count() == 0
     assert set(q.columns) == {S.SOURCE_FILE, S.REASON, S.RAW_RECORD}
-    assert spark.read.parquet(f"{root}/duplicates").count() == exp_dups
+    assert io.read_dataset(spark, f"{root}/duplicates", "ingest").count() == exp_dups
     on_disk = json.loads((tmp_path / "run" / "report" / "ingest.json").read_text())
     assert on_disk["accepted"] == summary["accepted"]
 
@@ -262,7 +263,8 @@ def test_category_filter_is_counted(spark, tmp_path):
     assert s["excluded_by_category"] > 0
     assert set(s["excluded_by_category_detail"]) == {"Digital_Software", "Toys"}
     assert s["accepted"] + s["excluded_by_category"] == stats.good_rows
-    cats = {r[0] for r in spark.read.parquet(f"{root}/reviews").select(S.PRODUCT_CATEGORY).distinct().collect()}
+    reviews = io.read_dataset(spark, f"{root}/reviews", "ingest")
+    cats = {r[0] for r in reviews.select(S.PRODUCT_CATEGORY).distinct().collect()}
     assert cats == {"Beauty", "Electronics", "Grocery", "Health & Personal Care"}
 
 
@@ -283,7 +285,7 @@ def test_real_pds_parquet_digital_software(spark, tmp_path):
     s = ingest_job.run(spark, cfg)
     assert s["input"]["records"] == 102_084
     assert s["accepted"] == 102_084 and s["quarantined"] == 0 and s["duplicates"] == 0
-    reviews = spark.read.parquet(f"{root}/reviews")
+    reviews = io.read_dataset(spark, f"{root}/reviews", "ingest")
     stars = {r[0]: r[1] for r in reviews.groupBy(S.STAR_RATING).count().collect()}
     assert stars == {5: 46_410, 4: 16_693, 3: 8_308, 2: 6_890, 1: 23_783}
     assert reviews.filter(F.col(S.VERIFIED_PURCHASE)).count() == 70_860

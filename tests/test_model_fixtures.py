@@ -81,6 +81,7 @@ def make_features(spark, root: str, n: int = 600, seq_len: int = 12, seed: int =
 def test_make_features_writes_what_the_model_reads(spark, tmp_path):
     """The fixture is the features job's output: FeaturesMeta sizes match the rows, every split
     has files, ids and sequences follow the vocabulary and the indexers."""
+    from reviewrec import io
     from reviewrec import schema as S
     from reviewrec.features import meta as M
 
@@ -91,7 +92,7 @@ def test_make_features_writes_what_the_model_reads(spark, tmp_path):
     assert sorted(meta.vocab.values()) == list(range(2, meta.vocab_size))
     for split in S.SPLITS:
         assert M.split_files(os.path.join(root, S.FEATURES), split), split
-    df = spark.read.parquet(os.path.join(root, S.FEATURES))
+    df = io.read_dataset(spark, os.path.join(root, S.FEATURES), "features")
     rows = df.collect()
     assert {len(r[S.SEQ]) for r in rows} == {8}
     train = [r for r in rows if r[S.SPLIT] == S.SPLIT_TRAIN]

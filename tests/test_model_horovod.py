@@ -68,7 +68,7 @@ def test_ranks_end_identical_and_loss_decreases(spark, feats_root, trained, num_
     assert [r["rank"] for r in results] == list(range(num_proc))
     assert {r["size"] for r in results} == {num_proc}
     # every rank read a disjoint share of the train split, together all of it
-    n_train = spark.read.parquet(M.split_path(os.path.join(feats_root, S.FEATURES), "train")).count()
+    n_train = M.split_frame(spark, os.path.join(feats_root, S.FEATURES), "train").count()
     assert sum(results[0]["rows_per_rank"]) == n_train
     assert sum(r["local_rows"] for r in results) == n_train
     # identical weights on every rank after training (broadcast + averaged gradients)
@@ -214,7 +214,7 @@ def test_score_in_executors_matches_local_prediction(spark, feats_root, killed_a
 
     model_dir = os.path.join(feats_root, "model")
     test_dir = os.path.join(feats_root, S.FEATURES)
-    df = spark.read.parquet(M.split_path(test_dir, "test"))
+    df = M.split_frame(spark, test_dir, "test")
     out = score(spark, df, model_dir).orderBy("review_id").collect()
     assert len(out) == df.count() > 0
     assert "tfidf" in out[0].asDict()  # other columns pass through
@@ -253,14 +253,14 @@ def test_evaluate_report(spark, feats_root, killed_and_resumed):
 
     assert saved["params"] == json.loads(json.dumps(asdict(EvaluateParams.from_config(cfg))))
     assert saved["params"]["baseline_reg_params"] == [0.01, 0.1]
-    test = spark.read.parquet(os.path.join(feats_root, "features", "split=test"))
+    test = M.split_frame(spark, os.path.join(feats_root, "features"), "test")
     n = test.count()
     for name, m in saved["models"].items():
         cm = np.array(m["confusion"])
         assert cm.sum() == n and m["accuracy"] == pytest.approx(np.trace(cm) / n), name
         assert 0 <= m["rmse"] and 0 <= m["mae"] <= m["rmse"] + 1e-12
     # majority baseline: the most frequent training star, checked directly
-    train = spark.read.parquet(os.path.join(feats_root, "features", "split=train"))
+    train = M.split_frame(spark, os.path.join(feats_root, "features"), "train")
     top = train.groupBy("label").count().orderBy("count", ascending=False).first()["label"]
     assert saved["models"]["majority"]["accuracy"] == pytest.approx(test.filter(f"label = {top}").count() / n)
     # the words carry the star: both learned models beat the majority class
@@ -366,7 +366,7 @@ def test_ensemble_trains_each_member_with_its_seed_and_resumes_them(spark, ensem
     first.write_bytes(ensemble_runs["first_bytes"])
     np.testing.assert_allclose(predict(tf.keras.models.load_model(first, compile=False)), predict(ens), atol=0)
     # executors score with it like with one network
-    df = spark.read.parquet(M.split_path(test_dir, "test"))
+    df = M.split_frame(spark, test_dir, "test")
     probs = np.array([r[S.STAR_PROBS] for r in score(spark, df, model_dir).collect()])
     assert probs.shape == (df.count(), 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 

@@ -1,6 +1,9 @@
 """Fast unit tests of the model package: id bucketing, shards, epoch order, network, metrics, settings."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -79,7 +82,20 @@ def _write_split(tmp_path, n_files: int, rows_per_file: int, seq_len: int = 4) -
 
 def test_rank_shards_cover_all_rows_once(tmp_path):
     files = _write_split(tmp_path, n_files=3, rows_per_file=5)
-    assert M.split_files(str(tmp_path / "features"), "train") == files
+    # The split's files are those of the current version in the table's log, not what lies in
+    # the directory: version 0 also had `replaced`, version 1 removed it, `uncommitted` never made it.
+    table = tmp_path / "features"
+    for extra in ("part-replaced.parquet", "part-uncommitted.parquet"):
+        shutil.copy(files[0], table / "split=train" / extra)
+
+    def action(kind: str, name: str) -> str:
+        return json.dumps({kind: {"path": f"split=train/{name}", "dataChange": True}}) + "\n"
+
+    (table / "_delta_log").mkdir()
+    (table / "_delta_log" / f"{0:020d}.json").write_text(
+        "".join(action("add", os.path.basename(f)) for f in files + ["part-replaced.parquet"]))
+    (table / "_delta_log" / f"{1:020d}.json").write_text(action("remove", "part-replaced.parquet"))
+    assert M.split_files(str(table), "train") == files
     for size in (1, 2, 4):  # 4 > 3 files: row striping instead of file sharding
         users = [rank_shard(files, r, size, 4).user.tolist() for r in range(size)]
         flat = sorted(u for part in users for u in part)

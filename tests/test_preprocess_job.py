@@ -54,7 +54,7 @@ def test_library_call_with_no_options_equals_the_job(spark, run_root):
 
     io.write_parquet_atomic(_reviews(spark), io.dataset_path(run_root, "reviews"))
     summary = run(spark, load_config([], [f"run.root={run_root}"]))
-    job = _collect(spark.read.parquet(f"{run_root}/tokens"))
+    job = _collect(io.read_dataset(spark, f"{run_root}/tokens", "preprocess"))
     lib = _collect(preprocess(_reviews(spark)))
     assert lib == job
     # Tagged as written with the stop words in place, then filtered: "the", "these", "it" are
@@ -80,7 +80,7 @@ def test_without_pos_lemma_the_library_call_equals_the_job(spark, run_root):
     io.write_parquet_atomic(_reviews(spark), io.dataset_path(run_root, "reviews"))
     cfg = load_config([], [f"run.root={run_root}", "text.pos_lemma=false", "text.extra_stop_words=[\"five\"]"])
     run(spark, cfg)
-    job = _collect(spark.read.parquet(f"{run_root}/tokens"))
+    job = _collect(io.read_dataset(spark, f"{run_root}/tokens", "preprocess"))
     assert _collect(preprocess(_reviews(spark), TextParams.from_config(cfg))) == job
     # lowercased first, stop words dropped by Spark, lemmas = tokens, no tags
     assert job["R1"] == (["stars", "kids", "loved", "puzzles", "good", "really"], [])

@@ -158,7 +158,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     tokens_path = io.dataset_path(root, TOKENS_DATASET)
     with timer.stage("word stats"):
         if io.dataset_exists(spark, tokens_path):
-            toks = spark.read.parquet(tokens_path)
+            toks = io.read_dataset(spark, tokens_path, "preprocess")
             stats["words"] = word_stats(toks, S.LEMMAS, eda["top_words"])
             stats["words"]["source"] = "lemmas (preprocess job)"
         else:

@@ -1,23 +1,36 @@
-"""Run-root paths, readers of datasets, and atomic writers.
+"""Run-root paths, readers of datasets, and their commits.
 
-Every dataset lives at <run.root>/<name>/. Writers never write in place: output goes to a
-sibling temporary path and is moved over the old one only when it is complete, through
-Hadoop's FileSystem API so the same code serves file:, hdfs:, s3a: and gs:. A crash mid-write
-leaves the previous output as the current one (plus a temporary directory that the next
-commit cleans up). On object stores a rename is a copy, so "atomic" there means "never half
-visible under the final name", which is what downstream readers rely on.
+Every dataset lives at <run.root>/<name>/ as a Delta Lake table. A write is one overwrite commit
+in the table's _delta_log: the new version's Parquet files are written first, then one log entry
+makes them current, and on every store (local disk, HDFS, S3 through s3a, GCS) that log entry
+appears whole or not at all. A reader therefore sees the old version or the new one, never a
+mix, and a crash mid-write leaves the old version current (the new files stay, unreferenced,
+until VACUUM removes them). Each commit records the configuration hash of the run that wrote it
+(commitInfo.userMetadata), so run.skip_existing can tell whether an output is current.
+
+Retention: every table keeps the files of replaced versions for RETENTION_HOURS (so a reader
+that started on an older version finishes it) and its log for 7 days (session.DELTA_CONF sets
+both as the tables' properties); a write vacuums the table when a version replaced more than
+RETENTION_HOURS ago still has files. Repeated runs therefore keep the files of the versions
+replaced within the last RETENTION_HOURS (plus the current one), not every version written.
+
+Outputs that are not tables (model/, features_meta/, report/ directories, JSON files) are small
+and written by local libraries: see write_text_atomic and publish_dir for their commit.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -25,6 +38,11 @@ log = logging.getLogger(__name__)
 
 TMP_MARK = ".__tmp_"
 OLD_MARK = ".__old_"
+DELTA = "delta"
+DELTA_LOG = "_delta_log"
+# Delta's session setting whose value every commit records as commitInfo.userMetadata.
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+RETENTION_HOURS = 24
 
 
 def dataset_path(root: str, name: str) -> str:
@@ -36,7 +54,10 @@ def is_local(path: str) -> bool:
 
 
 def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    """file:///a, file:/a -> /a; other paths unchanged."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return path[len("file:"):] if path.startswith("file:") else path
 
 
 class _FS:
@@ -104,15 +125,116 @@ def _tmp_name(final: str) -> str:
     return f"{final.rstrip('/')}{TMP_MARK}{uuid.uuid4().hex[:8]}"
 
 
-def write_parquet_atomic(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
-    """Write `df` as Parquet to `path`, replacing what was there only once complete."""
-    tmp = _tmp_name(path)
-    writer = df.write.mode("overwrite")
+def _commit_metadata(spark: SparkSession) -> str | None:
+    return spark.conf.get(USER_METADATA_CONF, None) or None
+
+
+def set_config_hash(spark: SparkSession, config_hash: str) -> None:
+    """Record `config_hash` in every later commit of this session (commitInfo.userMetadata)."""
+    spark.conf.set(USER_METADATA_CONF, json.dumps({"config_hash": config_hash}))
+
+
+def write_dataset(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
+    """Replace the Delta table at `path` by `df` in one overwrite commit.
+
+    The whole table is replaced whatever spark.sql.sources.partitionOverwriteMode says (under
+    `dynamic`, a partitioned overwrite would replace only the partitions present in `df`), and
+    the schema and partitioning may change from one version to the next."""
+    writer = (df.write.format(DELTA)
+              .mode("overwrite")
+              .option("partitionOverwriteMode", "static")
+              .option("overwriteSchema", "true"))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.parquet(tmp)
-    _commit(_FS(df.sparkSession, path), tmp, path)
+    writer.save(path)
+    _apply_retention(df.sparkSession, path)
     log.info("wrote %s", path)
+
+
+def write_parquet_atomic(df: DataFrame, path: str, partition_by: list[str] | None = None) -> None:
+    """write_dataset under its earlier name."""
+    write_dataset(df, path, partition_by)
+
+
+def _delta_table(spark: SparkSession, path: str) -> Any:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path)
+
+
+def _apply_retention(spark: SparkSession, path: str) -> None:
+    """Vacuum the table when files are due: a write older than the table's retention
+    (delta.deletedFileRetentionDuration = RETENTION_HOURS, session.DELTA_CONF) replaced a version
+    after the last vacuum. VACUUM lists every file of the table, so it runs only then."""
+    import datetime as dt
+
+    rows = _delta_table(spark, path).history().select("version", "timestamp", "operation").collect()
+    cutoff = dt.datetime.now() - dt.timedelta(hours=RETENTION_HOURS)
+    vacuumed = max((r["version"] for r in rows if r["operation"].startswith("VACUUM")), default=-1)
+    if any(r["operation"] == "WRITE" and r["version"] > max(vacuumed, 0) and r["timestamp"] < cutoff for r in rows):
+        _delta_table(spark, path).vacuum()
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The current version of the Delta table at `path`."""
+    return int(_delta_table(spark, path).history(1).select("version").first()[0])
+
+
+def history(spark: SparkSession, path: str) -> list[dict[str, Any]]:
+    """The table's commits, newest first: version, operation, userMetadata (as a dict)."""
+    rows = _delta_table(spark, path).history().select("version", "operation", "userMetadata").collect()
+    return [{"version": int(r["version"]), "operation": r["operation"],
+             "userMetadata": json.loads(r["userMetadata"]) if r["userMetadata"] else {}} for r in rows]
+
+
+def config_hash_of(spark: SparkSession, path: str) -> str | None:
+    """The config hash recorded by the last write (overwrite commit) of the table at `path`."""
+    for h in history(spark, path):
+        if h["operation"] == "WRITE":
+            return h["userMetadata"].get("config_hash")
+    return None
+
+
+def table_files(spark: SparkSession, path: str, partition: tuple[str, str] | None = None) -> list[str]:
+    """The Parquet files of the table's current version (the snapshot's file list, never a
+    directory listing, which would include files of older or uncommitted versions), sorted;
+    with `partition` = (column, value), only that partition's. Local tables give plain paths."""
+    files = read_dataset(spark, path, "the job that writes it").inputFiles()
+    if partition is not None:
+        key = f"/{partition[0]}={partition[1]}/"
+        files = [f for f in files if key in f]
+    return sorted(_local(f) if f.startswith("file:") else f for f in files)
+
+
+def log_files(table: str) -> list[str]:
+    """The Parquet files of the current version of the local Delta table at `table`, read from
+    its _delta_log alone (the last checkpoint, then the commits after it), sorted: for readers
+    without a SparkSession (Horovod ranks, tools). FileNotFoundError when no version is committed."""
+    import pyarrow.parquet as pq
+
+    table = _local(table).rstrip("/")
+    log_dir = os.path.join(table, DELTA_LOG)
+    live: set[str] = set()
+    start = -1
+    last = os.path.join(log_dir, "_last_checkpoint")
+    if os.path.isfile(last):
+        with open(last, encoding="utf-8") as fh:
+            start = int(json.load(fh)["version"])
+        for part in sorted(glob.glob(os.path.join(log_dir, f"{start:020d}.checkpoint*.parquet"))):
+            live.update(a["path"] for a in pq.read_table(part, columns=["add"]).column("add").to_pylist() if a)
+    commits = sorted(n for n in (os.listdir(log_dir) if os.path.isdir(log_dir) else [])
+                     if re.fullmatch(r"\d{20}\.json", n) and int(n[:20]) > start)
+    if start < 0 and not commits:
+        raise FileNotFoundError(f"{table}: no committed Delta table version ({log_dir})")
+    for name in commits:
+        with open(os.path.join(log_dir, name), encoding="utf-8") as fh:
+            for line in fh:
+                action = json.loads(line)
+                if "add" in action:
+                    live.add(action["add"]["path"])
+                elif "remove" in action:
+                    live.discard(action["remove"]["path"])
+    return sorted(os.path.join(table, unquote(p)) for p in live)
 
 
 def write_json_atomic(spark: SparkSession | None, path: str, obj: Any) -> None:
@@ -177,14 +299,40 @@ def publish_dir(spark: SparkSession | None, path: str) -> Iterator[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def is_table(spark: SparkSession, path: str) -> bool:
+    """A committed Delta table is at `path`."""
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def _uncommitted_table(fs: _FS, path: str) -> bool:
+    """`path` is a directory of table files without a committed version (a first write that
+    crashed before its commit)."""
+    if not fs.fs.getFileStatus(fs.p(path)).isDirectory():
+        return False
+    names = [str(s.getPath().getName()) for s in fs.fs.listStatus(fs.p(path))]
+    return any(n == DELTA_LOG or n.startswith("part-") or "=" in n for n in names)
+
+
 def dataset_exists(spark: SparkSession, path: str) -> bool:
+    """A dataset (a committed Delta table) or another output (a file, a published directory)
+    is at `path`."""
     fs = _FS(spark, path)
     _recover(fs, path)
-    return fs.exists(path)
+    if not fs.exists(path):
+        return False
+    return is_table(spark, path) or not _uncommitted_table(fs, path)
+
+
+def read_dataset(spark: SparkSession, path: str, produced_by: str) -> DataFrame:
+    """The current version of the Delta table at `path`, with an error that says which job
+    produces it when there is none."""
+    if not dataset_exists(spark, path) or not is_table(spark, path):
+        raise FileNotFoundError(f"dataset not found: {path} (produced by the {produced_by} job; run it first)")
+    return spark.read.format(DELTA).load(path)
 
 
 def read_parquet(spark: SparkSession, path: str, produced_by: str) -> DataFrame:
-    """Read a dataset, with an error that says which job produces it when it is missing."""
-    if not dataset_exists(spark, path):
-        raise FileNotFoundError(f"dataset not found: {path} (produced by the {produced_by} job; run it first)")
-    return spark.read.parquet(path)
+    """read_dataset under its earlier name."""
+    return read_dataset(spark, path, produced_by)

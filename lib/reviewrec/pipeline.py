@@ -1,8 +1,8 @@
 """The pipeline job: every stage in order, on one run root, with stage timings.
 
 Each stage is a job's `run(spark, cfg)`. With run.skip_existing, a stage whose outputs exist
-and whose marker records the same config hash is skipped, so a rerun after a failure resumes
-where it stopped.
+and whose marker and datasets (their last Delta commit's userMetadata) record the same config
+hash is skipped, so a rerun after a failure resumes where it stopped.
 At the end, <root>/report/index.html links every stage's report with its headline numbers
 (`reviewrec.report.index`).
 """
@@ -64,13 +64,18 @@ def _done(spark: SparkSession, cfg: Config, stage: Stage) -> bool:
         marker = json.loads(spark.sparkContext.wholeTextFiles(_marker(root, stage.name)).first()[1])
     except Exception:  # noqa: BLE001 - no marker, unreadable marker: not done
         return False
-    return marker.get("config_hash") == cfg.hash()
+    if marker.get("config_hash") != cfg.hash():
+        return False
+    # Each dataset's last commit records the config that wrote it.
+    tables = [io.dataset_path(root, o) for o in stage.outputs if io.is_table(spark, io.dataset_path(root, o))]
+    return all(io.config_hash_of(spark, t) == cfg.hash() for t in tables)
 
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     root = cfg["run"]["root"]
     timings: dict[str, float] = {}
     skipped: list[str] = []
+    io.set_config_hash(spark, cfg.hash())
     for stage in STAGES:
         if not stage.when(cfg):
             continue

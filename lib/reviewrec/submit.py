@@ -13,8 +13,9 @@
     python -m reviewrec.submit cluster [--conf F ...] [--set k=v ...]
         prints the standalone cluster's settings as shell assignments (lib/cluster.sh).
     python -m reviewrec.submit engine-conf JOB [--conf F ...] [--set k=v ...]
-        prints the Spark properties the text engine needs for JOB as key=value lines (Spark
-        NLP's spark.jars, serializer, driver memory; preprocess/sparknlp_jars.session_conf), or nothing.
+        prints the Spark properties JOB needs at JVM start as key=value lines: Delta Lake's SQL
+        extension and catalog, spark.jars (the fetched Delta Lake and hadoop-aws jars, plus Spark
+        NLP's for the sparknlp engine), serializer, driver memory (session.jvm_conf).
 """
 from __future__ import annotations
 
@@ -112,9 +113,14 @@ def main(argv: list[str]) -> int:
     elif argv[0] == "spark-conf":
         print("\n".join(spark_conf_lines(cfg)))
     elif argv[0] == "engine-conf":
-        from reviewrec.preprocess.sparknlp_jars import session_conf
+        from reviewrec.jvm import JarsMissing
+        from reviewrec.session import jvm_conf
 
-        print("\n".join(f"{k}={v}" for k, v in session_conf(cfg["text"], job).items()))
+        try:
+            print("\n".join(f"{k}={v}" for k, v in jvm_conf(cfg["text"], job).items()))
+        except JarsMissing as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     else:
         try:
             settings = cluster_settings(cfg)

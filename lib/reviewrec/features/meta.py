@@ -1,6 +1,6 @@
 """What the features job leaves for the stages after it (train, evaluate, recommend).
 
-    <root>/features/split=<train|val|test>/*.parquet   the rows (schema.FEATURES_COLUMNS)
+    <root>/features/   a Delta table partitioned by split (train|val|test): the rows (schema.FEATURES_COLUMNS)
     <root>/features_meta/vocab.json   {"vocab": {lemma: id}, "vocab_size", "num_users", "num_items",
                                        "seq_len", "num_features", "pad_id", "oov_id", "num_classes"}
     <root>/features_meta/user_indexer/, item_indexer/   the fitted StringIndexerModels
@@ -8,17 +8,18 @@
 FeaturesMeta is that vocab.json as one object: the features job writes it, the train job reads it
 and copies it next to the model, scoring reads the sizes back from the model's metadata.
 Training ranks and the model loader read files directly (pyarrow, Keras), so the paths they
-are given must be local or mounted (`file://` is accepted).
+are given must be local or mounted (`file://` is accepted). The ranks read the Parquet files of
+the features table's current version (split_files; the train job lists them from the snapshot).
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from reviewrec import io
 from reviewrec import schema as S
@@ -74,18 +75,19 @@ def read(meta_dir: str) -> FeaturesMeta:
                         num_features=int(d["num_features"]))
 
 
-def _split_dir(features_dir: str, split: str) -> str:
-    return os.path.join(local_path(features_dir).rstrip("/"), f"{S.SPLIT}={split}")
-
-
-def split_path(features_dir: str, split: str) -> str:
-    """The `split=<name>` partition directory of one split, for Spark readers."""
-    d = _split_dir(features_dir, split)
-    if not os.path.isdir(d):
-        raise FileNotFoundError(f"{features_dir}: no {split!r} split ({d} does not exist)")
-    return d
+def split_frame(spark: SparkSession, features_dir: str, split: str) -> DataFrame:
+    """The rows of one split (without the split column), for Spark readers; FileNotFoundError
+    when the features table has no such split."""
+    if not io.table_files(spark, features_dir, (S.SPLIT, split)):
+        raise FileNotFoundError(f"{features_dir}: no {split!r} split")
+    return (io.read_dataset(spark, features_dir, "features")
+            .where(F.col(S.SPLIT) == split)
+            .drop(S.SPLIT))
 
 
 def split_files(features_dir: str, split: str) -> list[str]:
-    """Sorted Parquet files of one split (empty when the split has none)."""
-    return sorted(glob.glob(os.path.join(_split_dir(features_dir, split), "*.parquet")))
+    """Sorted Parquet files of one split in the features table's current version, from its
+    _delta_log (never a directory listing: files of replaced or uncommitted versions lie there
+    too); empty when the split has none."""
+    key = f"{os.sep}{S.SPLIT}={split}{os.sep}"
+    return [f for f in io.log_files(local_path(features_dir)) if key in f]

@@ -129,8 +129,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         io.write_parquet_atomic(dups.select(*S.REVIEWS_COLUMNS, S.SOURCE_FILE), io.dataset_path(root, "duplicates"))
     parsed.unpersist()
 
-    accepted = spark.read.parquet(io.dataset_path(root, "reviews")).count()
-    n_dups = spark.read.parquet(io.dataset_path(root, "duplicates")).count()
+    accepted = io.read_dataset(spark, io.dataset_path(root, "reviews"), "ingest").count()
+    n_dups = io.read_dataset(spark, io.dataset_path(root, "duplicates"), "ingest").count()
     total = accepted + sum(quarantined.values()) + n_dups + sum(excluded.values())
     summary = {
         "input": {"format": fmt, "path": path, "lines": lines, "header_lines": headers,
@@ -166,7 +166,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 def _log_quarantine_examples(spark: SparkSession, root: str, quarantined: dict[str, int], k: int) -> None:
     if not quarantined or k <= 0:
         return
-    q = spark.read.parquet(io.dataset_path(root, "quarantine"))
+    q = io.read_dataset(spark, io.dataset_path(root, "quarantine"), "ingest")
     for reason, n in sorted(quarantined.items()):
         for row in q.filter(F.col(S.REASON) == reason).limit(k).collect():
             raw = (row[S.RAW_RECORD] or "")

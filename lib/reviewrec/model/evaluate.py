@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
-from reviewrec.features.meta import split_path
+from reviewrec.features.meta import split_frame
 from reviewrec.model.baselines import LR_PROBS, lr_predict, majority_baseline, tfidf_lr_baseline
 from reviewrec.model.evaluation_report import SUMMARY, write_report
 from reviewrec.model.metrics import (PRED, evaluate_predictions, grouped_error_bootstrap, joint_confusion,
@@ -120,7 +120,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     def part(split: str) -> DataFrame | None:
         try:
-            df = spark.read.parquet(split_path(features, split))
+            df = split_frame(spark, features, split)
         except FileNotFoundError:
             return None
         S.require_columns(df.columns, cols, f"features/{split}")

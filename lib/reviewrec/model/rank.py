@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from reviewrec import schema as S
-from reviewrec.features.meta import split_files
 from reviewrec.model import checkpoints
 from reviewrec.model.data import Arrays, epoch_order, rank_shard
 from reviewrec.model.exchange import distributed_optimizer
@@ -148,8 +147,8 @@ def read_shards(hvd: Any, spec: TrainSpec) -> tuple[Arrays, Arrays | None, list[
     """This rank's train (and val) rows; every rank's train row count, the global star counts,
     and the steps per epoch (the smallest shard's: every rank must run as many)."""
     rank, size = hvd.rank(), hvd.size()
-    train = rank_shard(split_files(spec.features_dir, S.SPLIT_TRAIN), rank, size, spec.net.seq_len)
-    val = rank_shard(split_files(spec.features_dir, S.SPLIT_VAL), rank, size, spec.net.seq_len) \
+    train = rank_shard(spec.split_files(S.SPLIT_TRAIN), rank, size, spec.net.seq_len)
+    val = rank_shard(spec.split_files(S.SPLIT_VAL), rank, size, spec.net.seq_len) \
         if spec.validate else None
     rows = hvd.allgather_object(len(train))  # Horovod: every rank's shard size and star counts
     counts = np.sum(hvd.allgather_object(np.bincount(train.label, minlength=S.NUM_STAR_CLASSES)), axis=0)

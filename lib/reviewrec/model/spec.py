@@ -14,12 +14,13 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features.meta import FeaturesMeta
+from reviewrec.features.meta import split_files as features_split_files
 from reviewrec.model.net import NetParams
 
 CHECKPOINTS = "model_checkpoints"  # <root>/model_checkpoints unless model.checkpoint_dir is set
 
 # Fields that do not change the training trajectory: they stay out of the train hash.
-_NOT_TRAJECTORY = ("checkpoint_dir", "epochs", "patience", "group_grads", "return_weights", "return_model")
+_NOT_TRAJECTORY = ("files", "checkpoint_dir", "epochs", "patience", "group_grads", "return_weights", "return_model")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class TrainSpec:
     validate: bool             # False: no validation split, no early stopping (benchmarks)
     return_weights: bool       # every rank returns its final weights (tests)
     return_model: bool         # rank 0 returns the saved model's bytes (the train job)
+    files: tuple[tuple[str, tuple[str, ...]], ...]  # (split, its Parquet files) of one features version;
+    #                            () = the current version's, read from the table's log by each rank
+
+    def split_files(self, split: str) -> list[str]:
+        """The Parquet files the ranks read for `split`: the listed version's, else the current one's."""
+        if self.files:
+            return list(dict(self.files).get(split, ()))
+        return features_split_files(self.features_dir, split)
 
     def train_hash(self) -> str:
         """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
@@ -84,7 +93,7 @@ def spec_from_config(cfg: Config, meta: FeaturesMeta) -> TrainSpec:
         id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]), seed=m["seed"],
         deterministic=m["deterministic"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], group_grads=m["group_grads"],
-        max_steps_per_epoch=0, validate=True, return_weights=False, return_model=True,
+        max_steps_per_epoch=0, validate=True, return_weights=False, return_model=True, files=(),
     )
 
 

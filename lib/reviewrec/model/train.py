@@ -56,7 +56,7 @@ def split_counts(spark: SparkSession, features_dir: str) -> dict[str, dict[str, 
     counts: dict[str, dict[str, int]] = {}
     for split in S.SPLITS:
         try:
-            df = spark.read.parquet(features_meta.split_path(features_dir, split))
+            df = features_meta.split_frame(spark, features_dir, split)
         except FileNotFoundError:
             continue
         per = {str(int(r[S.LABEL]) + 1): int(r["count"]) for r in df.groupBy(S.LABEL).count().collect()}
@@ -94,11 +94,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     meta_dir = io.dataset_path(root, S.FEATURES_META)
     if not io.dataset_exists(spark, features_dir):
         raise FileNotFoundError(f"dataset not found: {features_dir} (produced by the features job; run it first)")
-    S.require_columns(spark.read.parquet(features_dir).columns, REQUIRED_COLUMNS, f"features at {features_dir}")
-    if not features_meta.split_files(features_dir, S.SPLIT_TRAIN):
+    S.require_columns(io.read_dataset(spark, features_dir, "features").columns, REQUIRED_COLUMNS,
+                      f"features at {features_dir}")
+    # Horovod: the ranks read the files of the features' current version, listed here once.
+    files = {split: tuple(io.table_files(spark, features_dir, (S.SPLIT, split))) for split in S.SPLITS}
+    if not files[S.SPLIT_TRAIN]:
         raise FileNotFoundError(f"{features_dir}: no train split files")
     meta = features_meta.read(meta_dir)
-    spec, launch = spec_from_config(cfg, meta), LaunchParams.from_config(cfg)
+    spec, launch = replace(spec_from_config(cfg, meta), files=tuple(files.items())), LaunchParams.from_config(cfg)
     with timer.stage("counts"):
         counts = split_counts(spark, features_dir)
     members: list[dict[str, Any]] = []
@@ -122,7 +125,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     metadata = {
         "config_hash": cfg.hash(), "train_hash": train_hash, "num_proc": first["num_proc"],
         "net": spec.net.to_dict(), "features_meta": meta.sizes(),
-        "training": {k: v for k, v in asdict(spec).items() if k != "net"},
+        "training": {k: v for k, v in asdict(spec).items() if k not in ("net", "files")},
         "data_counts": counts, "rows_per_rank": first["rows_per_rank"], "steps_per_epoch": first["steps_per_epoch"],
         # The first member's training (the only one when ensemble_size is 1).
         **{k: first[k] for k in ("class_weights", "history", "best_epoch", "best_val_loss", "stopped_early",

@@ -114,7 +114,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     with timer.stage("preprocess+write"):
         io.write_parquet_atomic(tokens, out)
     with timer.stage("summary"):
-        written = spark.read.parquet(out)
+        written = io.read_dataset(spark, out, "preprocess")
         agg = written.agg(F.count(F.lit(1)).alias("reviews"),
                           F.sum(F.size(S.LEMMAS)).alias("words"),
                           F.sum(F.when(F.size(S.LEMMAS) == 0, 1).otherwise(0)).alias("empty")).first()
