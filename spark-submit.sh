@@ -17,6 +17,9 @@ reviewrec launcher.
   ./spark-submit.sh cluster up|down|status|pack
                                               a Spark standalone cluster on this machine and
                                               the packed environment (docs/cluster.md)
+  ./spark-submit.sh yarn up|down|status|env-archive
+                                              YARN (ResourceManager, NodeManager) and HDFS
+                                              (NameNode, DataNode) on this machine
   ./spark-submit.sh <job> [--conf conf/X.yaml ...] [--set key=value ...] [-- spark-submit args]
 
 <job> is a file in jobs/ (generate, ingest, eda, pipeline, ...). The master is the config's
@@ -44,6 +47,7 @@ case "$cmd" in
   -h|--help|help) usage; exit 0 ;;
   setup) ensure_env; rr_log "ready: $RR_VENV"; exit 0 ;;
   cluster) exec bash "$RR_ROOT/lib/cluster.sh" "$@" ;;
+  yarn) exec bash "$RR_ROOT/lib/yarn.sh" "$@" ;;
   test)
     ensure_env
     export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
@@ -106,9 +110,45 @@ for ((i = 0; i < ${#spark_args[@]}; i++)); do
   esac
 done
 
+# YARN: the client configuration names the ResourceManager and fs.defaultFS. The YARN that
+# lib/yarn.sh started on this machine provides one (and its spark-defaults) when none is set.
+yarn_local=""
+if [ "$master" = yarn ]; then
+  ystate="${REVIEWREC_YARN_DIR:-$RR_CACHE/yarn-cluster}"
+  if [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ]; then
+    [ -f "$ystate/ready" ] || rr_die "master yarn: set HADOOP_CONF_DIR to the cluster's client configuration (EMR and Dataproc nodes have it), or start YARN on this machine with ./spark-submit.sh yarn up"
+    export HADOOP_CONF_DIR="$ystate/hadoop-conf"
+    export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ystate/spark-conf}"
+    export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+    yarn_local=1
+  fi
+  # A ResourceManager that is down makes spark-submit retry for minutes: say so at once.
+  "$PY" - "${HADOOP_CONF_DIR:-$YARN_CONF_DIR}" <<'PROBE' || exit 1
+import os, socket, sys
+import xml.etree.ElementTree as ET
+conf_dir = sys.argv[1]
+site = os.path.join(conf_dir, "yarn-site.xml")
+addr = None
+if os.path.exists(site):
+    for prop in ET.parse(site).getroot().iter("property"):
+        if prop.findtext("name") == "yarn.resourcemanager.address":
+            addr = (prop.findtext("value") or "").strip()
+        elif prop.findtext("name") == "yarn.resourcemanager.hostname" and addr is None:
+            addr = (prop.findtext("value") or "").strip() + ":8032"
+if addr:
+    host, _, port = addr.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"[reviewrec] ERROR: the YARN ResourceManager {addr} (yarn.resourcemanager.address in "
+                         f"{site}) is not reachable ({e}); is YARN up? (./spark-submit.sh yarn status)\n")
+        sys.exit(1)
+PROBE
+fi
+
 if [ -n "${SPARK_SUBMIT:-}" ]; then SUBMIT="$SPARK_SUBMIT"
 elif command -v spark-submit >/dev/null 2>&1; then SUBMIT=spark-submit
-elif [[ "$master" == spark://* ]] && [ -x "$RR_VENV/bin/spark-submit" ]; then
+elif [[ "$master" == spark://* || -n "$yarn_local" ]] && [ -x "$RR_VENV/bin/spark-submit" ]; then
   SUBMIT="$RR_VENV/bin/spark-submit"
   SPARK_HOME="${SPARK_HOME:-$("$RR_VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
   export SPARK_HOME
@@ -141,7 +181,10 @@ fi
 
 # The environment archive, checked before anything is submitted.
 archive="${REVIEWREC_PYENV_ARCHIVE:-}"
-if [ -z "$archive" ]; then
+if [ -z "$archive" ] && [ -n "$yarn_local" ]; then
+  # Staged once on this YARN's HDFS, world-readable: localized once per NodeManager.
+  archive=$(bash "$RR_ROOT/lib/yarn.sh" env-archive) || rr_die "staging the packed environment on HDFS failed (or set REVIEWREC_PYENV_ARCHIVE)"
+elif [ -z "$archive" ]; then
   archive=$(bash "$RR_ROOT/lib/cluster.sh" pack) || rr_die "packing the Python environment failed (or set REVIEWREC_PYENV_ARCHIVE)"
 elif [ "$archive" = none ]; then
   archive=""

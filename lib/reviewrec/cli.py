@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reviewrec.config import Config, ConfigError, load_config
+from reviewrec.objectstore import ObjectStoreUnavailable, preflight, redact_text, secret_values
 from reviewrec.runtime import peak_rss_mb, setup_logging
 
 if TYPE_CHECKING:  # the launcher imports this module on machines without pyspark
@@ -34,7 +35,8 @@ def parse_args(job: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(job: str, run: JobRun, argv: Sequence[str] | None = None, needs_spark: bool = True) -> int:
+def main(job: str, run: JobRun, argv: Sequence[str] | None = None,
+         needs_spark: bool | Callable[[Config], bool] = True) -> int:
     setup_logging()
     args = parse_args(job, argv)
     try:
@@ -42,18 +44,22 @@ def main(job: str, run: JobRun, argv: Sequence[str] | None = None, needs_spark: 
     except ConfigError as e:
         log.error("configuration error: %s", e)
         return 2
-    from reviewrec.objectstore import redact_text, secret_values
-
     given = " + ".join(["base.yaml", *args.conf]) + "".join(f" --set {o}" for o in args.overrides)
     log.info("reviewrec %s: config %s", job, redact_text(given, secret_values(cfg.flat())))
     cfg.log_effective()
     t0 = time.perf_counter()
     spark = None
-    if needs_spark:
+    if needs_spark if isinstance(needs_spark, bool) else needs_spark(cfg):
         from reviewrec.session import build_session
         spark = build_session(cfg, job)
     try:
+        if spark is not None:
+            # s3a:// run root or input: bucket, keys and endpoint checked in seconds, before any stage.
+            preflight(spark, cfg)
         run(spark, cfg)  # type: ignore[arg-type]
+    except ObjectStoreUnavailable as e:
+        log.error("%s", e)
+        return 1
     finally:
         if spark is not None:
             spark.stop()

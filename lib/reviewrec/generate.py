@@ -420,14 +420,20 @@ def run(spark: object | None, cfg: object) -> GenerationStats:
     root = cfg["run"]["root"]  # type: ignore[index]
     syn = cfg["synthetic"]  # type: ignore[index]
     out = io.dataset_path(root, "raw")
-    if "://" in out and not out.startswith("file://"):
-        raise ValueError(f"the generator writes to a local run root; got {out}. Generate locally and copy, "
-                         "or ingest real pds data on clusters")
-    local = out[len("file://"):] if out.startswith("file://") else out
-    stats = generate_tsv(local, rows=syn["rows"], seed=syn["seed"], customers=syn["customers"],
-                         products=syn["products"], malformed_fraction=syn["malformed_fraction"],
-                         duplicate_fraction=syn["duplicate_fraction"], files=syn["files"])
-    io.write_json_atomic(None, io.dataset_path(root, "report/generate.json"), stats.as_dict())
+    params = dict(rows=syn["rows"], seed=syn["seed"], customers=syn["customers"], products=syn["products"],
+                  malformed_fraction=syn["malformed_fraction"], duplicate_fraction=syn["duplicate_fraction"],
+                  files=syn["files"])
+    if io.is_local(out):
+        stats = generate_tsv(out[len("file://"):] if out.startswith("file://") else out, **params)
+    else:
+        # hdfs://, s3a://, ...: written in a local scratch directory, then published under the run
+        # root through Hadoop's file system (the job has a session for that: jobs/generate.py).
+        if spark is None:
+            raise ValueError(f"the generator needs a SparkSession to write to {out}")
+        with io.publish_dir(spark, out) as scratch:  # type: ignore[arg-type]
+            stats = generate_tsv(scratch, **params)
+        stats.files = [io.dataset_path(out, os.path.basename(f)) for f in stats.files]
+    io.write_json_atomic(spark, io.dataset_path(root, "report/generate.json"), stats.as_dict())  # type: ignore[arg-type]
     log.info("generated %d lines (%d good, %d duplicates, malformed %s) in %s", stats.lines_written,
              stats.good_rows, stats.duplicate_rows, stats.malformed_lines, out)
     return stats
