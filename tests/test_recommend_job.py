@@ -34,8 +34,8 @@ def _reviews(spark):
     day = dt.date(2015, 1, 1)
     for n, (u, items) in enumerate(sorted(RATINGS.items())):
         for m, (p, star) in enumerate(sorted(items.items())):
-            rows.append((f"r{n}{m}", u, p, "Beauty", star, day + dt.timedelta(days=3 * m + n)))
-    return spark.createDataFrame(rows, "review_id string, customer_id string, product_id string, "
+            rows.append((f"r{n}{m}", u, p, f"Title of {p}", "Beauty", star, day + dt.timedelta(days=3 * m + n)))
+    return spark.createDataFrame(rows, "review_id string, customer_id string, product_id string, product_title string, "
                                        "product_category string, star_rating int, review_date date")
 
 
@@ -46,7 +46,8 @@ def job_run(spark, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("recs") / "run")
     io.write_parquet_atomic(_reviews(spark), f"{root}/reviews")
     cfg = load_config([], [f"run.root={root}", "recsys.neighbors.k=2", "recsys.top_n=3", "recsys.block_size=2",
-                           "recsys.fill.top_popular=2", "recsys.als.iters=3", "recsys.evaluate.test_fraction=0.3"])
+                           "recsys.fill.top_popular=2", "recsys.als.iters=3", "recsys.evaluate.test_fraction=0.3",
+                           "recsys.fill.method=cf"])
     summary = run(spark, cfg)
     return root, summary
 
@@ -97,7 +98,7 @@ def test_recommendations_exclude_seen_and_are_ranked(spark, job_run) -> None:
     for lst in by_user.values():
         lst.sort(key=lambda r: r.rank)
         assert [r.rank for r in lst] == list(range(1, len(lst) + 1))
-        assert all(a.score >= b.score for a, b in zip(lst, lst[1:]))
+        assert all(a.score >= b.score for a, b in zip(lst, lst[1:], strict=False) if a.source == b.source)
     assert {r.source for r in rows} <= {"item_cf", "popular"}  # recsys.ranker's default
     pred = io.read_parquet(spark, f"{root}/predictions", "recommend")
     assert tuple(pred.columns) == S.PREDICTIONS_COLUMNS
@@ -120,10 +121,16 @@ def test_popularity_and_report(spark, job_run) -> None:
     for f in ("summary.json", "index.html", "neighbor_similarity.png", "popularity.png", "rating_error.png"):
         assert os.path.exists(f"{rep}/{f}"), f
     js = json.load(open(f"{rep}/summary.json"))
-    assert js["scorer"] == "cf" and js["counts"]["users"] == 5
+    assert js["scorer"] == "cf" and js["counts"]["users"] == 5  # recsys.fill.method = cf
+    assert js["fill"] == {"used": "cf", "how": "recsys.fill.method = cf"}
     assert "features job not run" in js["ids"]["source"]
     ev = js["evaluation"]["methods"]
-    assert set(ev) >= {"filled", "als_explicit", "global_mean"}
+    assert set(ev) >= {"filled", "als_explicit", "global_mean", "bias", "bias_als"}
+    va = js["evaluation"]["validation"]
+    assert va["chosen"] in ("bias", "bias_als", "cf") and va["rmse"][va["chosen"]] == min(
+        va["rmse"][m] for m in ("bias", "bias_als", "cf"))
+    iv = js["evaluation"]["intervals"]["bias"]["global_mean"]
+    assert iv["rmse_diff_lo"] <= iv["rmse_diff"] <= iv["rmse_diff_hi"]
     assert ev["global_mean"]["n"] == js["evaluation"]["test_pairs_warm_item"]
     assert js["feedback"]["kind"] == "explicit"
     rk = js["ranking"]
@@ -133,6 +140,11 @@ def test_popularity_and_report(spark, job_run) -> None:
         assert set(res["methods"]["item_cf"]) >= {"HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked_HR@10"}
     html = open(f"{rep}/index.html", encoding="utf-8").read()
     assert "Ranking, test" in html and "popularity" in html
+    # titles beside ids: the most popular items and the example lists
+    assert [t["title"] for t in js["top_items"]] == [f"Title of {t['item']}" for t in js["top_items"]]
+    assert js["examples"] and all(e["title"] == f"Title of {e['item']}" for e in js["examples"])
+    assert {e["user"] for e in js["examples"]} == {"u1", "u2", "u3"}
+    assert f"<td>Title of {js['examples'][0]['item']}</td>" in html
 
 
 def test_cf_scorer_and_its_resolution(spark, tmp_path) -> None:

@@ -40,10 +40,10 @@ from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import transforms as X
 from reviewrec.features.job import FeaturesParams
-from reviewrec.recommend import cf, evaluation, rankers
+from reviewrec.recommend import baseline, cf, evaluation, rankers
 from reviewrec.recommend.als import als_predict
 from reviewrec.recommend.ids import I, U, IdIndex, id_index
-from reviewrec.recommend.metrics import rating_errors
+from reviewrec.recommend.metrics import paired_bootstrap, rating_errors
 from reviewrec.recommend.params import RecommendParams
 from reviewrec.recommend.popularity import BAYES, RANK as POP_RANK, SCOPE, SCOPE_OVERALL, popularity_table
 from reviewrec.recommend.scoring import CFScorer, RatingScorer, resolve_scorer
@@ -130,7 +130,7 @@ def fill(spark: SparkSession, ratings: DataFrame, item_prior: DataFrame, p: Reco
              .agg(F.max(S.CF_PRED).alias(S.CF_PRED), F.max(cf.SUPPORT).alias(cf.SUPPORT))
              .join(item_prior.select(I, S.FALLBACK_RATING), on=I, how="left"))
     scored = score_cells(spark, scorer, cands, index)
-    source = (F.when(F.lit(scorer.name == "model"), F.lit(cf.SRC_MODEL))
+    source = (F.when(F.lit(scorer.name in ("model", "bias", "bias_als")), F.lit(scorer.name))
               .when(F.col(S.CF_PRED).isNotNull(), F.lit(cf.SRC_USER_CF))
               .otherwise(F.lit(cf.SRC_POPULAR)))
     filled = scored.select(U, I, F.col(S.PREDICTED_RATING), F.coalesce(F.col(cf.SUPPORT), F.lit(0)).alias(cf.SUPPORT),
@@ -170,9 +170,12 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
     (unpredictable pairs take the global mean) and on the pairs each method could predict
     (coverage says how many).
     """
-    split, info = X.time_split(reviews, 1.0 - p.evaluate.test_fraction, 0.0)
-    train = split.where(F.col(S.SPLIT) == S.SPLIT_TRAIN)
-    test = split.where(F.col(S.SPLIT) != S.SPLIT_TRAIN)
+    f = p.evaluate.test_fraction
+    split, info = X.time_split(reviews, 1.0 - 2 * f, f)
+    train = split.where(F.col(S.SPLIT) != S.SPLIT_TEST)
+    test = split.where(F.col(S.SPLIT) == S.SPLIT_TEST)
+    info["train_until"] = info["val_until"]
+    validation = choose_fill(spark, split, p, scorer, index)
     r_train = ratings_matrix(train, index).cache()
     mu = float(r_train.agg(F.avg(cf.VALUE)).first()[0])
     warm = (ratings_matrix(test, index)
@@ -196,6 +199,10 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
     methods = {"filled": scored(scorer)}
     if scorer.name == "model":  # the CF fill of the same cells, beside the model's
         methods["cf_filled"] = scored(CFScorer())
+    biases = baseline.fit_biases(r_train, validation["damping_user"], validation["damping_item"], mu)
+    methods["bias"] = biases.predict(pairs)
+    methods["bias_als"] = baseline.bias_als_predict(r_train, pairs, biases, p.als.rank, p.als.reg, p.als.iters,
+                                                    p.als.seed)
     methods.update({
         "cf_only": cands.where(F.col(S.CF_PRED).isNotNull()).select(U, I, F.col(S.CF_PRED).alias(cf.PRED)),
         "als_explicit": als,
@@ -204,19 +211,106 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
         "global_mean": truth.select(U, I, F.lit(mu).alias(cf.PRED)),
         "item_bayes": pairs.join(prior.select(I, F.col(S.FALLBACK_RATING).alias(cf.PRED)), on=I, how="left"),
     })
+    errors = {name: rating_errors(df, truth, cf.PRED, RATING) for name, df in methods.items()}
+    intervals = {}
+    for name, df in methods.items():
+        if errors[name]["coverage"] == 1.0:
+            intervals[name] = {ref: paired_bootstrap(df, methods[ref], truth, col_true=RATING)
+                               for ref in ("global_mean", "bias") if ref != name}
     out = {
-        "train_until": info["train_until"],
+        "train_until": info["train_until"], "validation": validation, "intervals": intervals,
         "train_reviews": train.count(), "test_reviews": test.count(),
         "test_pairs": n_test_all, "test_pairs_warm_item": truth.count(),
         "global_mean": mu, "scorer": scorer.name,
-        "methods": {name: rating_errors(df, truth, cf.PRED, RATING) for name, df in methods.items()},
+        "methods": errors,
         "note": "scored on test pairs whose user and item both occur up to the cut (a pair with an "
                 "unknown user or item has no CF, ALS or item prediction); *_filled and filled fall back to "
                 "the global mean where their method has no value",
     }
-    for df in (r_train, truth, prior, nb):
+    for df in (r_train, truth, prior, nb, biases.users, biases.items):
         df.unpersist()
     return out
+
+
+FILLS = ("bias", "bias_als", "cf")
+EXAMPLE_USERS = 3
+
+
+def product_titles(reviews: DataFrame, product_ids: list[str]) -> dict[str, str]:
+    """product_id -> a title from the reviews' product_title (when the reviews have one), for a
+    few ids (the report's tables)."""
+    if S.PRODUCT_TITLE not in reviews.columns or not product_ids:
+        return {}
+    rows = (reviews.where(F.col(S.PRODUCT_ID).isin(sorted(set(product_ids))) & F.col(S.PRODUCT_TITLE).isNotNull())
+            .groupBy(S.PRODUCT_ID).agg(F.min(S.PRODUCT_TITLE).alias(S.PRODUCT_TITLE)).collect())
+    return {r[S.PRODUCT_ID]: r[S.PRODUCT_TITLE] for r in rows}
+DEFAULT_DAMPING = (10.0, 25.0)
+
+
+class PairScorer:
+    """A RatingScorer from a function pairs (u, i) -> u, i, pred; the `fallback_rating` column
+    where it gives none."""
+
+    def __init__(self, name: str, predict: Any) -> None:
+        self.name = name
+        self.predict = predict
+
+    def score(self, spark: SparkSession, cells: DataFrame) -> DataFrame:
+        pred = self.predict(cells.select(U, I)).withColumnRenamed(cf.PRED, "_p")
+        fallback = F.col(S.FALLBACK_RATING) if S.FALLBACK_RATING in cells.columns else F.lit(None).cast("double")
+        return (cells.join(pred, on=[U, I], how="left")
+                .withColumn(S.PREDICTED_RATING, F.coalesce(F.col("_p"), fallback).cast("double")).drop("_p"))
+
+
+def fill_scorer(choice: dict[str, Any], ratings: DataFrame, p: RecommendParams) -> RatingScorer:
+    """The scorer of the fill chosen on validation (choose_fill), fitted on all `ratings`."""
+    if choice["chosen"] == "cf":
+        return CFScorer()
+    biases = baseline.fit_biases(ratings, choice["damping_user"], choice["damping_item"])
+    if choice["chosen"] == "bias":
+        return PairScorer("bias", biases.predict)
+    return PairScorer("bias_als", lambda pairs: baseline.bias_als_predict(
+        ratings, pairs, biases, p.als.rank, p.als.reg, p.als.iters, p.als.seed))
+
+
+def choose_fill(spark: SparkSession, split: DataFrame, p: RecommendParams, scorer: RatingScorer,
+                index: IdIndex) -> dict[str, Any]:
+    """The fill with the lowest RMSE on the validation reviews (split == val), each fitted on the
+    train reviews: the bias baseline (its damping chosen here), bias + ALS on its residuals, and the
+    CF fill; scored on the validation pairs whose user and item occur in train. The trained model
+    is not a candidate here (its training rows may overlap the validation days): it fills only
+    under recsys.fill.use_model = require. Returns {chosen, damping_user, damping_item, rmse}."""
+    r_fit = ratings_matrix(split.where(F.col(S.SPLIT) == S.SPLIT_TRAIN), index).cache()
+    val = (ratings_matrix(split.where(F.col(S.SPLIT) == S.SPLIT_VAL), index)
+           .join(r_fit.select(U).distinct(), on=U, how="inner")
+           .join(r_fit.select(I).distinct(), on=I, how="inner")).cache()
+    if val.count() == 0:
+        r_fit.unpersist()
+        val.unpersist()
+        return {"chosen": "bias", "damping_user": 10.0, "damping_item": 25.0, "rmse": {},
+                "note": "no validation pair with a known user and item: the bias baseline with default damping"}
+    biases, grid = baseline.choose_biases(r_fit, val)
+    pairs = val.select(U, I)
+    mu = biases.mu
+    nb, preds = neighbours_and_predictions(r_fit, p, index, items=pairs.select(I).distinct())
+    prior = item_prior(popularity_table(split.where(F.col(S.SPLIT) == S.SPLIT_TRAIN), p.popularity.prior_weight),
+                       index)
+    cf_fill = (pairs.join(preds.select(U, I, F.col(cf.PRED).alias("_cf")), on=[U, I], how="left")
+               .join(prior.select(I, S.FALLBACK_RATING), on=I, how="left")
+               .select(U, I, F.coalesce(F.col("_cf"), F.col(S.FALLBACK_RATING), F.lit(mu)).alias(cf.PRED)))
+    cands = {"bias": biases.predict(pairs),
+             "bias_als": baseline.bias_als_predict(r_fit, pairs, biases, p.als.rank, p.als.reg, p.als.iters,
+                                                   p.als.seed),
+             "cf": cf_fill,
+             "global_mean": pairs.select(U, I, F.lit(mu).alias(cf.PRED))}
+    rmse = {name: baseline.rmse(df, val) for name, df in cands.items()}
+    chosen = min(FILLS, key=lambda n: (rmse[n], FILLS.index(n)))
+    n_pairs = pairs.count()
+    for df in (r_fit, val, nb, biases.users, biases.items):
+        df.unpersist()
+    log.info("fill chosen on validation: %s (RMSE %s)", chosen, {k: round(v, 4) for k, v in rmse.items()})
+    return {"chosen": chosen, "damping_user": biases.damping_user, "damping_item": biases.damping_item,
+            "rmse": rmse, "validation_pairs": n_pairs, "damping_grid": grid}
 
 
 def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: list[tuple[str, int]],
@@ -256,6 +350,15 @@ def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: l
                      H.table(["source", "rows"], sorted(summary["recommendation_sources"].items())))]
         if "feedback" in summary:
             sections.append(("Feedback", H.table(["measure", "value"], summary["feedback"].items())))
+        if summary.get("top_items"):
+            sections.append(("Most popular items", H.table(
+                ["item", "title", "Bayesian average", "ratings"],
+                [(t["item"], t["title"] or "", t["bayes_rating"], t["n_ratings"]) for t in summary["top_items"]])))
+        if summary.get("examples"):
+            sections.append(("Example recommendations", H.table(
+                ["user", "rank", "item", "title", "score", "source"],
+                [(e[S.USER], e[S.RANK], e[S.ITEM], e["title"] or "", e[S.SCORE], e[S.SOURCE])
+                 for e in summary["examples"]])))
         rk = summary.get("ranking")
         if rk:
             for phase, res in rk["phases"].items():
@@ -273,6 +376,20 @@ def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: l
                 + f"<p>train until {ev['train_until']}; train {ev['train_reviews']:,} / "
                   f"test {ev['test_reviews']:,} reviews; "
                   f"{ev['note']}</p>"))
+        if ev and "validation" in ev:
+            va = ev["validation"]
+            sections.append(("Fill chosen on validation", H.table(
+                ["fill", "validation RMSE"], sorted(va["rmse"].items(), key=lambda t: t[1]))
+                + f"<p>used: <b>{summary.get('fill', {}).get('used', va['chosen'])}</b> "
+                  f"({summary.get('fill', {}).get('how', '')}); bias damping user {va['damping_user']:g}, "
+                  f"item {va['damping_item']:g}.</p>"))
+            rows = [(m, ref, f"{iv['rmse_diff']:+.4f}", f"[{iv['rmse_diff_lo']:+.4f}, {iv['rmse_diff_hi']:+.4f}]",
+                     f"{iv['mae_diff']:+.4f}", f"[{iv['mae_diff_lo']:+.4f}, {iv['mae_diff_hi']:+.4f}]")
+                    for m, refs in ev.get("intervals", {}).items() for ref, iv in refs.items() if iv.get("n")]
+            if rows:
+                sections.append(("Rating error against the global mean and the bias baseline", H.table(
+                    ["method", "against", "RMSE diff", "95% paired bootstrap", "MAE diff", "95% paired bootstrap"],
+                    rows) + "<p>negative: the method's error is lower (test pairs).</p>"))
         if "approximate" in summary:
             sections.append(("Approximate neighbours", H.table(["measure", "value"], summary["approximate"].items())))
         sections.append(("Timings (s)", H.table(["stage", "seconds"], summary["timings"].items())))
@@ -285,9 +402,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     timer = StageTimer("recommend")
     root = cfg["run"]["root"]
     p = RecommendParams.from_config(cfg["recsys"])
-    reviews = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
-    S.require_columns(reviews.columns, REQUIRED, io.dataset_path(root, "reviews"))
-    reviews = reviews.select(*REQUIRED).cache()
+    raw = io.read_parquet(spark, io.dataset_path(root, "reviews"), "ingest")
+    S.require_columns(raw.columns, REQUIRED, io.dataset_path(root, "reviews"))
+    reviews = raw.select(*REQUIRED).cache()
     scorer = resolve_scorer(spark, io.dataset_path(root, "model"), p.fill.use_model)
     summary: dict[str, Any] = {"config_hash": cfg.hash(),
                                "settings": {k: v for k, v in cfg.flat().items() if k.startswith("recsys.")}}
@@ -308,6 +425,23 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             "no rating fill (predictions is written empty: a constant rating has nothing to predict), "
             "no rating-error evaluation, no mean-centred cosine (neighbours use binary interactions)")
         log.warning("recommend: implicit feedback (%s): %s", why, summary["feedback"]["not_done"])
+    choice = {"chosen": "bias", "damping_user": DEFAULT_DAMPING[0], "damping_item": DEFAULT_DAMPING[1]}
+    if p.evaluate.enabled and not implicit:
+        with timer.stage("time-split evaluation"):
+            summary["evaluation"] = time_split_eval(spark, reviews, p, scorer, index)
+            log.info("time-split rating error: %s", {m: (round(v["rmse"], 4), round(v["mae"], 4), v["n"])
+                                                      for m, v in summary["evaluation"]["methods"].items()})
+            choice = summary["evaluation"]["validation"]
+    if p.fill.method != "auto":
+        choice = {**choice, "chosen": p.fill.method}
+    if not implicit and not (scorer.name == "model" and p.fill.use_model == "require"):
+        scorer = fill_scorer(choice, ratings, p)
+    if not implicit:
+        how = ("recsys.fill.use_model = require" if scorer.name == "model"
+               else f"recsys.fill.method = {p.fill.method}" if p.fill.method != "auto"
+               else "lowest validation RMSE of bias, bias_als, cf" if p.evaluate.enabled
+               else "the bias baseline (recsys.evaluate.enabled is false)")
+        summary["fill"] = {"used": scorer.name, "how": how}
     with timer.stage("neighbours + fill"):
         if implicit:
             nb = cf.user_neighbors(user_values(ratings, p, implicit=True)[0], p.similarity(),
@@ -348,6 +482,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         sim_hist = [(f"{edges[j + 10]:.1f}", counts_by.get(j, 0) + (counts_by.get(10, 0) if j == 9 else 0))
                     for j in range(-10, 10)]
         n_neighbor_rows = n_nbr.count()
+        first_users = written.select(S.USER).distinct().orderBy(S.USER).limit(EXAMPLE_USERS)
+        examples = [r.asDict() for r in written.join(first_users, on=S.USER, how="inner")
+                    .orderBy(S.USER, S.RANK).collect()]
+    titles = product_titles(raw, [t[0] for t in top_items] + [e[S.ITEM] for e in examples])
+    summary["top_items"] = [{"item": t[0], "title": titles.get(t[0]), "bayes_rating": t[1], "n_ratings": t[2]}
+                            for t in top_items]
+    summary["examples"] = [{**e, "title": titles.get(e[S.ITEM])} for e in examples]
     if p.neighbors.measure_recall and p.neighbors.approximate:
         with timer.stage("approximate-mode recall"):
             exact = cf.user_neighbors(user_values(ratings, p, implicit)[0], p.similarity(exact=True),
@@ -358,11 +499,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if p.evaluate.enabled:
         with timer.stage("ranking evaluation"):
             summary["ranking"] = evaluation.evaluate_rankers(events, p, index.n_users, index.n_items)
-    if p.evaluate.enabled and not implicit:
-        with timer.stage("time-split evaluation"):
-            summary["evaluation"] = time_split_eval(spark, reviews, p, scorer, index)
-            log.info("time-split rating error: %s", {m: (round(v["rmse"], 4), round(v["mae"], 4), v["n"])
-                                                      for m, v in summary["evaluation"]["methods"].items()})
     summary["counts"] = {"users": index.n_users, "items": index.n_items, "ratings": n_ratings,
                          "neighbor_rows": n_neighbor_rows, "recommendation_rows": sum(sources.values())}
     summary["ids"] = {"source": index.source, "users_known_to_indexer": index.known_users,

@@ -12,6 +12,7 @@ from typing import Any
 from reviewrec.recommend.similarity import SimilarityParams
 
 USE_MODEL_CHOICES = ("auto", "never", "require")
+FILL_METHODS = ("auto", "bias", "bias_als", "cf")
 RANKERS = ("item_cf", "user_cf", "blend", "popularity")
 FEEDBACK_CHOICES = ("auto", "explicit", "implicit")
 SPLITS = ("auto", "leave_last_out", "time")
@@ -42,10 +43,13 @@ class FillParams:
     neighbor_items: int = 50
     top_popular: int = 20
     use_model: str = "auto"
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         if self.use_model not in USE_MODEL_CHOICES:
             raise ValueError(f"recsys.fill.use_model = {self.use_model!r}; choose one of {USE_MODEL_CHOICES}")
+        if self.method not in FILL_METHODS:
+            raise ValueError(f"recsys.fill.method = {self.method!r}; choose one of {FILL_METHODS}")
 
 
 @dataclass(frozen=True)
