@@ -176,6 +176,20 @@ def _recs(entry: dict[str, Any]) -> str:
                 "user and item both occur up to then:</p>"
                 + H.table(["method", "RMSE", "MAE", "pairs"],
                           [(m, _get(v, "rmse"), _get(v, "mae"), _get(v, "n")) for m, v in methods.items()]))
+    phases = _get(d, "ranking", "phases")
+    if isinstance(phases, dict) and phases:
+        phase = "test" if "test" in phases else next(iter(phases))
+        ranked = _get(phases, phase, "methods") or {}
+        out += (f"<p>top-N lists on held-out data ({html.escape(str(_get(d, 'ranking', 'split')))} split, "
+                f"{html.escape(phase)} phase), the job's ranker beside popularity:</p>"
+                + H.table(["ranker", "HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked HR@10"],
+                          [(m, _get(v, "HR@10"), _get(v, "NDCG@10"), _get(v, "Recall@20"), _get(v, "coverage@10"),
+                            _get(v, "liked_HR@10")) for m, v in ranked.items()]))
+    examples = d.get("examples") or []
+    if examples:
+        out += ("<p>example recommendations:</p>"
+                + H.table(["user", "rank", "item", "title"],
+                          [(e.get("user"), e.get("rank"), e.get("item"), e.get("title") or "") for e in examples]))
     return out
 
 
