@@ -312,7 +312,7 @@ def _uncommitted_table(fs: _FS, path: str) -> bool:
     if not fs.fs.getFileStatus(fs.p(path)).isDirectory():
         return False
     names = [str(s.getPath().getName()) for s in fs.fs.listStatus(fs.p(path))]
-    return any(n == DELTA_LOG or n.startswith("part-") or "=" in n for n in names)
+    return any(n == DELTA_LOG or n.endswith(".parquet") or "=" in n for n in names)
 
 
 def dataset_exists(spark: SparkSession, path: str) -> bool:
