@@ -15,7 +15,12 @@ RETENTION_HOURS ago still has files. Repeated runs therefore keep the files of t
 replaced within the last RETENTION_HOURS (plus the current one), not every version written.
 
 Outputs that are not tables (model/, features_meta/, report/ directories, JSON files) are small
-and written by local libraries: see write_text_atomic and publish_dir for their commit.
+and written by local libraries. A file is replaced by a rename on local disk and HDFS (atomic
+there) and by a single PUT on an object store (atomic there). A directory (publish_dir) is
+renamed into place on local disk and HDFS; on an object store its files are uploaded one by one,
+each whole, but a reader listing it mid-upload can see old and new files together: the model/
+and features_meta/ directories must be local or mounted anyway (Keras and the Horovod ranks
+read files), and the reports are for people.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 
 TMP_MARK = ".__tmp_"
 OLD_MARK = ".__old_"
+OBJECT_STORES = ("s3a", "s3", "s3n", "gs", "abfs", "abfss", "wasbs")
 DELTA = "delta"
 DELTA_LOG = "_delta_log"
 # Delta's session setting whose value every commit records as commitInfo.userMetadata.
@@ -51,6 +57,10 @@ def dataset_path(root: str, name: str) -> str:
 
 def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
+
+
+def is_object_store(path: str) -> bool:
+    return path.split("://", 1)[0] in OBJECT_STORES if "://" in path else False
 
 
 def _local(path: str) -> str:
@@ -257,6 +267,11 @@ def write_text_atomic(spark: SparkSession | None, path: str, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         fh.write(text)
     fs = _FS(spark, path)
+    if is_object_store(path):
+        # One PUT: the object appears whole, replacing the old one, with no moment without it.
+        fs.copy_from_local(fh.name, path)
+        os.unlink(fh.name)
+        return
     tmp = _tmp_name(path)
     fs.copy_from_local(fh.name, tmp)
     os.unlink(fh.name)
