@@ -1,6 +1,8 @@
 """UPOS and lemma accuracy of the builtin text engine on UD English EWT dev, plus its speed.
 
     .venv/bin/python benchmarks/bench_text_accuracy.py [--conllu PATH] [--out FILE.json] [--confusions 15]
+        [--weights FILE.json.gz] [--compare OTHER.json.gz [--rounds 5]]
+    .venv/bin/python benchmarks/bench_text_accuracy.py --sweep [--seeds 1,2] [--iterations 8,10,12,15]
 
 All on gold tokenization, lemmas compared lowercased, each for all genres and for the
 `reviews` genre, with the engine's analyzer (`builtin_engine.get_analyzer().analyze`):
@@ -15,6 +17,16 @@ All on gold tokenization, lemmas compared lowercased, each for all genres and fo
     document's sentences joined into one row, as the chain sees a review (no boundaries).
 The perceptron's batched decoder is also checked against its per-token reference on dev.
 `--confusions N` prints the N most frequent (gold, predicted) UPOS errors on every token.
+
+`--weights` scores another weights file than the shipped one; `--compare OTHER` also scores OTHER
+and times both side by side in this process: the engine's batch step (`tag_batch`: tags and
+lemmas) over every dev sentence as one batch per 1,000 sentences, the two alternating for
+`--rounds` warm rounds of 20 passes each, tokens per CPU second of the best and the median round.
+
+`--sweep` is how the training settings were chosen (preprocess/perceptron_train.py): it trains
+on EWT train once per seed for the largest iteration count, takes the averaged model after each
+listed iteration count, and scores UPOS on dev's word tokens for each seed and for the average of
+the seeds so far; nothing is trained on dev.
 """
 from __future__ import annotations
 
@@ -36,6 +48,7 @@ DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
                        "ud_english_ewt", "en_ewt-ud-dev.conllu")
 Analyzer = Callable[[Sequence[str]], tuple[list[str], list[str]]]
 WORD_RE = re.compile(r"[^\W_]")
+REPEAT = 20  # passes over dev per timed round in `side_by_side` (one pass is about 0.03 CPU s)
 
 
 def spark_english_stop_words() -> set[str]:
@@ -89,7 +102,7 @@ def check_perceptron(sents: list[Sentence]) -> list[int]:
 
     from reviewrec.preprocess.perceptron import ReferencePerceptron, get_model, read_weights
 
-    model, ref = get_model(), ReferencePerceptron(read_weights())
+    model, ref = get_model(), ReferencePerceptron(read_weights())  # the shipped weights
     rows = [[f for f in s.forms if WORD_RE.search(f)] for s in sents]
     words: dict[str, int] = {}
     idx = np.array([words.setdefault(w, len(words)) for r in rows for w in r])
@@ -116,13 +129,124 @@ def confusions(sents: list[Sentence], analyze: Analyzer, lower: bool, n: int) ->
     return [(g, p, k) for (g, p), k in c.most_common(n)]
 
 
+def analyzer_of(path: str | None):
+    """The engine's analyzer with the weights file `path` (None: the shipped one, hash-checked)."""
+    from reviewrec.preprocess.builtin_engine import PosLemmaAnalyzer
+    from reviewrec.preprocess.lemmatizer import Lemmatizer
+    from reviewrec.preprocess.perceptron import PerceptronModel, read_weights
+
+    if path is None:
+        return get_analyzer()
+    return PosLemmaAnalyzer(PerceptronModel(read_weights(path, check_hash=False)), Lemmatizer())
+
+
+def side_by_side(sents: list[Sentence], paths: dict[str, str | None], rounds: int) -> dict:
+    """Accuracy and batch-step speed of several weights files in one process, alternating."""
+    import pyarrow as pa
+
+    from reviewrec.preprocess.builtin_engine import tag_batch
+
+    out: dict[str, dict] = {}
+    ans = {}
+    for name, path in paths.items():
+        t0 = time.perf_counter()
+        ans[name] = analyzer_of(path)
+        load = time.perf_counter() - t0
+        out[name] = {"weights": path or "shipped", "load_s": round(load, 2)}
+        for genre in (None, "reviews"):
+            acc = evaluate(sents, ans[name].analyze, genre=genre)
+            out[name][genre or "all"] = acc.as_dict()
+        print(f"{name:8s} load {load:.2f}s  all {out[name]['all']}  reviews {out[name]['reviews']}", flush=True)
+    batches = [pa.array([s.forms for s in sents[i:i + 1000]], pa.list_(pa.string()))
+               for i in range(0, len(sents), 1000)]
+    n_tok = sum(len(s.forms) for s in sents)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds + 1):  # round 0 warms the caches
+        for name in paths:
+            t0 = time.process_time()
+            for _ in range(REPEAT):
+                for b in batches:
+                    tag_batch(b, ans[name])
+            times[name].append(time.process_time() - t0)
+    for name in paths:
+        best = min(times[name][1:])
+        out[name]["tokens_per_cpu_s_best"] = round(REPEAT * n_tok / best)
+        out[name]["tokens_per_cpu_s_median"] = round(REPEAT * n_tok / sorted(times[name][1:])[rounds // 2])
+        out[name]["cpu_s_per_round"] = [round(t, 3) for t in times[name][1:]]
+        print(f"{name:8s} {REPEAT * n_tok / best:,.0f} tokens per CPU-second (best of {rounds} warm rounds; "
+              f"median {out[name]['tokens_per_cpu_s_median']:,}; batches of 1,000 sentences)", flush=True)
+    return out
+
+
+def sweep(train_path: str, dev_path: str, seeds: list[int], iterations: list[int]) -> dict:
+    import numpy as np
+
+    from reviewrec.preprocess.perceptron import PerceptronModel
+    from reviewrec.preprocess.perceptron_train import train, training_rows
+
+    train_sents = list(read_conllu(train_path))
+    dev = training_rows(read_conllu(dev_path))
+    gold = [lab.split("|", 1)[0] for _, labs in dev for lab in labs]
+
+    def score(model: dict) -> float:
+        m = PerceptronModel(model)
+        words: dict[str, int] = {}
+        idx = np.array([words.setdefault(w, len(words)) for r, _ in dev for w in r])
+        got = m.tag_flat(list(words), idx, np.array([len(r) for r, _ in dev]))
+        return round(float(np.mean([m.upos[g] == u for g, u in zip(got.tolist(), gold, strict=True)])), 4)
+
+    sums: dict[int, dict[str, dict[str, int]]] = {k: {} for k in iterations}
+    out: dict[str, float] = {}
+    t0 = time.time()
+    for n, seed in enumerate(seeds, 1):
+        def on_iteration(k: int, model: dict, n: int = n, seed: int = seed) -> None:
+            if k not in sums:
+                return
+            out[f"seed {seed}, {k} iterations"] = score(model)
+            acc = sums[k]
+            for f, row in model["weights"].items():
+                a = acc.setdefault(f, {})
+                for c, v in row.items():
+                    a[c] = a.get(c, 0) + round(v * 1000)
+            line = f"seed {seed}, {k:2d} iterations: dev UPOS (word tokens) {out[f'seed {seed}, {k} iterations']}"
+            if n > 1:
+                avg = {f: {c: round(v / n) / 1000 for c, v in row.items() if round(v / n)} for f, row in acc.items()}
+                key = f"average of {n} seeds, {k} iterations"
+                out[key] = score({**model, "weights": {f: r for f, r in avg.items() if r}})
+                line += f"; {key}: {out[key]}"
+            print(f"[{time.time() - t0:5.0f}s] {line}", flush=True)
+
+        train(train_sents, iterations=max(iterations), seed=seed, on_iteration=on_iteration)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--conllu", default=DEFAULT)
     ap.add_argument("--out", default=None)
     ap.add_argument("--confusions", type=int, default=15)
+    ap.add_argument("--weights", default=None, help="a weights file other than the shipped one")
+    ap.add_argument("--compare", default=None, help="another weights file, scored and timed side by side")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sweep", action="store_true", help="train on EWT train and score each setting on dev")
+    ap.add_argument("--train", default=DEFAULT.replace("-dev.", "-train."))
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--iterations", default="8,10,12,15")
     args = ap.parse_args()
+    if args.sweep:
+        res = sweep(args.train, args.conllu, [int(x) for x in args.seeds.split(",")],
+                    [int(x) for x in args.iterations.split(",")])
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                json.dump(res, fh, indent=2)
+        return 0
     sents = list(read_conllu(args.conllu))
+    if args.compare:
+        res = side_by_side(sents, {"new": args.weights, "other": args.compare}, args.rounds)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                json.dump(res, fh, indent=2)
+        return 0
     stop = spark_english_stop_words()
     nostop = without_stop_words(sents, stop)
     results: dict[str, object] = {}
@@ -131,7 +255,7 @@ def main() -> int:
         results[key] = acc.as_dict()
         print(f"{key:66s} tokens {acc.tokens:6d}  UPOS {acc.upos:.4f}  lemma {acc.lemma:.4f}", flush=True)
 
-    an = get_analyzer().analyze
+    an = analyzer_of(args.weights).analyze
     words_s, docs = words_only(sents), words_only(documents(sents))
     words_ns, docs_ns = without_stop_words(words_s, stop), without_stop_words(docs, stop)
     for lower in (False, True):

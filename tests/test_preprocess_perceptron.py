@@ -1,10 +1,11 @@
 """The averaged-perceptron model: the batched decoder against the per-token reference, its
-semantics on a hand-made model, and the weights-file check. The weights come from the pinned
-denckring-en-pos."""
+semantics on a hand-made model, the weights-file check, and the training that made the shipped
+weights (preprocess/perceptron_train.py)."""
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 
 import numpy as np
@@ -75,9 +76,9 @@ def test_batched_decoder_equals_reference_on_ewt_dev(model, reference):
     """Every sentence of UD EWT dev (punctuation dropped, as the model's training stream), in
     one batch, cased and lowercased; and whole documents as one row (long rows, many cuts)."""
     sents = list(read_conllu(str(shared_data("ud_english_ewt", "en_ewt-ud-dev.conllu"))))
-    rows = [[f for f, u in zip(s.forms, s.upos) if u != "PUNCT"] for s in sents]
+    rows = [[f for f, u in zip(s.forms, s.upos, strict=False) if u != "PUNCT"] for s in sents]
     docs: dict[str, list[str]] = {}
-    for s, r in zip(sents, rows):
+    for s, r in zip(sents, rows, strict=False):
         docs.setdefault(s.sent_id.rsplit("-", 1)[0], []).extend(r)
     for batch in (rows, [[w.lower() for w in r] for r in rows], list(docs.values())):
         assert _batched(model, batch) == [reference.tag(r) for r in batch]
@@ -105,24 +106,59 @@ def test_tie_break_boundaries_and_tag_dictionary_on_a_tiny_model():
 
 def test_weights_file_is_checked(tmp_path, monkeypatch):
     src = perceptron.default_weights_path()
-    assert src.endswith("denckring_en_pos/data/tagger.json.gz")
+    assert src == os.path.join(perceptron.MODELS_DIR, "builtin_pos_ud_ewt.json.gz")
+    assert perceptron.file_sha256(src) == perceptron.WEIGHTS_SHA256
     raw = json.loads(gzip.decompress(open(src, "rb").read()))
     raw["weights"]["bias"]["NOUN|-"] += 1
-    bad = tmp_path / "tagger.json.gz"
-    bad.write_bytes(gzip.compress(json.dumps(raw).encode()))
-    with pytest.raises(ValueError, match=r"tagger\.json\.gz: sha256 .* is not that of denckring-en-pos 0\.6\.0"):
+    bad = tmp_path / "weights.json.gz"
+    bad.write_bytes(gzip.compress(json.dumps(raw).encode(), compresslevel=1))
+    with pytest.raises(ValueError, match=r"weights\.json\.gz: sha256 .* is not that of the shipped builtin_pos_ud_ewt"):
         perceptron.read_weights(str(bad))
-    assert perceptron.read_weights(str(bad), check_hash=False)["weights"]["bias"]["NOUN|-"] == raw["weights"]["bias"]["NOUN|-"]
+    assert perceptron.read_weights(str(bad), check_hash=False)["weights"]["bias"] == raw["weights"]["bias"]
     good = tmp_path / "copy.json.gz"
     shutil.copy(src, good)
     assert perceptron.read_weights(str(good))["classes"] == raw["classes"]
-
-    import importlib.metadata as md
-
-    def missing(name):
-        raise md.PackageNotFoundError(name)
-
-    monkeypatch.setattr(md, "distribution", missing)
-    with pytest.raises(ImportError, match="needs the 'denckring-en-pos' package"):
+    # Not in the repository's directory nor shipped by Spark: the error names the file and the fix.
+    monkeypatch.setattr(perceptron, "MODELS_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="builtin_pos_ud_ewt.json.gz is missing .*train_text_models"):
         perceptron.default_weights_path()
+
+
+def test_training_learns_tags_and_writes_the_same_bytes():
+    """A few sentences: the tag dictionary, the VerbForm labels, greedy training that tags its
+    own training sentences right, and weights bytes that do not depend on the run."""
+    from reviewrec.preprocess.conllu import Sentence
+    from reviewrec.preprocess import perceptron_train as PT
+
+    base = [Sentence("a", ["I", "like", "the", "dogs", "."], ["I", "like", "the", "dog", "."],
+                     ["PRON", "VERB", "DET", "NOUN", "PUNCT"], ["_", "VerbForm=Fin", "_", "_", "_"]),
+            Sentence("b", ["Dogs", "like", "running"], ["dog", "like", "run"], ["NOUN", "VERB", "VERB"],
+                     ["_", "VerbForm=Fin", "VerbForm=Ger"]),
+            Sentence("c", ["I", "like", "it"], ["I", "like", "it"], ["PRON", "ADP", "PRON"], ["_", "_", "_"])]
+    sents = base * 10
+    rows = PT.training_rows(sents)
+    assert rows[0] == (["I", "like", "the", "dogs"], ["PRON|-", "VERB|Fin", "DET|-", "NOUN|-"])  # "." left out
+    tagdict = PT.make_tagdict(rows)
+    # seen >= 20 times with one label in >= 97% of them ("like" is VERB or ADP; "the" seen 10 times)
+    assert tagdict == {"i": "PRON|-", "dogs": "NOUN|-"}
+    model = PT.train(sents, iterations=3, seed=7)
+    assert model["classes"] == ["ADP|-", "DET|-", "NOUN|-", "PRON|-", "VERB|Fin", "VERB|Ger"]
+    tagger = perceptron.PerceptronModel(model)
+    assert tagger.tag(["Dogs", "like", "running"]) == ["NOUN|-", "VERB|Fin", "VERB|Ger"]
+    assert tagger.tag(["I", "like", "the", "dogs"])[1] == "VERB|Fin"
+    assert perceptron.ReferencePerceptron(model).tag(["I", "like", "it"]) == tagger.tag(["I", "like", "it"])
+    twice = PT.weights_bytes(PT.train(sents, iterations=3, seed=7))
+    assert PT.weights_bytes(model) == twice
+    # several seeds: each weight is the mean of the seeds' weights (in thousandths, ties to even)
+    a, b = model["weights"], PT.train(sents, iterations=3, seed=8)["weights"]
+    averaged = PT.train_averaged(sents, iterations=3, seeds=(7, 8))["weights"]
+    want = {}
+    for f in set(a) | set(b):
+        for c in set(a.get(f, {})) | set(b.get(f, {})):
+            m = round(a.get(f, {}).get(c, 0) * 1000) + round(b.get(f, {}).get(c, 0) * 1000)
+            if m // 2 or m % 2:
+                want.setdefault(f, {})[c] = (m // 2 + (m % 2 and (m // 2) % 2)) / 1000
+    want = {f: {c: v for c, v in row.items() if v} for f, row in want.items()}
+    assert averaged == {f: row for f, row in want.items() if row}
 

@@ -15,6 +15,7 @@ worker (`get_analyzer`).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from reviewrec import schema as S
 from reviewrec.preprocess.lemmatizer import Lemmatizer
-from reviewrec.preprocess.perceptron import PerceptronModel, get_model
+from reviewrec.preprocess.perceptron import WEIGHTS_FILE, PerceptronModel, default_weights_path, get_model
 from reviewrec.preprocess.transforms import TOKENS, repeat_regex
 from reviewrec.preprocess.upos import PTB_TO_UPOS, PUNCT_RE, UPOS_TAGS, punctuation_upos
 
@@ -134,7 +135,7 @@ def tag_batch(tokens: pa.Array, analyzer: PosLemmaAnalyzer) -> TaggedBatch:
     w_of, lab_of = np.divmod(uniq, n_cls + 1)
     lemma = analyzer.lemma
     lem_list = [lemma(words[w], lab) if lab < n_cls else words[w].lower()
-                for w, lab in zip(w_of.tolist(), lab_of.tolist())]
+                for w, lab in zip(w_of.tolist(), lab_of.tolist(), strict=False)]
     u_upos = np.append(label_upos, -1)[lab_of]
     for j in np.flatnonzero(lab_of == n_cls).tolist():
         u_upos[j] = _UPOS_ID[punctuation_upos(words[w_of[j]])]
@@ -162,6 +163,17 @@ def lemmas_and_pos(tokens: pa.Array, analyzer: PosLemmaAnalyzer, min_length: int
             pa.ListArray.from_arrays(offsets, pos_vals, mask=mask))
 
 
+def ship_weights(spark: SparkSession) -> None:
+    """Off local mode, the POS weights file goes to every executor with `SparkContext.addFile`
+    (once per application), where `perceptron.default_weights_path` finds it through SparkFiles
+    when the executor's machine has no copy of the repository."""
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return
+    if not any(os.path.basename(f) == WEIGHTS_FILE for f in sc.listFiles):
+        sc.addFile(default_weights_path())
+
+
 def pos_lemma_builtin(df: DataFrame, min_length: int, max_repeat: int, stop_words: Sequence[str],
                       col_tokens: str = TOKENS) -> DataFrame:
     """`col_tokens` (array<string>, case kept, stop words kept) -> `lemmas` (lowercase) and `pos`
@@ -169,6 +181,7 @@ def pos_lemma_builtin(df: DataFrame, min_length: int, max_repeat: int, stop_word
     lemmas dropped after tagging: one `mapInArrow` step (`lemmas_and_pos` per Arrow batch).
     Other columns pass through; `col_tokens` is dropped."""
     stop = frozenset(w.lower() for w in stop_words)
+    ship_weights(df.sparkSession)
     others = [c for c in df.columns if c != col_tokens]
     out_schema = T.StructType([*[df.schema[c] for c in others],
                                T.StructField(S.LEMMAS, T.ArrayType(T.StringType()), True),

@@ -19,6 +19,7 @@ class Sentence:
     forms: list[str] = field(default_factory=list)
     lemmas: list[str] = field(default_factory=list)
     upos: list[str] = field(default_factory=list)
+    feats: list[str] = field(default_factory=list)  # FEATS column ("VerbForm=Ger|..." or "_")
 
     @property
     def genre(self) -> str:
@@ -49,6 +50,7 @@ def read_conllu(path: str) -> Iterator[Sentence]:
             sent.forms.append(cols[1])
             sent.lemmas.append(cols[2])
             sent.upos.append(cols[3])
+            sent.feats.append(cols[5])
     if sent.forms:
         yield sent
 
@@ -92,7 +94,7 @@ def evaluate(sentences: Sequence[Sentence], analyze: Analyzer, lowercase_input: 
         if len(lemmas) != len(forms) or len(upos) != len(forms):
             raise ValueError(f"sentence {s.sent_id}: analyzer returned {len(lemmas)} lemmas / "
                              f"{len(upos)} tags for {len(forms)} tokens")
-        for f, lem, u, gl, gu in zip(s.forms, lemmas, upos, s.lemmas, s.upos):
+        for f, lem, u, gl, gu in zip(s.forms, lemmas, upos, s.lemmas, s.upos, strict=False):
             if skip_words is not None and f.lower() in skip_words:
                 continue
             acc.tokens += 1
@@ -134,7 +136,7 @@ def pos_line(sentence: Sentence, delimiter: str, words_only: bool = True) -> str
     spaces. Whitespace inside a form becomes "_" (the reader splits items on whitespace);
     `words_only` leaves out punctuation-only tokens, as the chain's tokenizer does."""
     items = []
-    for form, tag in zip(sentence.forms, sentence.upos):
+    for form, tag in zip(sentence.forms, sentence.upos, strict=False):
         if words_only and not is_word(form):
             continue
         if delimiter in form or delimiter in tag:
@@ -147,7 +149,7 @@ def lemma_counts(sentences: Iterable[Sentence]) -> Counter[tuple[str, str]]:
     """(lowercase form, lowercase lemma) -> occurrences, over the word tokens of `sentences`."""
     out: Counter[tuple[str, str]] = Counter()
     for s in sentences:
-        for form, lemma in zip(s.forms, s.lemmas):
+        for form, lemma in zip(s.forms, s.lemmas, strict=False):
             if is_word(form) and lemma != "_":
                 out[(form.lower(), lemma.lower())] += 1
     return out

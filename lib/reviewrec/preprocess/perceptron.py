@@ -1,10 +1,10 @@
 """The builtin engine's POS tagger: a greedy averaged-perceptron UPOS tagger trained
 on UD English-EWT, decoded for whole Arrow batches at once with numpy.
 
-The model is the weights file of the PyPI package `denckring-en-pos` 0.6.0
-(`denckring_en_pos/data/tagger.json.gz`; model CC BY-SA 4.0, trained on UD English-EWT v2.18
-train with punctuation dropped from the token stream, 12 iterations; see the package's NOTICE).
-Only that file is read: the package's Python code is not imported. Its feature set is Honnibal's
+The weights are trained here from UD English-EWT train by `./spark-submit.sh train_text_models`
+(preprocess/perceptron_train.py; punctuation-only tokens left out of the token stream) and ship
+beside the sparknlp engine's models as lib/sparknlp/models/builtin_pos_ud_ewt.json.gz (CC BY-SA
+4.0, derived from UD English-EWT; lib/sparknlp/models/README.md). Its feature set is Honnibal's
 (textblob-aptagger): for token i of a sentence whose lowercased words are c,
 
     bias, suf3/suf2/suf1 and pre1 of c[i], shape (X for a capital first letter else x, plus d
@@ -13,7 +13,7 @@ Only that file is read: the package's Python code is not imported. Its feature s
 
 where p1, p2 are the two labels guessed to the left (<s> at the start). A word in the model's
 tag dictionary gets its label without scoring. The label is the highest score; among equal
-scores the greatest label in sorted order (as the package's own decoder). Labels are
+scores the greatest label in sorted order (as in training). Labels are
 "UPOS|VerbForm" ("VERB|Ger", "NOUN|-"); no PUNCT/SYM label exists (the chain's tokenizer drops
 punctuation; `builtin_engine.PosLemmaAnalyzer` tags such tokens by rule).
 
@@ -31,7 +31,6 @@ table (t-1, t-2, t-1t-2) and the t-1 w table of the word, then takes the argmax.
 """
 from __future__ import annotations
 
-import base64
 import functools
 import gzip
 import hashlib
@@ -43,11 +42,13 @@ import numpy as np
 
 START = "<s>"
 END = "</s>"
-DISTRIBUTION = "denckring-en-pos"
-WEIGHTS_IN_WHEEL = "denckring_en_pos/data/tagger.json.gz"
-# sha256 of tagger.json.gz in denckring-en-pos 0.6.0 (the wheel's RECORD entry): a different
-# model is refused rather than silently used with accuracy numbers measured on this one.
-WEIGHTS_SHA256 = "TYwHo6m8vvJXwYmZu03c9QHs7eIpqPnZ5ihQYjpul_c"
+WEIGHTS_FILE = "builtin_pos_ud_ewt.json.gz"
+# The repository's copy (lib/sparknlp/models, beside the sparknlp engine's models).
+MODELS_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                                          "sparknlp", "models"))
+# sha256 of the shipped weights file (rebuilt byte for byte by train_text_models): a different
+# file is refused rather than silently used with accuracy numbers measured on this one.
+WEIGHTS_SHA256 = "81f0084e75dea88669e64bdfdbdf2c2c2809aca796f42a46c9315362de41cab6"
 # Word-only features, in the order of `ReferencePerceptron.features`.
 SELF_FEATURES = ("suf3", "suf2", "suf1", "pre1", "shape", "w")
 CONTEXT_FEATURES = ("w-1", "w-2", "w+1", "w+2")
@@ -55,35 +56,39 @@ _CHUNK = 8192  # tokens per gather chunk in `tag_flat` (its int32 scores stay in
 
 
 def default_weights_path() -> str:
-    """Path of tagger.json.gz inside the installed denckring-en-pos distribution (found through
-    its installed-files record, without importing the package)."""
-    import importlib.metadata as md
-
+    """Path of the weights file: the repository's (lib/sparknlp/models), else the copy Spark
+    shipped to this process (`SparkContext.addFile`: executors on other machines, a cluster-mode
+    driver), else the working directory's."""
+    places = [os.path.join(MODELS_DIR, WEIGHTS_FILE)]
     try:
-        dist = md.distribution(DISTRIBUTION)
-    except md.PackageNotFoundError as e:
-        raise ImportError(f"text.engine=builtin needs the '{DISTRIBUTION}' package (pinned in "
-                          f"lib/requirements.txt) for its weights file {WEIGHTS_IN_WHEEL}") from e
-    for f in dist.files or ():
-        if str(f).replace(os.sep, "/").endswith(WEIGHTS_IN_WHEEL):
-            path = str(dist.locate_file(f))
-            if os.path.isfile(path):
-                return path
-    raise FileNotFoundError(f"{DISTRIBUTION} {dist.version} is installed but its weights file "
-                            f"{WEIGHTS_IN_WHEEL} is missing; reinstall it")
+        from pyspark import SparkFiles
+
+        places.append(SparkFiles.get(WEIGHTS_FILE))
+    except Exception:  # no SparkContext / SparkFiles root in this process
+        pass
+    places.append(os.path.abspath(WEIGHTS_FILE))
+    for p in places:
+        if os.path.isfile(p):
+            return p
+    raise FileNotFoundError(f"text.engine=builtin: the POS weights file {WEIGHTS_FILE} is missing (looked in "
+                            f"{', '.join(places)}); rebuild it with ./spark-submit.sh train_text_models")
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def read_weights(path: str | None = None, check_hash: bool = True) -> dict:
-    """The model JSON ({"classes", "tagdict", "vocabulary", "weights"}) from `path` (default:
-    the installed package's file), after checking its sha256."""
+    """The model JSON ({"classes", "tagdict", "weights"}) from `path` (default: the shipped
+    file), after checking its sha256 against WEIGHTS_SHA256."""
     path = path or default_weights_path()
     with open(path, "rb") as fh:
         blob = fh.read()
     if check_hash:
-        got = base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=").decode()
+        got = hashlib.sha256(blob).hexdigest()
         if got != WEIGHTS_SHA256:
-            raise ValueError(f"{path}: sha256 {got} is not that of denckring-en-pos 0.6.0's "
-                             f"tagger.json.gz ({WEIGHTS_SHA256})")
+            raise ValueError(f"{path}: sha256 {got} is not that of the shipped {WEIGHTS_FILE} ({WEIGHTS_SHA256})")
     raw = json.loads(gzip.decompress(blob).decode("utf-8"))
     for key in ("classes", "tagdict", "weights"):
         if key not in raw:
@@ -323,7 +328,7 @@ class PerceptronModel:
 
 def get_model(path: str | None = None) -> PerceptronModel:
     """One model per Python process and weights file (a Spark worker loads it once, then
-    reuses it); `path` None = the installed package's file."""
+    reuses it); `path` None = `default_weights_path()`."""
     return _load_model(os.path.realpath(path or default_weights_path()))
 
 

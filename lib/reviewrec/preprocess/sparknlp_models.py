@@ -37,6 +37,8 @@ from reviewrec.preprocess.sparknlp_engine import LEMMA_MODEL, MODELS_ARCHIVE, MO
 log = logging.getLogger(__name__)
 
 MANIFEST = "MODELS.json"
+# MODELS.json's entry for the builtin engine's POS weights (preprocess/perceptron_train.py).
+BUILTIN_KEY = "builtin_pos"
 # A form that lemminflect knows under several UPOS takes the lemma of the first of these it has.
 UPOS_PRIORITY = ("VERB", "AUX", "NOUN", "ADJ", "ADV", "PROPN", "PRON", "DET", "ADP", "NUM")
 POS_ITERATIONS = 6
@@ -218,10 +220,31 @@ def train_models(spark: SparkSession, train_path: str, models_dir: str = MODELS_
         "train_seconds": round(time.time() - t0, 1), "pos_train_seconds": round(t_pos, 1),
         "licence": "CC BY-SA 4.0 (trained on UD English-EWT); lemminflect table MIT",
     }
+    if old and BUILTIN_KEY in old:
+        manifest[BUILTIN_KEY] = old[BUILTIN_KEY]
     with open(os.path.join(models_dir, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.write("\n")
     return {**manifest, "cached": False}
+
+
+def train_builtin_weights(train_path: str, models_dir: str = MODELS_DIR, force: bool = False) -> dict[str, Any]:
+    """The builtin engine's POS weights (`perceptron.WEIGHTS_FILE`) trained on `train_path` into
+    `models_dir`, recorded under MODELS.json's "builtin_pos" (skipped when its inputs are unchanged)."""
+    from reviewrec.preprocess.perceptron import WEIGHTS_FILE
+    from reviewrec.preprocess.perceptron_train import train_weights_file
+
+    old = read_manifest(models_dir) or {}
+    entry = train_weights_file(train_path, os.path.join(models_dir, WEIGHTS_FILE), _sha256(train_path),
+                               force=force, old=old.get(BUILTIN_KEY))
+    if not entry["cached"]:
+        cur = read_manifest(models_dir) or {}
+        cur[BUILTIN_KEY] = {k: v for k, v in entry.items() if k != "cached"}
+        os.makedirs(models_dir, exist_ok=True)
+        with open(os.path.join(models_dir, MANIFEST), "w", encoding="utf-8") as fh:
+            json.dump(cur, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+    return entry
 
 
 def _lemminflect_version() -> str:
@@ -237,12 +260,16 @@ def run(spark: SparkSession, cfg: Any) -> dict[str, Any]:
     from reviewrec.preprocess.sparknlp_engine import REPO, require_sparknlp
 
     t = cfg["text"]
-    require_sparknlp(spark, t["sparknlp_jar"], t["sparknlp_package"])
     train = t["sparknlp_train_conllu"]
     train = train if os.path.isabs(train) else os.path.join(REPO, train)
     if not os.path.isfile(train):
         raise FileNotFoundError(f"text.sparknlp_train_conllu = {t['sparknlp_train_conllu']}: {train} does not exist "
                                 "(UD English-EWT train, e.g. ../shared/data/ud_english_ewt/en_ewt-ud-train.conllu)")
+    if not t["sparknlp_pos_model"] and not t["sparknlp_lemma_model"]:
+        builtin = train_builtin_weights(train, MODELS_DIR)
+        log.info("builtin engine's POS weights %s: %s", "reused" if builtin["cached"] else "trained",
+                 json.dumps(builtin, sort_keys=True))
+    require_sparknlp(spark, t["sparknlp_jar"], t["sparknlp_package"])
     if not t["sparknlp_pos_model"] and not t["sparknlp_lemma_model"]:
         out = train_models(spark, train, MODELS_DIR, archive=os.path.join(MODELS_DIR, MODELS_ARCHIVE))
     else:
@@ -252,7 +279,8 @@ def run(spark: SparkSession, cfg: Any) -> dict[str, Any]:
         if (os.path.basename(pos_dir), os.path.basename(lemma_dir), os.path.dirname(lemma_dir)) != \
                 (POS_MODEL, LEMMA_MODEL, models_dir):
             raise ValueError(f"train_text_models writes {POS_MODEL} and {LEMMA_MODEL} into one directory: set "
-                             f"text.sparknlp_pos_model=DIR/{POS_MODEL} and text.sparknlp_lemma_model=DIR/{LEMMA_MODEL}, "
+                             f"text.sparknlp_pos_model=DIR/{POS_MODEL} and "
+                             f"text.sparknlp_lemma_model=DIR/{LEMMA_MODEL}, "
                              "or neither (the project's archive)")
         out = train_models(spark, train, models_dir)
     log.info("Spark NLP models %s: %s", "reused" if out["cached"] else "trained", json.dumps(out, sort_keys=True))
