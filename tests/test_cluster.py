@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from reviewrec import io
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
@@ -171,7 +172,8 @@ def cluster(tmp_path_factory):
         yield c
     finally:
         c.down()
-        left = _wait(lambda: not c.processes() or None, 30, "the cluster's processes to exit") if c.processes() else True
+        left = (_wait(lambda: not c.processes() or None, 30, "the cluster's processes to exit")
+                if c.processes() else True)
         # The last applications' directories are not the worker's to remove any more: keep their
         # executors' logs beside the daemons' and drop the unpacked environments.
         keep_executor_logs(state, state / "logs" / "executors")
@@ -244,7 +246,7 @@ def runs(cluster, tmp_path_factory):
 
 def _rows(spark, path: Path, drop: tuple[str, ...] = ()) -> list[tuple]:
     """Every row of a dataset, each value as its repr (vectors, arrays, exact floats), sorted."""
-    df = spark.read.parquet(str(path))
+    df = io.read_dataset(spark, str(path), "a cluster run's")
     cols = sorted(c for c in df.columns if c not in drop)
     return sorted(tuple(repr(r[c]) for c in cols) for r in df.collect())
 
@@ -279,12 +281,13 @@ def test_workers_remove_finished_applications_work_directories(runs):
 
 
 def test_cluster_results_equal_local(runs, spark):
-    c, l = runs["cluster"], runs["local"]
+    c, l = runs["cluster"], runs["local"]  # noqa: E741
     ing_c = _reconciled(c)
     ing_l = _reconciled(l)
     for k in ("input", "accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
         if k == "input":
-            assert {x: v for x, v in ing_c[k].items() if x != "path"} == {x: v for x, v in ing_l[k].items() if x != "path"}
+            assert ({x: v for x, v in ing_c[k].items() if x != "path"}
+                    == {x: v for x, v in ing_l[k].items() if x != "path"})
         else:
             assert ing_c[k] == ing_l[k], k
     # Bit-identical datasets (quarantine rows name their source file, which is under each root).
@@ -292,10 +295,10 @@ def test_cluster_results_equal_local(runs, spark):
         assert _rows(spark, c / name) == _rows(spark, l / name), name
     for name in ("quarantine", "duplicates"):
         assert _rows(spark, c / name, SOURCE) == _rows(spark, l / name, SOURCE), name
-    # The features' files (part-NNNNN-<write id>.parquet in each split=...): the same parts, each
-    # with the same rows in the same order.
+    # The features' files of the current version (part-NNNNN-<write id>.parquet in each split=...):
+    # the same parts, each with the same rows in the same order.
     def parts(root: Path) -> dict[tuple[str, str], Path]:
-        return {(p.parent.name, p.name.split("-")[1]): p for p in (root / "features").rglob("part-*.parquet")}
+        return {(p.parent.name, p.name.split("-")[1]): p for p in map(Path, io.log_files(str(root / "features")))}
 
     files_c, files_l = parts(c), parts(l)
     assert sorted(files_c) == sorted(files_l) and len(files_c) >= 3
@@ -317,11 +320,11 @@ def test_cluster_results_equal_local(runs, spark):
             if isinstance(v, float):
                 assert abs(mc[model][k] - v) <= METRIC_TOL, (model, k, mc[model][k], v)
     # Neighbours: the same pairs; the cosines agree to float rounding (summation order).
-    nc, nl = (sorted(spark.read.parquet(str(r / "neighbors")).collect()) for r in (c, l))
+    nc, nl = (sorted(io.read_dataset(spark, str(r / "neighbors"), "recommend").collect()) for r in (c, l))
     assert [r[:-1] for r in nc] == [r[:-1] for r in nl]
-    assert max(abs(a[-1] - b[-1]) for a, b in zip(nc, nl)) <= 1e-12
+    assert max(abs(a[-1] - b[-1]) for a, b in zip(nc, nl, strict=True)) <= 1e-12
     # Recommendations (the user-item matrix filled by that model): the same items for every user.
-    rc, rl = (spark.read.parquet(str(r / "recommendations")) for r in (c, l))
+    rc, rl = (io.read_dataset(spark, str(r / "recommendations"), "recommend") for r in (c, l))
     key = [x for x in rc.columns if x in ("customer_id", "user", "product_id", "item", "rank")]
     assert sorted(tuple(r) for r in rc.select(*key).collect()) == sorted(tuple(r) for r in rl.select(*key).collect())
     # The causal study: the same estimates.
@@ -343,9 +346,9 @@ def _close(a, b, where: str) -> None:
                 _close(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and isinstance(b, (int, float)):
+    elif isinstance(a, float) and isinstance(b, int | float):
         assert abs(a - b) <= METRIC_TOL * max(1.0, abs(b)), (where, a, b)
     elif isinstance(a, str) and ("/cluster" in a or "/local" in a):
         pass
@@ -440,28 +443,47 @@ def ingested(cluster, tmp_path_factory) -> Path:
     return root
 
 
+def _uncommitted(table: Path) -> list[Path]:
+    """Parquet files in the table's directory that its current version does not reference."""
+    try:
+        live = set(io.log_files(str(table)))
+    except FileNotFoundError:
+        live = set()
+    return [p for p in table.rglob("*.parquet") if "_delta_log" not in p.parts and str(p) not in live]
+
+
 def test_driver_killed_mid_write_keeps_the_previous_output(cluster, ingested, spark, tmp_path):
     base = ingested
     root = tmp_path / "run"
-    # The previous run's output is in place; the job rewrites it.
-    _copy(base, root, ["raw", "reviews", "quarantine", "duplicates", "report/ingest.json", "report/generate.json"])
+    # The previous run's output is in place; the job rewrites it from other input (one raw file
+    # fewer), so new reviews differ from the old ones.
+    _copy(base, root, ["reviews", "quarantine", "duplicates", "report/ingest.json", "report/generate.json"])
+    raw = sorted(p.name for p in (base / "raw").iterdir() if p.name.startswith("part-"))
+    assert len(raw) >= 2, raw
+    _copy(base, root, [f"raw/{n}" for n in raw[1:]])
+    old_files = io.log_files(str(root / "reviews"))
     log = tmp_path / "ingest-killed.log"
     proc = cluster.submit("ingest", root, SMALL, log)
     try:
-        _wait(lambda: list(root.glob("reviews.__tmp_*")) or None, 600, "the reviews write to start", every=0.05)
+        _wait(lambda: _uncommitted(root / "reviews") or None, 600, "the reviews write to start", every=0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # launcher, spark-submit JVM and Python driver
         proc.wait()
     assert "[ingest] dedupe+write reviews ..." in _log(log)
-    # The previous output is still the current one, whole and readable.
+    # The kill landed mid-write, before the commit: the new version's files are on disk, the
+    # table's log still has the one version copied from the previous run, whose files are read.
+    assert _uncommitted(root / "reviews")
+    assert [h["version"] for h in io.history(spark, str(root / "reviews"))] == [0]
+    assert io.table_files(spark, str(root / "reviews")) == old_files
     assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
     assert _rows(spark, root / "quarantine", SOURCE) == _rows(spark, base / "quarantine", SOURCE)
-    # The rerun completes, equals the undisturbed run, and cleans the interrupted write away.
+    # The rerun commits version 1 with the new input's reviews, which differ from the old ones.
     cluster.run("ingest", root, SMALL, tmp_path / "ingest-rerun.log")
     rep = _reconciled(root)
-    assert rep["accepted"] == _reconciled(base)["accepted"]
-    assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
-    assert not list(root.glob("*.__tmp_*")) and not list(root.glob("*.__old_*"))
+    assert 0 < rep["accepted"] < _reconciled(base)["accepted"]
+    assert [h["version"] for h in io.history(spark, str(root / "reviews"))] == [1, 0]
+    new = _rows(spark, root / "reviews")
+    assert len(new) == rep["accepted"] and set(new) < set(_rows(spark, base / "reviews"))
 
 
 def test_worker_stopped_for_good_mid_job_finishes_on_the_other(cluster, ingested, spark, tmp_path):
@@ -475,6 +497,7 @@ def test_worker_stopped_for_good_mid_job_finishes_on_the_other(cluster, ingested
         on_w2 = _wait(lambda: next((e for e in cluster.executors()
                                     if e["running"] and "/work/worker-2/" in str(e["cwd"])), None),
                       300, "worker-2's executor to run a task")
+        executor_id, tids = on_w2["cwd"].name, on_w2["running"]
         worker = cluster.pid("worker-2")
         os.kill(worker, signal.SIGTERM)  # what stop-worker.sh does; the worker stops its executors
         _wait(lambda: not Path(f"/proc/{worker}").exists() and not Path(f"/proc/{on_w2['pid']}").exists() or None,
@@ -486,7 +509,10 @@ def test_worker_stopped_for_good_mid_job_finishes_on_the_other(cluster, ingested
         cluster.up()  # both workers again for the tests after this one
     text = _log(log)
     assert rc == 0, text[-3000:]
-    assert "Lost executor" in text or "ExecutorLostFailure" in text or "removed" in text
+    # The driver saw that executor go, with the task it was running, and ran that task again.
+    assert re.search(rf"Lost executor {executor_id} on ", text), text[-3000:]
+    lost = re.findall(rf"Lost task (\d+)\.(\d+) in stage (\S+) \(TID (\d+)\) \(\S+ executor {executor_id}\)", text)
+    assert any(tid in tids for *_, tid in lost), (tids, lost)
     rep = _reconciled(root)
     assert rep["accepted"] == _reconciled(base)["accepted"]
     assert _rows(spark, root / "reviews") == _rows(spark, base / "reviews")
