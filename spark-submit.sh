@@ -115,15 +115,15 @@ done
 yarn_local=""
 if [ "$master" = yarn ]; then
   ystate="${REVIEWREC_YARN_DIR:-$RR_CACHE/yarn-cluster}"
-  if [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ]; then
-    [ -f "$ystate/ready" ] || rr_die "master yarn: set HADOOP_CONF_DIR to the cluster's client configuration (EMR and Dataproc nodes have it), or start YARN on this machine with ./spark-submit.sh yarn up"
+  # (On EMR and Dataproc the node's spark-env.sh sets HADOOP_CONF_DIR for spark-submit.)
+  if [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ] && [ -f "$ystate/ready" ]; then
     export HADOOP_CONF_DIR="$ystate/hadoop-conf"
     export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ystate/spark-conf}"
     export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
     yarn_local=1
   fi
   # A ResourceManager that is down makes spark-submit retry for minutes: say so at once.
-  "$PY" - "${HADOOP_CONF_DIR:-$YARN_CONF_DIR}" <<'PROBE' || exit 1
+  [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ] || "$PY" - "${HADOOP_CONF_DIR:-$YARN_CONF_DIR}" <<'PROBE' || exit 1
 import os, socket, sys
 import xml.etree.ElementTree as ET
 conf_dir = sys.argv[1]
@@ -230,9 +230,12 @@ files="conf/base.yaml"
 for c in "${confs[@]}"; do files="$files,$c"; done
 # The causal job's study definitions (found by base name in a cluster-mode driver's directory).
 for c in conf/studies/*.yaml; do [ -f "$c" ] && files="$files,$c"; done
-# The Spark NLP engine's trained models (1.9 MB): a driver importing the package from the zip
-# finds them among the shipped files.
-[ -f lib/sparknlp/models/ud_ewt.tar.xz ] && files="$files,lib/sparknlp/models/ud_ewt.tar.xz"
+# The text engines' trained models (Spark NLP's archive, the builtin tagger's weights): a driver
+# importing the package from the zip, and the executors' Python workers, find them among the
+# shipped files.
+for m in lib/sparknlp/models/ud_ewt.tar.xz lib/sparknlp/models/builtin_pos_ud_ewt.json.gz; do
+  [ -f "$m" ] && files="$files,$m"
+done
 # A cluster-mode driver sees the shipped confs by base name in its working directory (YARN
 # --files); a client-mode driver runs here and reads them where they are.
 shipped_args=()

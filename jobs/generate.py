@@ -10,4 +10,5 @@ from reviewrec.io import dataset_path, is_local
 
 if __name__ == "__main__":
     # A local run root needs no Spark; hdfs:// or s3a:// is written through Hadoop's file system.
-    sys.exit(main("generate", generate.run, needs_spark=lambda cfg: not is_local(dataset_path(cfg["run"]["root"], "raw"))))
+    sys.exit(main("generate", generate.run,
+                  needs_spark=lambda cfg: not is_local(dataset_path(cfg["run"]["root"], "raw"))))

@@ -1,0 +1,284 @@
+"""reviewrec on YARN over HDFS: a ResourceManager with a NodeManager and a NameNode with a
+DataNode (Hadoop's minicluster jars, one JVM on 127.0.0.1), started by `./spark-submit.sh yarn up`
+for this module and always stopped after it, leaving no process behind.
+
+Every job goes through the launcher's YARN branch as on EMR and Dataproc: the package zip
+(--py-files), the confs (--files), the packed environment staged once on HDFS (--archives,
+localized once by the NodeManager), the Delta and hadoop-aws jars (spark.jars). One pipeline runs
+in cluster deploy mode (the driver in the ApplicationMaster's container) with its run root on
+hdfs://, through two faults: an executor container SIGKILLed while it runs a preprocess task, and
+the ApplicationMaster SIGKILLed in a later stage, after which YARN's second attempt resumes the
+pipeline (run.skip_existing) and completes. The causal job runs in client deploy mode on the same
+root. Every output equals local mode's (the local run is shared with tests/test_cluster.py).
+
+The cluster gets its own state directory and ports (19000, 19870, 18032-18035, 18088), so a
+developer's YARN on the defaults is left alone.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from reference_runs import SMALL, compare_runs, finish, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
+
+PORTS = {"REVIEWREC_YARN_NN_PORT": "19000", "REVIEWREC_YARN_NN_HTTP_PORT": "19870",
+         "REVIEWREC_YARN_RM_PORT": "18032", "REVIEWREC_YARN_WEB_PORT": "18088"}
+NN = f"hdfs://127.0.0.1:{PORTS['REVIEWREC_YARN_NN_PORT']}"
+JOB_TIMEOUT = 2400
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def _read(p: Path) -> str:
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+class Yarn:
+    def __init__(self, state: Path):
+        self.state = state
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR",
+                                 "SPARK_HOME", "HADOOP_CONF_DIR", "YARN_CONF_DIR")}
+        self.env.update(PORTS, REVIEWREC_YARN_DIR=str(state))
+
+    def script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([str(REPO / "spark-submit.sh"), "yarn", *args], cwd=REPO, env=self.env,
+                             capture_output=True, text=True, timeout=600)
+        if check:
+            assert res.returncode == 0, res.stderr + res.stdout
+        return res
+
+    def daemon(self) -> int:
+        return int((self.state / "pids" / "yarn.pid").read_text())
+
+    def processes(self) -> list[int]:
+        """The daemon and every process under the state directory (containers, their Python
+        workers, Horovod ranks)."""
+        out = []
+        for p in Path("/proc").iterdir():
+            if p.name.isdigit() and (_cwd(int(p.name)).startswith(f"{self.state}/")
+                                     or str(self.state) in " ".join(_cmdline(int(p.name))[-8:])):
+                out.append(int(p.name))
+        return out
+
+    def app_dirs(self, app_id: str) -> list[Path]:
+        """The container log directories of an application (one per container)."""
+        return sorted(self.state.glob(f"target/test/data/*/yarn-*/*-logDir-nm-*/{app_id}/container_*"))
+
+    def containers(self, role: str) -> list[dict]:
+        """Running containers' JVMs: role 'executor' or 'am' (the cluster-mode driver)."""
+        cls = {"executor": "org.apache.spark.executor.YarnCoarseGrainedExecutorBackend",
+               "am": "org.apache.spark.deploy.yarn.ApplicationMaster"}[role]
+        out = []
+        for pid in self.processes():
+            cmd = _cmdline(pid)
+            if cls not in cmd:
+                continue
+            cwd = Path(_cwd(pid))  # .../appcache/<app>/<container>
+            logs = self.app_dirs(cwd.parent.name)
+            log = next((d for d in logs if d.name == cwd.name), None)
+            stderr = _read(log / "stderr") if log else ""
+            started = re.findall(r"Running task [\d.]+ in stage [\d.]+ \(TID (\d+)\)", stderr)
+            done = set(re.findall(r"Finished task [\d.]+ in stage [\d.]+ \(TID (\d+)\)", stderr))
+            out.append({"pid": pid, "container": cwd.name, "app": cwd.parent.name, "log": log,
+                        "running": [t for t in started if t not in done]})
+        return out
+
+    def submit(self, job: str, root: str, sets: list[str], log: Path, spark_args: list[str]) -> subprocess.Popen:
+        args = [str(REPO / "spark-submit.sh"), job, "--conf", "conf/yarn.yaml", "--set", f"run.root={root}"]
+        for s in sets:
+            args += ["--set", s]
+        fh = open(log, "w")  # noqa: SIM115 - the process owns it
+        return subprocess.Popen(args + ["--", *spark_args], cwd=REPO, env=self.env, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def hdfs_text(path: str) -> str:
+    """A file on this YARN's HDFS, through WebHDFS."""
+    rel = path[len(NN):] if path.startswith(NN) else path
+    url = (f"http://127.0.0.1:{PORTS['REVIEWREC_YARN_NN_HTTP_PORT']}/webhdfs/v1{rel}"
+           f"?op=OPEN&user.name={os.environ.get('USER', 'root')}")
+    with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - loopback
+        return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def yarn(tmp_path_factory):
+    y = Yarn(tmp_path_factory.mktemp("yarn"))
+    t0 = time.monotonic()
+    try:
+        y.script("up")
+        env_url = y.script("env-archive").stdout.strip()
+        print(f"yarn up and environment staged ({env_url}) in {time.monotonic() - t0:.0f}s")
+        yield y
+    finally:
+        y.script("down", check=False)
+        left = y.processes()
+        if left:
+            wait_for(lambda: not y.processes() or None, 30, "YARN's processes to exit")
+        assert not y.processes(), f"processes left after yarn down: {y.processes()}"
+
+
+def _app_id(text: str) -> str:
+    m = re.search(r"Submitted application (application_\d+_\d+)", text)
+    assert m, text[-3000:]
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def yarn_runs(yarn, local_reference, tmp_path_factory):
+    """The pipeline on YARN in cluster deploy mode (run root on HDFS) with an executor container
+    and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode."""
+    base = tmp_path_factory.mktemp("yarn-runs")
+    root = f"{NN}/runs/cluster"
+    out: dict = {"logs": base, "root": root, "faults": {}}
+    log = base / "pipeline.log"
+    t0 = time.monotonic()
+    proc = yarn.submit("pipeline", root, SMALL + ["run.skip_existing=true"], log, ["--deploy-mode", "cluster"])
+    try:
+        app = wait_for(lambda: re.search(r"Submitted application (application_\d+_\d+)", _read(log)), 600,
+                       "the application to be submitted").group(1)
+        out["app"] = app
+
+        def am_log(name: str, attempt: int = 1) -> str:
+            return "".join(_read(d / name) for d in yarn.app_dirs(app) if d.name.endswith(f"_{attempt:02d}_000001"))
+
+        # Fault 1: an executor container killed while it runs a preprocess task.
+        wait_for(lambda: "[preprocess] preprocess+write ..." in am_log("stdout"), JOB_TIMEOUT, "the preprocess stage")
+        victim = wait_for(lambda: next((c for c in yarn.containers("executor") if c["running"]), None), 300,
+                          "an executor running a preprocess task")
+        os.kill(victim["pid"], signal.SIGKILL)
+        out["faults"]["executor"] = victim
+        # Fault 2: the ApplicationMaster (the driver) killed once the features stage runs.
+        wait_for(lambda: "pipeline: stage features" in am_log("stdout"), JOB_TIMEOUT, "the features stage")
+        am = wait_for(lambda: next((c for c in yarn.containers("am") if c["app"] == app), None), 60,
+                      "the ApplicationMaster's process")
+        os.kill(am["pid"], signal.SIGKILL)
+        out["faults"]["am"] = am
+        assert finish(proc, JOB_TIMEOUT) == 0, _read(log)[-4000:]
+        out["attempt1"] = {"stdout": am_log("stdout", 1), "stderr": am_log("stderr", 1)}
+        out["attempt2"] = {"stdout": am_log("stdout", 2), "stderr": am_log("stderr", 2)}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out["pipeline_seconds"] = round(time.monotonic() - t0, 1)
+    # The causal job in client deploy mode: the driver runs here, the executors in YARN.
+    t0 = time.monotonic()
+    clog = base / "causal.log"
+    proc = yarn.submit("causal", root, SMALL, clog, [])
+    assert finish(proc, JOB_TIMEOUT) == 0, _read(clog)[-4000:]
+    out["causal_seconds"] = round(time.monotonic() - t0, 1)
+    print(f"YARN: pipeline (cluster mode, 2 faults) {out['pipeline_seconds']}s, causal (client mode) "
+          f"{out['causal_seconds']}s")
+    return out
+
+
+def test_pipeline_ran_in_cluster_mode_with_the_environment_staged_on_hdfs(yarn_runs):
+    log = _read(yarn_runs["logs"] / "pipeline.log")
+    assert "--deploy-mode cluster" in log and "--master yarn" in log
+    # The packed environment from HDFS (not uploaded per application), the package zip, the jars.
+    assert re.search(rf"--archives {NN}/reviewrec/envs/reviewrec-env-\w+-\w+\.tar\.gz#environment", log)
+    assert re.search(r"--py-files build/py/[0-9a-f]{16}/reviewrec\.zip", log)
+    assert "Source and destination file systems are the same. Not copying" in log
+    assert "final status: SUCCEEDED" in log
+    # The driver ran in the ApplicationMaster's container with the packed interpreter.
+    a2 = yarn_runs["attempt2"]["stdout"]
+    assert "on yarn" in a2 and "reviewrec pipeline finished" in a2, a2[-3000:]
+
+
+def test_yarn_results_equal_local(yarn_runs, local_reference, spark):
+    compare_runs(spark, yarn_runs["root"], str(local_reference), read_text=hdfs_text)
+
+
+def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn_runs):
+    """The driver's log names the tasks the killed executor was running as lost with it, and each
+    ran again to completion."""
+    victim = yarn_runs["faults"]["executor"]
+    driver = yarn_runs["attempt1"]["stderr"]
+    assert victim["running"]
+    for tid in victim["running"]:
+        m = re.search(rf"Lost task (\d+)\.(\d+) in stage ([\d.]+) \(TID {tid}\)[^\n]*ExecutorLostFailure", driver)
+        assert m, (tid, driver[-4000:])
+        index, attempt, stage = m.group(1), int(m.group(2)), m.group(3)
+        assert re.search(rf"Finished task {index}\.{attempt + 1} in stage {re.escape(stage)}", driver), (tid, index)
+    assert "pipeline: preprocess done" in yarn_runs["attempt1"]["stdout"]
+
+
+def test_application_master_killed_the_second_attempt_resumes_and_completes(yarn_runs):
+    a1, a2 = yarn_runs["attempt1"]["stdout"], yarn_runs["attempt2"]["stdout"]
+    # The first attempt died in the features stage: it never finished it.
+    assert "pipeline: stage features" in a1 and "reviewrec pipeline finished" not in a1
+    # The second resumed: the stages the first completed were skipped (their outputs exist for the
+    # same config), the rest ran.
+    for stage in ("generate", "ingest", "preprocess", "eda"):
+        assert re.search(rf"pipeline: {stage} skipped", a2), (stage, a2[-3000:])
+    for stage in ("features", "train", "evaluate", "recommend"):
+        assert re.search(rf"pipeline: {stage} done", a2), (stage, a2[-3000:])
+
+
+def test_max_app_attempts_1_fails_naming_the_lost_attempt(yarn, yarn_runs, tmp_path):
+    log = tmp_path / "causal.log"
+    proc = yarn.submit("causal", yarn_runs["root"], SMALL, log,
+                       ["--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"])
+    try:
+        app = wait_for(lambda: re.search(r"Submitted application (application_\d+_\d+)", _read(log)), 600,
+                       "the application to be submitted").group(1)
+        am = wait_for(lambda: next((c for c in yarn.containers("am") if c["app"] == app), None), 600,
+                      "the ApplicationMaster's process")
+        os.kill(am["pid"], signal.SIGKILL)
+        rc = finish(proc, 600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = _read(log)
+    attempt = app.replace("application_", "appattempt_") + "_000001"
+    assert rc != 0
+    assert f"failed 1 times due to AM Container for {attempt} exited with" in text, text[-3000:]
+
+
+def test_resource_manager_down_fails_within_seconds_naming_the_address(yarn, tmp_path):
+    conf = tmp_path / "hadoop-conf"
+    conf.mkdir()
+    (conf / "yarn-site.xml").write_text("<configuration><property><name>yarn.resourcemanager.address</name>"
+                                        "<value>127.0.0.1:18099</value></property></configuration>")
+    t0 = time.monotonic()
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "ingest", "--conf", "conf/yarn.yaml"], cwd=REPO,
+                         env=dict(yarn.env, HADOOP_CONF_DIR=str(conf)), capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "the YARN ResourceManager 127.0.0.1:18099" in res.stderr and "is not reachable" in res.stderr, res.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_yarn_up_is_idempotent_and_names_a_taken_port(yarn, tmp_path):
+    res = yarn.script("up")
+    assert "yarn already up" in res.stderr
+    # Another state directory on the same ports: the port and its owner are named.
+    other = dict(yarn.env, REVIEWREC_YARN_DIR=str(tmp_path / "other"))
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "yarn", "up"], cwd=REPO, env=other,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert f"port {PORTS['REVIEWREC_YARN_NN_PORT']} on 127.0.0.1 (NameNode) is already in use by" in res.stderr
+    assert f'pid={yarn.daemon()}' in res.stderr
