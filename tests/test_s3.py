@@ -1,0 +1,236 @@
+"""s3a:// run roots against the local S3 server (tests/s3server.py starts lib/s3.sh's moto with
+credential checks on, and always stops it).
+
+- ingest through the launcher with run.root and input.path on s3a:// (keys from the environment)
+  gives the same datasets and reconciliation as the same job on local disk;
+- the preflight names the URL and which of bucket, credentials or endpoint failed, in seconds,
+  and through the launcher before any Spark job runs;
+- no object-store key (the environment's, or a conf's) appears in the job's output, the effective
+  configuration it prints, the Spark event log or any object it wrote;
+- lib/s3.sh: a taken port is named with its owner, `up` is idempotent and adds buckets.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from s3server import S3Server, free_port, s3_script
+
+from reviewrec import objectstore
+from reviewrec.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = 2000
+# Recognisable keys a conf carries for a bucket the jobs never touch: they must be redacted.
+CANARY_ACCESS = "AKIARRCANARYACCESS42"
+CANARY_SECRET = "rr-canary-secret-Zq8Xv3Lm0Pw7Tk2Hn5Bf"
+CANARY_BUCKET = "reviewrec-elsewhere"
+DATASETS = ("reviews", "quarantine", "duplicates")
+
+
+def _settings(raw: str, root: str) -> list[str]:
+    return [f"run.root={root}", "input.format=tsv", f"input.path={raw}"]
+
+
+def launch(server: S3Server, job: str, sets: list[str], events: Path, confs: tuple[str, ...] = (),
+           **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """./spark-submit.sh JOB in local mode with conf/s3.yaml pointed at the server and the Spark
+    event log on; the server's keys only in the environment."""
+    events.mkdir(parents=True, exist_ok=True)
+    args = ["./spark-submit.sh", job, "--conf", "conf/local.yaml", "--conf", "conf/s3.yaml"]
+    for c in confs:
+        args += ["--conf", c]
+    for s in [f"spark.conf.spark.hadoop.fs.s3a.endpoint={server.endpoint}", "spark.conf.spark.eventLog.enabled=true",
+              f"spark.conf.spark.eventLog.dir=file://{events}", *sets]:
+        args += ["--set", s]
+    t0 = time.perf_counter()
+    out = subprocess.run(args, cwd=REPO, env=server.env(**env), capture_output=True, text=True, timeout=900)
+    return out, time.perf_counter() - t0
+
+
+def event_lines(events: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(events.iterdir()) for line in f.read_text().splitlines() if line]
+
+
+def read_table(spark, path: Path):
+    """A downloaded or local dataset, its source_file column reduced to the file's name (the
+    input's URL differs between the two runs by design)."""
+    from pyspark.sql import functions as F
+
+    df = (spark.read.format("delta").load(str(path)) if (path / "_delta_log").is_dir()
+          else spark.read.parquet(str(path)))
+    if "source_file" in df.columns:
+        df = df.withColumn("source_file", F.regexp_extract("source_file", r"[^/]+$", 0))
+    return df
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from reviewrec import generate
+
+    root = tmp_path_factory.mktemp("s3-gen")
+    cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"run.root={root}", f"synthetic.rows={ROWS}"])
+    generate.run(None, cfg)
+    return root / "raw"
+
+
+@pytest.fixture(scope="module")
+def s3_ingest(s3_server: S3Server, raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """ingest through the launcher: input and run root on s3a://, a conf carrying canary keys."""
+    work = tmp_path_factory.mktemp("s3-ingest")
+    s3 = s3_server.client()
+    for f in sorted(raw.iterdir()):
+        s3.upload_file(str(f), s3_server.bucket, f"input/{f.name}")
+    canary = work / "canary.yaml"
+    canary.write_text(yaml.safe_dump({"spark": {"conf": {
+        f"spark.hadoop.fs.s3a.bucket.{CANARY_BUCKET}.access.key": CANARY_ACCESS,
+        f"spark.hadoop.fs.s3a.bucket.{CANARY_BUCKET}.secret.key": CANARY_SECRET}}}))
+    root = f"s3a://{s3_server.bucket}/run"
+    out, seconds = launch(s3_server, "ingest", _settings(f"s3a://{s3_server.bucket}/input", root), work / "events",
+                          confs=(str(canary),))
+    assert out.returncode == 0, out.stderr[-4000:]
+    local = work / "downloaded"
+    files = s3_server.download("run/", local)
+    return {"out": out, "seconds": seconds, "events": work / "events", "local": local, "files": files,
+            "root": root}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_ingest_on_s3a_gives_the_local_datasets(spark, s3_ingest: dict, raw: Path, tmp_path: Path) -> None:
+    from pyspark.testing import assertDataFrameEqual
+
+    from reviewrec.ingest.job import run as ingest
+
+    root = tmp_path / "run"
+    cfg = load_config([str(REPO / "conf" / "local.yaml")], _settings(str(raw), str(root)))
+    ingest(spark, cfg)
+    got = s3_ingest["local"]
+    for name in DATASETS:
+        assert (got / name).is_dir(), f"{name} was not written to {s3_ingest['root']}"
+        remote, here = read_table(spark, got / name), read_table(spark, root / name)
+        assert remote.count() == here.count()
+        assertDataFrameEqual(remote, here)
+    assert read_table(spark, got / "reviews").count() > ROWS // 2
+    assert read_table(spark, got / "quarantine").count() > 0
+    report = json.loads((got / "report" / "ingest.json").read_text())
+    expected = json.loads((root / "report" / "ingest.json").read_text())
+    assert report["input"]["records"] == expected["input"]["records"] > 0
+    assert report["reconciled"] is True
+    for key in ("accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
+        assert key in expected
+        assert report[key] == expected[key], key
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_no_object_store_key_in_any_output(s3_ingest: dict, s3_server: S3Server) -> None:
+    keys = s3_server.credentials
+    secrets = {"the environment's access key": keys["AWS_ACCESS_KEY_ID"],
+               "the environment's secret key": keys["AWS_SECRET_ACCESS_KEY"],
+               "a conf's access key": CANARY_ACCESS, "a conf's secret key": CANARY_SECRET}
+    out = s3_ingest["out"]
+    logs = out.stdout + out.stderr
+    events = s3_ingest["events"]
+    texts = {"job output": logs.encode()}
+    texts.update({f"event log {f.name}": f.read_bytes() for f in events.iterdir()})
+    texts.update({f"object {f.relative_to(s3_ingest['local'])}": f.read_bytes() for f in s3_ingest["files"]})
+    for what, secret in secrets.items():
+        for where, blob in texts.items():
+            assert secret.encode() not in blob, f"{what} appears in {where}"
+    # The places searched did carry the configuration: the keys' names are there, redacted.
+    name = f"fs.s3a.bucket.{CANARY_BUCKET}.secret.key"
+    assert re.search(rf"spark\.conf\.spark\.hadoop\.{re.escape(name)} = '\*+\(redacted\)'", logs), \
+        "the effective configuration does not list the conf's key"
+    env = next(e for e in event_lines(events) if e["Event"] == "SparkListenerEnvironmentUpdate")
+    assert env["Spark Properties"], env.keys()
+    props = dict(env["Spark Properties"]) | dict(env.get("Hadoop Properties") or [])
+    assert props[f"spark.hadoop.{name}"] == "*********(redacted)"
+    assert any(e["Event"] == "SparkListenerJobStart" for e in event_lines(events))
+    assert "reviews" in {f.relative_to(s3_ingest["local"]).parts[0] for f in s3_ingest["files"]}
+
+
+@pytest.mark.spark
+def test_preflight_names_the_url_and_what_failed(spark, s3_server: S3Server) -> None:
+    bucket = s3_server.bucket
+    ok = f"s3a://{bucket}/preflight/run"
+    objectstore.probe(spark, ok, s3_server.bucket_conf(bucket))  # reachable, root not there yet: fine
+
+    missing = "s3a://reviewrec-missing/run"
+    wrong = {**s3_server.bucket_conf(bucket), f"fs.s3a.bucket.{bucket}.secret.key": "not-the-secret-key-0000"}
+    closed = {**s3_server.bucket_conf(bucket), f"fs.s3a.bucket.{bucket}.endpoint": f"http://127.0.0.1:{free_port()}"}
+    cases = [(missing, s3_server.bucket_conf("reviewrec-missing"), "the bucket 'reviewrec-missing' does not exist"),
+             (ok, wrong, "the credentials were rejected"),
+             (ok, closed, "is unreachable")]
+    for url, conf, words in cases:
+        t0 = time.perf_counter()
+        with pytest.raises(objectstore.ObjectStoreUnavailable) as err:
+            objectstore.probe(spark, url, conf)
+        seconds = time.perf_counter() - t0
+        assert str(err.value).startswith(f"{url}: "), err.value
+        assert words in str(err.value)
+        assert "not-the-secret-key-0000" not in str(err.value)
+        assert seconds < 15, f"{words}: {seconds:.1f}s"
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_launcher_stops_before_any_stage(s3_server: S3Server, raw: Path, tmp_path: Path) -> None:
+    url = "s3a://reviewrec-missing/run"
+    events = tmp_path / "events"
+    out, seconds = launch(s3_server, "ingest", _settings(str(raw), url), events)
+    logs = out.stdout + out.stderr  # spark-submit passes the driver's Python log on as its stdout
+    assert out.returncode == 1, logs[-3000:]
+    said = f"ERROR reviewrec: {url}: the bucket 'reviewrec-missing' does not exist at {s3_server.endpoint}"
+    assert said in logs
+    assert "Traceback" not in logs
+    # Within seconds of the session's start (S3A's own retries would take minutes).
+    started = re.search(r"^(\d\d):(\d\d):(\d\d) INFO reviewrec.session: Spark .* session", logs, re.M)
+    failed = re.search(r"^(\d\d):(\d\d):(\d\d) ERROR reviewrec: s3a://", logs, re.M)
+    assert started and failed, logs[-3000:]
+    t0, t1 = (int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) for m in (started, failed))
+    assert 0 <= (t1 - t0) % 86400 < 30, (started[0], failed[0])
+    # Before any stage: the session started and logged, no job was submitted.
+    kinds = {e["Event"] for e in event_lines(events)}
+    assert "SparkListenerApplicationStart" in kinds
+    assert not kinds & {"SparkListenerJobStart", "SparkListenerStageSubmitted"}
+    assert seconds < 300
+
+
+def test_s3_script_port_taken_and_idempotent_up(s3_server: S3Server, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        out = s3_script(tmp_path / "state", port, "up", check=False)
+    assert out.returncode == 1
+    assert re.search(rf"port {port} on 127\.0\.0\.1 is already in use by .*python.*pid=\d+", out.stderr), out.stderr
+    assert not (tmp_path / "state" / "moto.pid").exists()
+
+    pid = s3_server.pid
+    again = s3_script(s3_server.state, s3_server.port, "up", "--bucket", "reviewrec-extra")
+    assert "already up" in again.stderr
+    assert s3_server.pid == pid
+    status = s3_script(s3_server.state, s3_server.port, "status")
+    assert f"running (pid {pid}, endpoint {s3_server.endpoint}" in status.stdout
+    assert re.search(r"buckets: .*reviewrec-extra", status.stdout)
+
+
+def test_config_hash_and_printout_leave_keys_out(caplog: pytest.LogCaptureFixture) -> None:
+    local = str(REPO / "conf" / "local.yaml")
+    secret = f"spark.conf.spark.hadoop.fs.s3a.secret.key={CANARY_SECRET}"
+    plain, with_key = load_config([local]), load_config([local], [secret])
+    assert plain.hash() == with_key.hash()
+    with caplog.at_level("INFO"):
+        with_key.log_effective()
+    text = caplog.text
+    assert "spark.conf.spark.hadoop.fs.s3a.secret.key = '*********(redacted)'" in text
+    assert CANARY_SECRET not in text
+    assert objectstore.redact_text(f"--set {secret.split('=')[0]}={CANARY_SECRET}") == \
+        f"--set {secret.split('=')[0]}=*********(redacted)"
