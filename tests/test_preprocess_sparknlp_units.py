@@ -139,8 +139,15 @@ def test_cached_jars_and_session_conf(tmp_path, monkeypatch):
 
 
 def test_launcher_engine_conf(tmp_path):
-    """What ./spark-submit.sh passes to spark-submit with --conf for a sparknlp job."""
+    """What ./spark-submit.sh passes to spark-submit with --conf for a sparknlp job (beside the
+    storage jars every job gets)."""
+    from reviewrec.jvm import STORAGE_KEY
+
     _fake_cache(tmp_path)
+    storage = tmp_path / "storage" / STORAGE_KEY / "jars"
+    storage.mkdir(parents=True)
+    (storage / "delta-spark.jar").write_bytes(b"PK")
+    (storage.parent / "MANIFEST").write_text("delta-spark.jar\n")
     env = {**os.environ, "REVIEWREC_CACHE": str(tmp_path), "PYTHONPATH": str(REPO / "lib")}
 
     def conf(*args: str) -> list[str]:
@@ -148,10 +155,13 @@ def test_launcher_engine_conf(tmp_path):
                              capture_output=True, text=True, check=True, cwd=REPO).stdout
         return [x for x in out.splitlines() if x]
 
-    assert conf("preprocess") == []
+    builtin = conf("preprocess")
+    assert not any("sparknlp" in x or x.startswith("spark.driver.memory=") for x in builtin)
     got = conf("preprocess", "--set", "text.engine=sparknlp")
-    assert f"spark.jars={tmp_path}/sparknlp/5.5.3/jars/spark-nlp_2.12-5.5.3.jar," \
-           f"{tmp_path}/sparknlp/5.5.3/jars/config-1.4.2.jar" in got
+    jars = [x for x in got if x.startswith("spark.jars=")]
+    assert len(jars) == 1
+    assert f"{tmp_path}/sparknlp/5.5.3/jars/spark-nlp_2.12-5.5.3.jar," \
+           f"{tmp_path}/sparknlp/5.5.3/jars/config-1.4.2.jar" in jars[0]
     assert "spark.driver.memory=4g" in got
     assert any(x.startswith("spark.jars=") for x in conf("train_text_models"))
 
