@@ -13,6 +13,24 @@ from dataclasses import dataclass, field
 log = logging.getLogger("reviewrec")
 
 
+class Py4JResendFilter(logging.Filter):
+    """One line instead of a traceback when py4j resends a command.
+
+    py4j logs "Exception while sending command." with the traceback, at INFO on the root logger,
+    each time it finds a pooled connection closed by the JVM (e.g. the one Horovod's Spark thread
+    used in the train stage) and sends the command again on a new connection, which succeeds.
+    That is not a failure (a command that fails for good is logged at ERROR and kept as it is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.INFO and record.module == "java_gateway"
+                and record.msg == "Exception while sending command."):
+            cause = record.exc_info[1] if record.exc_info else None
+            record.msg = "py4j: a connection closed by the JVM was replaced and the command resent (%s)"
+            record.args = (type(getattr(cause, "cause", None) or cause).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup_logging(level: str | None = None) -> None:
     level = level or os.environ.get("REVIEWREC_LOG_LEVEL", "INFO")
     root = logging.getLogger()
@@ -21,6 +39,7 @@ def setup_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler._reviewrec = True  # type: ignore[attr-defined]
+    handler.addFilter(Py4JResendFilter())
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("py4j").setLevel(logging.WARNING)
