@@ -7,13 +7,13 @@ import sys
 import pytest
 
 from conftest import REPO
-from reviewrec.recommend import cf
-from reviewrec.recommend.ids import number_rows
+from reviewrec.recommend import cf, evaluation, rankers
+from reviewrec.recommend.ids import IdIndex, number_rows
 from reviewrec.recommend.metrics import ranking_metrics, rating_errors
 from reviewrec.recommend.popularity import bayesian_popularity
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from sequence_eval import leave_last_out, read_sequences  # noqa: E402
+from sequence_eval import read_sequences  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -78,7 +78,8 @@ def test_item_cf_with_recency_weights(spark) -> None:
 
 
 def test_predict_ratings_mean_centred(spark) -> None:
-    ratings = spark.createDataFrame([(0, 0, 4.0), (0, 1, 2.0), (1, 0, 5.0), (1, 2, 3.0)], "u long, i long, value double")
+    ratings = spark.createDataFrame([(0, 0, 4.0), (0, 1, 2.0), (1, 0, 5.0), (1, 2, 3.0)],
+                                    "u long, i long, value double")
     centred, means = cf.centre(ratings)
     nb = spark.createDataFrame([(0, 1, 0.5)], "row long, neighbor long, sim double")
     p = cf.predict_ratings(cf.user_cf_scores(nb, centred, seen=ratings), means).collect()
@@ -103,11 +104,16 @@ def test_bayesian_popularity(spark) -> None:
 def test_sequences_leave_last_out(spark, tmp_path) -> None:
     p = tmp_path / "seq.txt"
     p.write_text("1 10 11 12 13\n2 20 21 22\n3 30 31\n")
-    ev = read_sequences(spark, str(p))
-    hist, truth = leave_last_out(ev, "valid")
+    reviews = read_sequences(spark, str(p))
+    got = sorted((r.customer_id, r.product_id, str(r.review_date), r.star_rating) for r in reviews.collect())
+    assert got[:3] == [("1", "10", "2000-01-01", 5), ("1", "11", "2000-01-02", 5), ("1", "12", "2000-01-03", 5)]
+    users = reviews.select("customer_id", reviews.customer_id.cast("long").alias("u")).distinct()
+    items = reviews.select("product_id", reviews.product_id.cast("long").alias("i")).distinct()
+    ev = rankers.interaction_events(reviews, IdIndex(users, items, 4, 32, 4, 32, "ids as numbers"))
+    hist, truth, _ = evaluation.holdout(ev, "leave_last_out", "valid", 0.2)
     assert sorted((r.u, r.i) for r in truth.collect()) == [(1, 12), (2, 21)]  # user 3 is too short
     assert sorted((r.u, r.i, r.n) for r in hist.collect()) == [(1, 10, 2), (1, 11, 2), (2, 20, 1)]
-    _, t2 = leave_last_out(ev, "test")
+    _, t2, _ = evaluation.holdout(ev, "leave_last_out", "test", 0.2)
     assert sorted((r.u, r.i) for r in t2.collect()) == [(1, 13), (2, 22)]
     bad = tmp_path / "bad.txt"
     bad.write_text("1 10 x 12\n")
