@@ -20,6 +20,9 @@ reviewrec launcher.
   ./spark-submit.sh yarn up|down|status|env-archive
                                               YARN (ResourceManager, NodeManager) and HDFS
                                               (NameNode, DataNode) on this machine
+  ./spark-submit.sh s3 up|down|status [--bucket B]
+                                              an S3-compatible server (moto) on this machine,
+                                              for run roots on s3a:// (conf/s3.yaml)
   ./spark-submit.sh <job> [--conf conf/X.yaml ...] [--set key=value ...] [-- spark-submit args]
 
 <job> is a file in jobs/ (generate, ingest, eda, pipeline, ...). The master is the config's
@@ -48,6 +51,7 @@ case "$cmd" in
   setup) ensure_env; rr_log "ready: $RR_VENV"; exit 0 ;;
   cluster) exec bash "$RR_ROOT/lib/cluster.sh" "$@" ;;
   yarn) exec bash "$RR_ROOT/lib/yarn.sh" "$@" ;;
+  s3) exec bash "$RR_ROOT/lib/s3.sh" "$@" ;;
   test)
     ensure_env
     export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
