@@ -36,6 +36,31 @@ log = logging.getLogger(__name__)
 SHARD = "__shard"
 
 
+TASK_SIZE_LOGGER = "org.apache.spark.scheduler.TaskSetManager"
+
+
+def save_model(spark: SparkSession, model: Any, path: str) -> None:
+    """A fitted Spark ML model saved at `path`. Spark ML writes an IDFModel's idf and document
+    frequencies (num_features doubles and longs: 4 MiB at 2^18) as a one-row local DataFrame, which
+    travels inside its one write task, and Spark's scheduler warns "task of very large size"
+    about it. That task is Spark ML's writer, not data this job could broadcast, so the
+    scheduler's warning is held back for the save and one line says what it was."""
+    if not hasattr(model, "idf"):
+        model.write().overwrite().save(path)
+        return
+    jvm = spark.sparkContext._jvm
+    configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+    before = jvm.org.apache.logging.log4j.LogManager.getLogger(TASK_SIZE_LOGGER).getLevel()
+    configurator.setLevel(TASK_SIZE_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR)
+    try:
+        model.write().overwrite().save(path)
+    finally:
+        configurator.setLevel(TASK_SIZE_LOGGER, before)
+    n = len(model.idf)
+    log.info("features: IDF model saved (%d features: Spark ML writes them as one task of about %.1f MiB)",
+             n, n * 16 / 2**20)
+
+
 @dataclass(frozen=True)
 class FeaturesParams:
     """The features stage's settings: conf `features:` key for key (no defaults of its own)."""
@@ -156,7 +181,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     with timer.stage("meta"):
         M.write(spark, meta_dir, meta)
         for name in (M.USER_INDEXER, M.ITEM_INDEXER, M.IDF):
-            models[name].write().overwrite().save(meta_dir + "/" + name)
+            save_model(spark, models[name], meta_dir + "/" + name)
     total_words = sum(w for _, w in per_split.values())
     summary = {
         **sizes,
