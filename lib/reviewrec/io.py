@@ -318,6 +318,8 @@ def is_table(spark: SparkSession, path: str) -> bool:
     """A committed Delta table is at `path`."""
     from delta.tables import DeltaTable
 
+    if not _FS(spark, path).exists(dataset_path(path, DELTA_LOG)):
+        return False
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
@@ -337,6 +339,8 @@ def dataset_exists(spark: SparkSession, path: str) -> bool:
     _recover(fs, path)
     if not fs.exists(path):
         return False
+    if not fs.fs.getFileStatus(fs.p(path)).isDirectory():
+        return True
     return is_table(spark, path) or not _uncommitted_table(fs, path)
 
 
