@@ -62,14 +62,14 @@ def test_job_on_sparknlp_engine_matches_builtin(spark, run_root):
     n = _write_reviews(spark, run_root, extra=300 if real else 0)
     res = _launch(f"run.root={run_root}", "text.engine=sparknlp")
     assert res.returncode == 0, res.stderr[-4000:]
-    got = spark.read.parquet(io.dataset_path(run_root, "tokens"))
+    got = io.read_dataset(spark, io.dataset_path(run_root, "tokens"), "preprocess")
     assert got.columns == [S.REVIEW_ID, S.LEMMAS, S.POS]
     sn = {r[0]: (r[1], r[2]) for r in got.collect()}
     assert len(sn) == n
     report = json.loads(Path(io.dataset_path(run_root, "report/preprocess.json")).read_text())
     assert report["engine"] == "sparknlp" and report["reviews"] == n
 
-    reviews = spark.read.parquet(io.dataset_path(run_root, "reviews"))
+    reviews = io.read_dataset(spark, io.dataset_path(run_root, "reviews"), "ingest")
     bi = {r[0]: (r[1], r[2]) for r in preprocess(reviews, TextParams(engine="builtin")).collect()}
     # literal reviews: tagged with case and stop words in place, then lemmatized and filtered
     lem, pos = sn["R1"]
@@ -101,7 +101,7 @@ def test_missing_jar_stops_the_job_with_the_artifact_named(spark, run_root, tmp_
     # the builtin engine still works on the same reviews, through the same launcher
     res = _launch(f"run.root={run_root}", "text.engine=builtin", f"text.sparknlp_jar={jar}", timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
-    assert spark.read.parquet(io.dataset_path(run_root, "tokens")).count() == len(LITERAL)
+    assert io.read_dataset(spark, io.dataset_path(run_root, "tokens"), "preprocess").count() == len(LITERAL)
 
 
 def test_missing_jar_on_a_session_without_it(spark):
