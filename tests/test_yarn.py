@@ -5,17 +5,21 @@ for this module and always stopped after it, leaving no process behind.
 Every job goes through the launcher's YARN branch as on EMR and Dataproc: the package zip
 (--py-files), the confs (--files), the packed environment staged once on HDFS (--archives,
 localized once by the NodeManager), the Delta and hadoop-aws jars (spark.jars). One pipeline runs
-in cluster deploy mode (the driver in the ApplicationMaster's container) with its run root on
-hdfs://, through two faults: an executor container SIGKILLed while it runs a preprocess task, and
-the ApplicationMaster SIGKILLed in a later stage, after which YARN's second attempt resumes the
-pipeline (run.skip_existing) and completes. The causal job runs in client deploy mode on the same
-root. Every output equals local mode's (the local run is shared with tests/test_cluster.py).
+in cluster deploy mode (the driver in the ApplicationMaster's container) through two faults: an
+executor container SIGKILLed while it runs a preprocess task, and the ApplicationMaster SIGKILLed
+in a later stage, after which YARN's second attempt resumes the pipeline (run.skip_existing) and
+completes. Its run root is on the local disk, which the one NodeManager's containers share (the
+Horovod ranks read the features' files and write checkpoints through local or mounted paths).
+The causal job runs in client deploy mode on the same root, and generate (cluster mode) and
+ingest (client mode) run with their run root on hdfs://. Every output equals local mode's (the
+local run is shared with tests/test_cluster.py).
 
 The cluster gets its own state directory and ports (19000, 19870, 18032-18035, 18088), so a
 developer's YARN on the defaults is left alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from reference_runs import SMALL, compare_runs, finish, wait_for
+from reference_runs import SMALL, SOURCE, compare_runs, finish, rows, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
@@ -151,7 +155,7 @@ def yarn_runs(yarn, local_reference, tmp_path_factory):
     """The pipeline on YARN in cluster deploy mode (run root on HDFS) with an executor container
     and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode."""
     base = tmp_path_factory.mktemp("yarn-runs")
-    root = f"{NN}/runs/cluster"
+    root = str(base / "cluster")
     out: dict = {"logs": base, "root": root, "faults": {}}
     log = base / "pipeline.log"
     t0 = time.monotonic()
@@ -209,7 +213,28 @@ def test_pipeline_ran_in_cluster_mode_with_the_environment_staged_on_hdfs(yarn_r
 
 
 def test_yarn_results_equal_local(yarn_runs, local_reference, spark):
-    compare_runs(spark, yarn_runs["root"], str(local_reference), read_text=hdfs_text)
+    compare_runs(spark, yarn_runs["root"], str(local_reference), read_text=lambda p: Path(p).read_text())
+
+
+def test_run_root_on_hdfs_generate_in_cluster_mode_ingest_in_client_mode_equal_local(yarn, local_reference,
+                                                                                     spark, tmp_path):
+    root = f"{NN}/runs/hdfs"
+    for job, mode in (("generate", ["--deploy-mode", "cluster"]), ("ingest", [])):
+        log = tmp_path / f"{job}.log"
+        proc = yarn.submit(job, root, SMALL, log, mode)
+        assert finish(proc, JOB_TIMEOUT) == 0, _read(log)[-4000:]
+    assert "--deploy-mode cluster" in _read(tmp_path / "generate.log")
+    ingest = json.loads(hdfs_text(f"{root}/report/ingest.json"))
+    local = json.loads((local_reference / "report" / "ingest.json").read_text())
+    assert ingest["reconciled"] is True
+    for k in ("accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
+        assert ingest[k] == local[k], k
+    # A Delta table on HDFS: its log is there, and its rows are the local run's.
+    from reviewrec import io
+
+    assert io.is_table(spark, f"{root}/reviews")
+    assert rows(spark, f"{root}/reviews") == rows(spark, str(local_reference / "reviews"))
+    assert rows(spark, f"{root}/quarantine", SOURCE) == rows(spark, str(local_reference / "quarantine"), SOURCE)
 
 
 def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn_runs):
