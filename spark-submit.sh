@@ -12,7 +12,8 @@ reviewrec launcher.
 
   ./spark-submit.sh pipeline                  set up if needed, run the whole pipeline locally
                                               on the embedded synthetic data, print the report
-  ./spark-submit.sh test [pytest args]        set up if needed, run the test suite
+  ./spark-submit.sh test [pytest args]        set up if needed, run the linter (ruff) and the
+                                              test suite
   ./spark-submit.sh setup                     only set up (.venv, Java check, horovod wheel)
   ./spark-submit.sh cluster up|down|status|pack
                                               a Spark standalone cluster on this machine and
@@ -54,6 +55,8 @@ case "$cmd" in
   s3) exec bash "$RR_ROOT/lib/s3.sh" "$@" ;;
   test)
     ensure_env
+    # The linter first (pyproject.toml): a style error fails in seconds, not after the suite.
+    "$RR_VENV/bin/ruff" check --quiet "$RR_ROOT" || { rr_log "ERROR: ruff check found the points above (ruff check --fix fixes some)"; exit 1; }
     export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
     export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
     set +e

@@ -45,7 +45,7 @@ def main() -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     rows, cols, n_cols = load_entries(args.data, args.users)
     r, n, _ = scipy_topk(rows, cols, n_cols, args.k)
-    exact = set(zip(r.tolist(), n.tolist()))
+    exact = set(zip(r.tolist(), n.tolist(), strict=False))
     cfg = load_config([str(REPO / "conf" / "local.yaml")], ["spark.app_name=bench-recsys-approx"])
     spark = build_session(cfg)
     import pandas as pd
@@ -55,11 +55,12 @@ def main() -> int:
     out = {"data": f"{args.data}, first {args.users} users", "k": args.k, "exact_pairs": len(exact), "runs": []}
     for cap in [int(c) for c in args.caps.split(",")]:
         t0 = time.perf_counter()
-        approx = similarity.topk_similarity(e, similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs,
+        approx = similarity.topk_similarity(e, similarity.SimilarityParams(k=args.k, block_size=args.block_size,
+                                                                           max_pairs=args.max_pairs,
                                                                   max_column_degree=cap, threshold=args.threshold),
                                    n_rows=int(rows.max()) + 1, n_cols=n_cols).toPandas()
         secs = time.perf_counter() - t0
-        got = set(zip(approx["row"].tolist(), approx["neighbor"].tolist()))
+        got = set(zip(approx["row"].tolist(), approx["neighbor"].tolist(), strict=False))
         run = {"max_item_degree": cap, "threshold": args.threshold, "seconds": round(secs, 1),
                "recall_of_exact_topk": round(len(got & exact) / len(exact), 4), "pairs": len(got)}
         print(json.dumps(run), flush=True)

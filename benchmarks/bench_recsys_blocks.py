@@ -58,8 +58,9 @@ def blockmatrix_topk(spark, rows: np.ndarray, cols: np.ndarray, n_cols: int, k: 
 
     n_rows = int(rows.max()) + 1
     norms = np.sqrt(np.bincount(rows, minlength=n_rows)).astype(float)
-    entries = [MatrixEntry(int(r), int(c), float(1.0 / norms[r])) for r, c in zip(rows, cols)]
-    bm = CoordinateMatrix(spark.sparkContext.parallelize(entries, partitions), n_rows, n_cols).toBlockMatrix(bs, bs).cache()
+    entries = [MatrixEntry(int(r), int(c), float(1.0 / norms[r])) for r, c in zip(rows, cols, strict=False)]
+    bm = (CoordinateMatrix(spark.sparkContext.parallelize(entries, partitions), n_rows, n_cols)
+          .toBlockMatrix(bs, bs).cache())
     prod = bm.multiply(bm.transpose())
 
     def block_topk(kv):  # noqa: ANN001, ANN202
@@ -93,14 +94,14 @@ def scipy_topk(rows: np.ndarray, cols: np.ndarray, n_cols: int, k: int):  # noqa
 def compare(a: dict, b: dict) -> dict:
     same_rows = set(a) == set(b)
     diff_pairs = sum(1 for r in a if [n for n, _ in a[r]] != [n for n, _ in b.get(r, [])])
-    max_err = max((abs(x - y) for r in a if r in b for (_, x), (_, y) in zip(a[r], b[r])), default=0.0)
+    max_err = max((abs(x - y) for r in a if r in b for (_, x), (_, y) in zip(a[r], b[r], strict=False)), default=0.0)
     return {"same_users": same_rows, "users_with_different_topk": diff_pairs, "max_abs_cosine_diff": max_err}
 
 
 def as_dict(rows: np.ndarray, nbrs: np.ndarray, sims: np.ndarray) -> dict:
     order = np.lexsort((nbrs, -np.round(sims, similarity.TIE_DECIMALS), rows))
     out: dict = {}
-    for r, n, s in zip(rows[order], nbrs[order], sims[order]):
+    for r, n, s in zip(rows[order], nbrs[order], sims[order], strict=False):
         out.setdefault(int(r), []).append((int(n), float(s)))
     return out
 
@@ -126,7 +127,8 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
                                     "row long, col long, value double").cache()
     entries.count()
     t0 = time.perf_counter()
-    similarity.topk_similarity(entries, similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs),
+    similarity.topk_similarity(entries, similarity.SimilarityParams(k=args.k, block_size=args.block_size,
+                                                                    max_pairs=args.max_pairs),
                       n_rows=res["users"], n_cols=n_cols).write.parquet(f"{tmp}/blockwise_{n_users}")
     res["blockwise_s"] = round(time.perf_counter() - t0, 2)
     blockwise = read_back(f"{tmp}/blockwise_{n_users}")
@@ -136,7 +138,8 @@ def one_size(spark, n_users: int, args: argparse.Namespace, tmp: str, emit) -> d
     if not args.skip_blockmatrix:
         t0 = time.perf_counter()
         try:
-            blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block, args.bm_partitions).write.parquet(f"{tmp}/bm_{n_users}")
+            (blockmatrix_topk(spark, rows, cols, n_cols, args.k, args.bm_block, args.bm_partitions)
+             .write.parquet(f"{tmp}/bm_{n_users}"))
         except Exception as e:  # noqa: BLE001 - the failure (e.g. Java heap space) is the result
             res["blockmatrix_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
             res["blockmatrix_failed_after_s"] = round(time.perf_counter() - t0, 2)

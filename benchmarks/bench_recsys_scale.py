@@ -144,7 +144,7 @@ def main() -> int:
                           "time_x": round(b["wall_s"] / a["wall_s"], 2),
                           **({"recommend_time_x": round(b["recommend_wall_s"] / a["recommend_wall_s"], 2)}
                              if "recommend_wall_s" in a else {})}
-                         for a, b in zip(results, results[1:])]
+                         for a, b in zip(results, results[1:], strict=False)]
     emit(out, args.out)
     return 0
 

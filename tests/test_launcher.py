@@ -106,7 +106,8 @@ def test_cluster_submission_fails_fast_naming_a_down_master_or_a_missing_archive
 
 
 def test_help_is_the_usage_text_only():
-    res = subprocess.run([str(REPO / "spark-submit.sh"), "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([str(REPO / "spark-submit.sh"), "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
     assert res.returncode == 0
     lines = res.stdout.splitlines()
     assert lines[0] == "reviewrec launcher." and "-- --deploy-mode cluster" in lines[-1]
