@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from reference_runs import SMALL
 from reviewrec import io
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
@@ -33,10 +34,6 @@ MASTER = "spark://127.0.0.1:7177"
 APP_TTL = 30
 CLUSTER_SETS = [f"spark.master={MASTER}", "spark.conf.spark.master.ui.port=8180",
                 "spark.conf.spark.worker.ui.port=8181", f"spark.conf.spark.worker.cleanup.appDataTtl={APP_TTL}"]
-# Small, every stage real: the model trains two short epochs (a checkpoint after each).
-SMALL = ["synthetic.rows=1500", "synthetic.customers=300", "synthetic.products=80", "model.epochs=2",
-         "model.baseline_reg_params=[0.01]", "model.baseline_max_iter=20", "model.bootstrap_reps=0",
-         "recsys.evaluate.enabled=false"]
 JOB_TIMEOUT = 2400
 # A Horovod rank lost with its executor ends the train job within this many seconds.
 RANK_LOSS_TIMEOUT = 180
@@ -207,16 +204,12 @@ def _rank_executors(cluster: Cluster) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
-    """The pipeline and the causal job in local mode and on the cluster, same config. On the
-    cluster an executor is SIGKILLed while it runs a preprocess task; the job must recover."""
+def runs(cluster, local_reference, tmp_path_factory):
+    """The pipeline and the causal job on the cluster, beside the local-mode run of the same config
+    (tests/reference_runs.py, shared with tests/test_yarn.py). On the cluster an executor is
+    SIGKILLed while it runs a preprocess task; the job must recover."""
     base = tmp_path_factory.mktemp("runs")
-    out: dict = {"logs": base, "faults": {}}
-    t0 = time.monotonic()
-    local = base / "local"
-    cluster.run("pipeline", local, SMALL, base / "local-pipeline.log", conf="conf/local.yaml")
-    cluster.run("causal", local, SMALL, base / "local-causal.log", conf="conf/local.yaml")
-    out["local"], out["local_seconds"] = local, round(time.monotonic() - t0, 1)
+    out: dict = {"logs": base, "faults": {}, "local": local_reference}
 
     t0 = time.monotonic()
     root = base / "cluster"
@@ -240,7 +233,7 @@ def runs(cluster, tmp_path_factory):
     out["pipeline_executor_logs"] = keep_executor_logs(cluster.state, base / "pipeline-executors")
     cluster.run("causal", root, SMALL, base / "cluster-causal.log")
     out["cluster"], out["cluster_seconds"] = root, round(time.monotonic() - t0, 1)
-    print(f"pipeline + causal: cluster {out['cluster_seconds']}s, local {out['local_seconds']}s")
+    print(f"pipeline + causal on the cluster: {out['cluster_seconds']}s")
     return out
 
 
