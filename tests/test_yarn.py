@@ -155,7 +155,8 @@ def yarn_runs(yarn, local_reference, tmp_path_factory):
     """The pipeline on YARN in cluster deploy mode (run root on HDFS) with an executor container
     and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode."""
     base = tmp_path_factory.mktemp("yarn-runs")
-    root = str(base / "cluster")
+    # file://: on YARN a path without a scheme is on the default file system, HDFS.
+    root = f"file://{base / 'cluster'}"
     out: dict = {"logs": base, "root": root, "faults": {}}
     log = base / "pipeline.log"
     t0 = time.monotonic()
@@ -213,7 +214,8 @@ def test_pipeline_ran_in_cluster_mode_with_the_environment_staged_on_hdfs(yarn_r
 
 
 def test_yarn_results_equal_local(yarn_runs, local_reference, spark):
-    compare_runs(spark, yarn_runs["root"], str(local_reference), read_text=lambda p: Path(p).read_text())
+    compare_runs(spark, yarn_runs["root"], str(local_reference),
+                 read_text=lambda p: Path(p.removeprefix("file://")).read_text())
 
 
 def test_run_root_on_hdfs_generate_in_cluster_mode_ingest_in_client_mode_equal_local(yarn, local_reference,
