@@ -20,6 +20,8 @@ set -euo pipefail
 RR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/bootstrap.sh
 source "$RR_ROOT/lib/bootstrap.sh"
+# shellcheck source=lib/daemon.sh
+source "$RR_ROOT/lib/daemon.sh"
 cd "$RR_ROOT"
 
 STATE="${REVIEWREC_CLUSTER_DIR:-$RR_CACHE/cluster}"
@@ -41,20 +43,7 @@ EOF
 
 spark_home() { "$RR_VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))'; }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
 pid_of() { [ -f "$STATE/pids/$1.pid" ] && cat "$STATE/pids/$1.pid" || true; }
-
-port_in_use() {
-  "$RR_VENV/bin/python" - "$1" "$2" <<'PY'
-import socket, sys
-s = socket.socket()
-s.settimeout(1)
-sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
-PY
-}
-
-port_owner() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1; }
 
 load_settings() {
   local args=("$@")
@@ -65,29 +54,9 @@ load_settings() {
   eval "$out"
 }
 
-# Processes whose working directory is under this cluster's work directories: the executors
-# the workers started (and their Python workers), should a worker have died without them.
-orphans() {
-  local p cwd
-  for p in /proc/[0-9]*; do
-    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-    case "$cwd" in "$STATE/work/"*) echo "${p#/proc/}" ;; esac
-  done
-}
-
-stop_pids() {
-  # TERM, then KILL what is still there after 15 s.
-  local pids=("$@") p i
-  [ ${#pids[@]} -gt 0 ] || return 0
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  for i in $(seq 1 30); do
-    local left=0
-    for p in "${pids[@]}"; do alive "$p" && left=1; done
-    [ "$left" = 0 ] && return 0
-    sleep 0.5
-  done
-  kill -KILL "${pids[@]}" 2>/dev/null || true
-}
+# The executors the workers started (and their Python workers), should a worker have died
+# without them.
+orphans() { processes_under "$STATE/work"; }
 
 cmd_down() {
   local names=() pids=() n p
@@ -97,13 +66,13 @@ cmd_down() {
   done
   if [ ${#pids[@]} -gt 0 ]; then
     rr_log "stopping ${names[*]} (pids ${pids[*]})"
-    stop_pids "${pids[@]}"
+    stop_pids 15 "${pids[@]}"
   fi
   rm -f "$STATE"/pids/*.pid
   mapfile -t pids < <(orphans)
   if [ ${#pids[@]} -gt 0 ]; then
     rr_log "stopping executor processes left under $STATE/work (pids ${pids[*]})"
-    stop_pids "${pids[@]}"
+    stop_pids 15 "${pids[@]}"
   fi
   rr_log "cluster down (state: $STATE)"
 }

@@ -18,6 +18,8 @@ set -euo pipefail
 RR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/bootstrap.sh
 source "$RR_ROOT/lib/bootstrap.sh"
+# shellcheck source=lib/daemon.sh
+source "$RR_ROOT/lib/daemon.sh"
 cd "$RR_ROOT"
 
 STATE="${REVIEWREC_S3_DIR:-$RR_CACHE/s3}"
@@ -38,39 +40,19 @@ Keys for s3a: set -a; . ${REVIEWREC_S3_DIR:-~/.cache/reviewrec/s3}/credentials; 
 EOF
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 server_pid() { [ -f "$PIDFILE" ] && cat "$PIDFILE" || true; }
 endpoint() { echo "http://$HOST:$1"; }
-
-port_in_use() {
-  "$RR_VENV/bin/python" - "$1" "$2" <<'PY'
-import socket, sys
-s = socket.socket()
-s.settimeout(1)
-sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
-PY
-}
-
-port_owner() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1; }
 
 objectstore() { PYTHONPATH="$RR_ROOT/lib" "$RR_VENV/bin/python" -m reviewrec.objectstore "$@"; }
 
 answers() { curl -fsS --max-time 2 -o /dev/null "$(endpoint "$1")/moto-api/data.json" 2>/dev/null; }
-
-stop_pid() {
-  # TERM, then KILL what is still there after 10 s.
-  local p="$1" i
-  kill -TERM "$p" 2>/dev/null || true
-  for i in $(seq 1 20); do alive "$p" || return 0; sleep 0.5; done
-  kill -KILL "$p" 2>/dev/null || true
-}
 
 cmd_down() {
   local p
   p=$(server_pid)
   if alive "$p"; then
     rr_log "stopping the S3 server (pid $p)"
-    stop_pid "$p"
+    stop_pids 10 "$p"
   fi
   # The objects were in memory: the keys and the endpoint of this server go with them.
   rm -f "$PIDFILE" "$STATE/s3.env" "$CREDS"

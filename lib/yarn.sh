@@ -25,6 +25,8 @@ set -euo pipefail
 RR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/bootstrap.sh
 source "$RR_ROOT/lib/bootstrap.sh"
+# shellcheck source=lib/daemon.sh
+source "$RR_ROOT/lib/daemon.sh"
 cd "$RR_ROOT"
 
 STATE="${REVIEWREC_YARN_DIR:-$RR_CACHE/yarn-cluster}"
@@ -48,19 +50,7 @@ Ports: REVIEWREC_YARN_NN_PORT (9000), REVIEWREC_YARN_NN_HTTP_PORT (9870), REVIEW
 EOF
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 daemon_pid() { [ -f "$STATE/pids/yarn.pid" ] && cat "$STATE/pids/yarn.pid" || true; }
-
-port_in_use() {
-  "$RR_VENV/bin/python" - "$1" "$2" <<'PY'
-import socket, sys
-s = socket.socket()
-s.settimeout(1)
-sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
-PY
-}
-
-port_owner() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1; }
 
 settings_key() { echo "nn=$NN_PORT,nnhttp=$NN_HTTP_PORT,rm=$RM_PORT,web=$WEB_PORT,nms=$NODE_MANAGERS"; }
 
@@ -93,40 +83,20 @@ classpath() { sed "s:^:$1/:" "$1/../MANIFEST" | paste -sd: -; }
 
 # Processes under this cluster's directories (containers, their Python workers, Horovod ranks),
 # should the daemon have died without stopping them.
-orphans() {
-  local p cwd
-  for p in /proc/[0-9]*; do
-    [ "${p#/proc/}" = "$$" ] && continue
-    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-    case "$cwd" in "$STATE/"*) echo "${p#/proc/}" ;; esac
-  done
-}
-
-stop_pids() {
-  local pids=("$@") p i
-  [ ${#pids[@]} -gt 0 ] || return 0
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  for i in $(seq 1 60); do
-    local left=0
-    for p in "${pids[@]}"; do alive "$p" && left=1; done
-    [ "$left" = 0 ] && return 0
-    sleep 0.5
-  done
-  kill -KILL "${pids[@]}" 2>/dev/null || true
-}
+orphans() { processes_under "$STATE"; }
 
 cmd_down() {
   local p pids
   p=$(daemon_pid)
   if alive "$p"; then
     rr_log "stopping YARN and HDFS (pid $p)"
-    stop_pids "$p"
+    stop_pids 30 "$p"
   fi
   rm -f "$STATE/pids/yarn.pid" "$STATE/ready"
   mapfile -t pids < <(orphans)
   if [ ${#pids[@]} -gt 0 ]; then
     rr_log "stopping container processes left under $STATE (pids ${pids[*]})"
-    stop_pids "${pids[@]}"
+    stop_pids 30 "${pids[@]}"
   fi
   rr_log "yarn down (state: $STATE)"
 }

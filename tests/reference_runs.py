@@ -32,6 +32,20 @@ DATASETS = ("reviews", "tokens", "features", "popularity")
 WITH_SOURCE = ("quarantine", "duplicates")
 
 
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def cwd_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
 def wait_for(pred: Callable[[], object], timeout: float, what: str, every: float = 0.5):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -85,12 +99,12 @@ def local_reference(tmp_path_factory) -> Path:
     return root
 
 
-def rows(spark, path: str, drop: tuple[str, ...] = ()) -> list[tuple]:
+def rows(spark, path: str | Path, drop: tuple[str, ...] = ()) -> list[tuple]:
     """Every row of a dataset (the current version of its table), each value as its repr (vectors,
     arrays, exact floats), sorted."""
     from reviewrec import io
 
-    df = io.read_dataset(spark, path, "the run")
+    df = io.read_dataset(spark, str(path), "the run")
     cols = sorted(c for c in df.columns if c not in drop)
     return sorted(tuple(repr(r[c]) for c in cols) for r in df.collect())
 

@@ -23,7 +23,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from reference_runs import SMALL
+from reference_runs import JOB_TIMEOUT, SMALL, SOURCE, clean_env, compare_runs, finish
+from reference_runs import cmdline as _cmdline
+from reference_runs import cwd_of as _cwd
+from reference_runs import rows as _rows
+from reference_runs import wait_for as _wait
 from reviewrec import io
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
@@ -34,45 +38,14 @@ MASTER = "spark://127.0.0.1:7177"
 APP_TTL = 30
 CLUSTER_SETS = [f"spark.master={MASTER}", "spark.conf.spark.master.ui.port=8180",
                 "spark.conf.spark.worker.ui.port=8181", f"spark.conf.spark.worker.cleanup.appDataTtl={APP_TTL}"]
-JOB_TIMEOUT = 2400
 # A Horovod rank lost with its executor ends the train job within this many seconds.
 RANK_LOSS_TIMEOUT = 180
-# Cluster vs local: baseline metrics (RMSE/MAE of the TF-IDF LR differ in the last bits: Spark ML
-# sums in a different order) and causal estimates, relative.
-METRIC_TOL = 1e-6
 
 
 def _clean_env(state: Path) -> dict[str, str]:
     """The caller's environment without the test process's Python wiring: what the driver and
     executors import must come from the launcher (zip, packed environment), not from here."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR", "SPARK_HOME")}
-    env["REVIEWREC_CLUSTER_DIR"] = str(state)
-    return env
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _cwd(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return ""
-
-
-def _wait(pred, timeout: float, what: str, every: float = 0.5):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        got = pred()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return dict(clean_env(), REVIEWREC_CLUSTER_DIR=str(state))
 
 
 class Cluster:
@@ -143,17 +116,6 @@ class Cluster:
         text = log.read_text(errors="replace")
         assert rc == 0, f"{job} failed (rc {rc}); log {log}:\n{text[-4000:]}"
         return text
-
-
-def finish(proc: subprocess.Popen, timeout: float = JOB_TIMEOUT) -> int:
-    """The job's exit code; a job that outlives `timeout` (or an interrupted test) is killed."""
-    try:
-        return proc.wait(timeout=timeout)
-    except BaseException:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -237,15 +199,6 @@ def runs(cluster, local_reference, tmp_path_factory):
     return out
 
 
-def _rows(spark, path: Path, drop: tuple[str, ...] = ()) -> list[tuple]:
-    """Every row of a dataset, each value as its repr (vectors, arrays, exact floats), sorted."""
-    df = io.read_dataset(spark, str(path), "a cluster run's")
-    cols = sorted(c for c in df.columns if c not in drop)
-    return sorted(tuple(repr(r[c]) for c in cols) for r in df.collect())
-
-
-# Quarantined and duplicate rows name the raw file they came from, under each run's own root.
-SOURCE = ("source_file",)
 
 
 def test_pipeline_ran_on_the_cluster_with_the_packed_environment(runs, cluster):
@@ -275,21 +228,11 @@ def test_workers_remove_finished_applications_work_directories(runs):
 
 def test_cluster_results_equal_local(runs, spark):
     c, l = runs["cluster"], runs["local"]  # noqa: E741
-    ing_c = _reconciled(c)
-    ing_l = _reconciled(l)
-    for k in ("input", "accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
-        if k == "input":
-            assert ({x: v for x, v in ing_c[k].items() if x != "path"}
-                    == {x: v for x, v in ing_l[k].items() if x != "path"})
-        else:
-            assert ing_c[k] == ing_l[k], k
-    # Bit-identical datasets (quarantine rows name their source file, which is under each root).
-    for name in ("reviews", "tokens", "features", "popularity"):
-        assert _rows(spark, c / name) == _rows(spark, l / name), name
-    for name in ("quarantine", "duplicates"):
-        assert _rows(spark, c / name, SOURCE) == _rows(spark, l / name, SOURCE), name
+    # Ingest's reconciliation, every dataset row for row, the vocabulary, the LSTM's weights hash,
+    # the metrics, the neighbours, the recommendations and the causal report (reference_runs).
+    compare_runs(spark, str(c), str(l), read_text=lambda p: Path(p).read_text())
     # The features' files of the current version (part-NNNNN-<write id>.parquet in each split=...):
-    # the same parts, each with the same rows in the same order.
+    # the same parts, each with the same rows in the same order (the ranks read them so).
     def parts(root: Path) -> dict[tuple[str, str], Path]:
         return {(p.parent.name, p.name.split("-")[1]): p for p in map(Path, io.log_files(str(root / "features")))}
 
@@ -298,55 +241,6 @@ def test_cluster_results_equal_local(runs, spark):
     for key, path in files_c.items():
         ordered = [spark.read.parquet(str(p)).select("review_id").collect() for p in (path, files_l[key])]
         assert ordered[0] == ordered[1], key
-    assert json.loads((c / "features_meta" / "vocab.json").read_text()) \
-        == json.loads((l / "features_meta" / "vocab.json").read_text())
-    # The LSTM trained by Horovod (2 ranks over Gloo, deterministic ops) on the same files: the
-    # same weights to the last bit, so the same metrics; the baselines (majority class, TF-IDF +
-    # LR) score the same to float rounding.
-    wc, wl = (json.loads((r / "model" / "metadata.json").read_text()) for r in (c, l))
-    assert wc["weights_sha256"] == wl["weights_sha256"]
-    mc = json.loads((c / "report" / "model" / "metrics.json").read_text())["models"]
-    ml = json.loads((l / "report" / "model" / "metrics.json").read_text())["models"]
-    assert mc.keys() == ml.keys() and "lstm" in mc, sorted(mc)
-    for model in ml:
-        for k, v in ml[model].items():
-            if isinstance(v, float):
-                assert abs(mc[model][k] - v) <= METRIC_TOL, (model, k, mc[model][k], v)
-    # Neighbours: the same pairs; the cosines agree to float rounding (summation order).
-    nc, nl = (sorted(io.read_dataset(spark, str(r / "neighbors"), "recommend").collect()) for r in (c, l))
-    assert [r[:-1] for r in nc] == [r[:-1] for r in nl]
-    assert max(abs(a[-1] - b[-1]) for a, b in zip(nc, nl, strict=True)) <= 1e-12
-    # Recommendations (the user-item matrix filled by that model): the same items for every user.
-    rc, rl = (io.read_dataset(spark, str(r / "recommendations"), "recommend") for r in (c, l))
-    key = [x for x in rc.columns if x in ("customer_id", "user", "product_id", "item", "rank")]
-    assert sorted(tuple(r) for r in rc.select(*key).collect()) == sorted(tuple(r) for r in rl.select(*key).collect())
-    # The causal study: the same estimates.
-    cc = sorted(c.glob("report/causal/*/causal.json"))
-    assert cc and [p.name for p in cc] == [p.name for p in sorted(l.glob("report/causal/*/causal.json"))]
-    for pc in cc:
-        _close(json.loads(pc.read_text()), json.loads((l / pc.relative_to(c)).read_text()), str(pc.relative_to(c)))
-
-
-def _close(a, b, where: str) -> None:
-    """Same structure; numbers equal to METRIC_TOL (relative), strings equal except run paths."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            # The uplift section's tree ensembles (Spark ML, sampled per partition) differ
-            # between local mode and the cluster; everything else is compared.
-            if k not in ("seconds", "timings", "timings_s", "root", "path", "generated_at", "elapsed_s", "uplift",
-                         "config_hash"):
-                _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _close(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and isinstance(b, int | float):
-        assert abs(a - b) <= METRIC_TOL * max(1.0, abs(b)), (where, a, b)
-    elif isinstance(a, str) and ("/cluster" in a or "/local" in a):
-        pass
-    else:
-        assert a == b, (where, a, b)
 
 
 def test_executor_sigkill_mid_preprocess_the_job_finishes_with_the_same_output(runs, spark):

@@ -30,28 +30,15 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from reference_runs import SMALL, SOURCE, compare_runs, finish, rows, wait_for
+from reference_runs import JOB_TIMEOUT, SMALL, SOURCE, clean_env, compare_runs, finish, rows, wait_for
+from reference_runs import cmdline as _cmdline
+from reference_runs import cwd_of as _cwd
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
 PORTS = {"REVIEWREC_YARN_NN_PORT": "19000", "REVIEWREC_YARN_NN_HTTP_PORT": "19870",
          "REVIEWREC_YARN_RM_PORT": "18032", "REVIEWREC_YARN_WEB_PORT": "18088"}
 NN = f"hdfs://127.0.0.1:{PORTS['REVIEWREC_YARN_NN_PORT']}"
-JOB_TIMEOUT = 2400
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _cwd(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return ""
 
 
 def _read(p: Path) -> str:
@@ -61,10 +48,7 @@ def _read(p: Path) -> str:
 class Yarn:
     def __init__(self, state: Path):
         self.state = state
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR",
-                                 "SPARK_HOME", "HADOOP_CONF_DIR", "YARN_CONF_DIR")}
-        self.env.update(PORTS, REVIEWREC_YARN_DIR=str(state))
+        self.env = dict(clean_env(), **PORTS, REVIEWREC_YARN_DIR=str(state))
 
     def script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         res = subprocess.run([str(REPO / "spark-submit.sh"), "yarn", *args], cwd=REPO, env=self.env,

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from reviewrec.jvm import cache_dir
+
 ARTIFACT = "com.johnsnowlabs.nlp:spark-nlp_2.12"
 DEFAULT_VERSION = "5.5.3"
 DEFAULT_PACKAGE = f"{ARTIFACT}:{DEFAULT_VERSION}"
@@ -22,14 +24,6 @@ SETUP_HINT = "./spark-submit.sh setup (needs mvn and Maven Central)"
 
 class SparkNLPUnavailable(RuntimeError):
     """The Spark NLP jar (or Python package, or a model) is not available to this Spark session."""
-
-
-def cache_dir() -> str:
-    """The cache outside the clone that lib/bootstrap.sh fills (same rule as RR_CACHE there)."""
-    if os.environ.get("REVIEWREC_CACHE"):
-        return os.environ["REVIEWREC_CACHE"]
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "reviewrec")
 
 
 def version_of(package: str | None) -> str:
