@@ -7,7 +7,9 @@
   * The features stage's "task of very large size": Spark ML's own IDFModel writer (the idf and
     document frequencies at 2^18 features in one task); the child saves one IDF model the plain
     way (the warning appears) and one through the features job's `save_model` (it does not, and
-    the model reads back the same)."""
+    the model reads back the same).
+  * And the pipeline run through the launcher that the cluster tests compare with
+    (tests/reference_runs.py) shows neither in its output."""
 from __future__ import annotations
 
 import subprocess
@@ -82,3 +84,14 @@ def test_idf_model_save_warns_only_through_spark_ml_plain(tmp_path):
 
 if __name__ == "__main__":
     child()
+
+
+@pytest.mark.slow
+def test_the_pipeline_run_through_the_launcher_prints_no_traceback(local_reference):
+    """The whole pipeline through `./spark-submit.sh pipeline` (the demo's config at the cluster
+    tests' small size; the run they all compare with): its output has no traceback and no
+    "task of very large size" warning, and the run finished."""
+    log = (local_reference.parent / "pipeline.log").read_text(errors="replace")
+    assert "reviewrec pipeline finished" in log and "pipeline: train done" in log
+    assert "Traceback" not in log
+    assert "task of very large size" not in log
