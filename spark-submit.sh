@@ -260,6 +260,20 @@ done < <(submit_py spark-conf "${app_args[@]}")
 while IFS= read -r kv; do
   [ -n "$kv" ] && conf_args+=(--conf "$kv")
 done < <(submit_py engine-conf "$job" "${app_args[@]}")
+# A cluster on this machine (standalone on loopback, `yarn up`): its executors see the jars where
+# setup put them, so they go on the executors' (and a cluster-mode driver's) own classpath too, as
+# EMR puts Delta's on every node's. Fetched into the executors' class loader alone, Spark NLP's
+# annotators fail inside a Delta write (ClassCastException: SerializedLambda to ScalaUDF.f).
+if [ -n "$yarn_local" ] || [[ "$master" == spark://127.* || "$master" == spark://localhost:* ]]; then
+  for ((i = 0; i < ${#conf_args[@]}; i++)); do
+    case "${conf_args[$i]}" in
+      spark.jars=*)
+        jars_cp="${conf_args[$i]#spark.jars=}"
+        conf_args+=(--conf "spark.executor.extraClassPath=${jars_cp//,/:}"
+                    --conf "spark.driver.extraClassPath=${jars_cp//,/:}") ;;
+    esac
+  done
+fi
 archive_args=()
 if [ -n "$archive" ]; then
   archive_args=(--archives "$archive#environment"
