@@ -233,7 +233,11 @@ def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn_runs)
         m = re.search(rf"Lost task (\d+)\.(\d+) in stage ([\d.]+) \(TID {tid}\)[^\n]*ExecutorLostFailure", driver)
         assert m, (tid, driver[-4000:])
         index, attempt, stage = m.group(1), int(m.group(2)), m.group(3)
-        assert re.search(rf"Finished task {index}\.{attempt + 1} in stage {re.escape(stage)}", driver), (tid, index)
+        # The retry: the same task index in the same stage (its attempt may be a resubmission).
+        stage_id = stage.split(".")[0]
+        retries = re.findall(rf"Finished task {index}\.(\d+) in stage {stage_id}\.\d+", driver)
+        assert any(int(a) > attempt for a in retries) or any(
+            re.search(rf"Finished task {index}\.\d+ in stage {stage_id}\.[1-9]", driver) for _ in [0]), (tid, index)
     assert "pipeline: preprocess done" in yarn_runs["attempt1"]["stdout"]
 
 
@@ -267,7 +271,7 @@ def test_max_app_attempts_1_fails_naming_the_lost_attempt(yarn, yarn_runs, tmp_p
     text = _read(log)
     attempt = app.replace("application_", "appattempt_") + "_000001"
     assert rc != 0
-    assert f"failed 1 times due to AM Container for {attempt} exited with" in text, text[-3000:]
+    assert re.search(rf"failed 1 times [^\n]*due to AM Container for {attempt} exited with", text), text[-3000:]
 
 
 def test_resource_manager_down_fails_within_seconds_naming_the_address(yarn, tmp_path):
