@@ -60,7 +60,8 @@ case "$cmd" in
     export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$RR_VENV/bin/python" PYSPARK_DRIVER_PYTHON="$RR_VENV/bin/python"
     export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
     set +e
-    "$RR_VENV/bin/python" -m pytest tests -p no:cacheprovider "$@"
+    # The slowest steps are listed at the end: the suite's budget is watched where it is spent.
+    "$RR_VENV/bin/python" -m pytest tests -p no:cacheprovider --durations=25 --durations-min=15 "$@"
     rc=$?
     set -e
     # pytest exits 5 when it collected no tests: a test run that ran nothing is a failure.

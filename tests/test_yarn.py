@@ -223,21 +223,32 @@ def test_run_root_on_hdfs_generate_in_cluster_mode_ingest_in_client_mode_equal_l
     assert rows(spark, f"{root}/quarantine", SOURCE) == rows(spark, str(local_reference / "quarantine"), SOURCE)
 
 
-def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn_runs):
-    """The driver's log names the tasks the killed executor was running as lost with it, and each
-    ran again to completion."""
+def task_ends(yarn: Yarn, app: str, attempt: int) -> list[dict]:
+    """The application attempt's task-end events from its Spark event log (the driver logs at
+    WARN: its log names lost tasks, not finished ones)."""
+    logs = sorted((yarn.state / "events").glob(f"{app}_{attempt}*"))
+    assert logs, f"no event log for {app} attempt {attempt} in {yarn.state / 'events'}"
+    return [json.loads(line) for line in logs[0].read_text(errors="replace").splitlines()
+            if line.startswith('{"Event":"SparkListenerTaskEnd"')]
+
+
+def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn, yarn_runs):
+    """Each task the killed executor was running ended with ExecutorLostFailure (the driver's log
+    names it), and its partition ran again to success on another executor."""
     victim = yarn_runs["faults"]["executor"]
     driver = yarn_runs["attempt1"]["stderr"]
+    ends = task_ends(yarn, yarn_runs["app"], 1)
     assert victim["running"]
-    for tid in victim["running"]:
-        m = re.search(rf"Lost task (\d+)\.(\d+) in stage ([\d.]+) \(TID {tid}\)[^\n]*ExecutorLostFailure", driver)
-        assert m, (tid, driver[-4000:])
-        index, attempt, stage = m.group(1), int(m.group(2)), m.group(3)
-        # The retry: the same task index in the same stage (its attempt may be a resubmission).
-        stage_id = stage.split(".")[0]
-        retries = re.findall(rf"Finished task {index}\.(\d+) in stage {stage_id}\.\d+", driver)
-        assert any(int(a) > attempt for a in retries) or any(
-            re.search(rf"Finished task {index}\.\d+ in stage {stage_id}\.[1-9]", driver) for _ in [0]), (tid, index)
+    for tid in map(int, victim["running"]):
+        assert re.search(rf"Lost task [\d.]+ in stage [\d.]+ \(TID {tid}\)[^\n]*ExecutorLostFailure", driver), \
+            (tid, driver[-4000:])
+        lost = next(e for e in ends if e["Task Info"]["Task ID"] == tid)
+        assert lost["Task End Reason"]["Reason"] == "ExecutorLostFailure", lost["Task End Reason"]
+        assert "Exit status: 137" in lost["Task End Reason"]["Loss Reason"], lost["Task End Reason"]
+        executor, stage, index = lost["Task Info"]["Executor ID"], lost["Stage ID"], lost["Task Info"]["Index"]
+        reruns = [e for e in ends if e["Stage ID"] == stage and e["Task Info"]["Index"] == index
+                  and e["Task Info"]["Task ID"] > tid and e["Task End Reason"]["Reason"] == "Success"]
+        assert reruns and all(e["Task Info"]["Executor ID"] != executor for e in reruns), (tid, reruns)
     assert "pipeline: preprocess done" in yarn_runs["attempt1"]["stdout"]
 
 
