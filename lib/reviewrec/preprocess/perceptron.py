@@ -108,6 +108,19 @@ def shape_of(word: str) -> str:
     return s + "d" if any(ch.isdigit() for ch in word) else s
 
 
+def features(i: int, word: str, context: Sequence[str], prev: str, prev2: str) -> list[str]:
+    """The feature strings of token i, bias first: `word` as written, `context` the sentence's
+    lowercased words, `prev`/`prev2` the two tags before it (the trainer and the reference
+    tagger share this one definition)."""
+    low = context[i]
+    n = len(context)
+    return ["bias", f"suf3 {low[-3:]}", f"suf2 {low[-2:]}", f"suf1 {low[-1:]}", f"pre1 {low[:1]}",
+            f"shape {shape_of(word)}", f"w {low}", f"t-1 {prev}", f"t-2 {prev2}", f"t-1t-2 {prev} {prev2}",
+            f"w-1 {context[i - 1] if i else START}", f"w-2 {context[i - 2] if i > 1 else START}",
+            f"w+1 {context[i + 1] if i + 1 < n else END}", f"w+2 {context[i + 2] if i + 2 < n else END}",
+            f"t-1 w {prev} {low}"]
+
+
 class ReferencePerceptron:
     """The tagger written out token by token in plain Python (the definition `tag_flat` is
     checked against): feature strings, dict lookups, exact integer sums."""
@@ -118,15 +131,6 @@ class ReferencePerceptron:
         self.weights = {f: {cid[c]: _milli(v, f, c) for c, v in row.items()} for f, row in raw["weights"].items()}
         self.tagdict = {w: cid[c] for w, c in raw["tagdict"].items()}
 
-    def features(self, i: int, word: str, context: Sequence[str], prev: str, prev2: str) -> list[str]:
-        low = word.lower()
-        n = len(context)
-        return ["bias", f"suf3 {low[-3:]}", f"suf2 {low[-2:]}", f"suf1 {low[-1:]}", f"pre1 {low[:1]}",
-                f"shape {shape_of(word)}", f"w {low}", f"t-1 {prev}", f"t-2 {prev2}", f"t-1t-2 {prev} {prev2}",
-                f"w-1 {context[i - 1] if i else START}", f"w-2 {context[i - 2] if i > 1 else START}",
-                f"w+1 {context[i + 1] if i + 1 < n else END}", f"w+2 {context[i + 2] if i + 2 < n else END}",
-                f"t-1 w {prev} {low}"]
-
     def tag(self, words: Sequence[str]) -> list[str]:
         context = [w.lower() for w in words]
         prev, prev2 = START, START
@@ -135,7 +139,7 @@ class ReferencePerceptron:
             label = self.tagdict.get(context[i])
             if label is None:
                 scores = [0] * len(self.classes)
-                for f in self.features(i, word, context, prev, prev2):
+                for f in features(i, word, context, prev, prev2):
                     for c, v in self.weights.get(f, {}).items():
                         scores[c] += v
                 best = max(scores)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reviewrec.preprocess.conllu import Sentence, read_conllu
-from reviewrec.preprocess.perceptron import END, START, shape_of
+from reviewrec.preprocess.perceptron import START, features
 from reviewrec.preprocess.upos import PUNCT_RE
 
 ITERATIONS = 15
@@ -85,17 +85,6 @@ def make_tagdict(rows: Sequence[tuple[list[str], list[str]]], min_count: int = T
         if n >= min_count and top / n >= min_share:
             out[w] = lab
     return out
-
-
-def features(i: int, word: str, context: Sequence[str], prev: str, prev2: str) -> list[str]:
-    """The features of token i (`perceptron.ReferencePerceptron.features`, bias first)."""
-    low = context[i]
-    n = len(context)
-    return ["bias", f"suf3 {low[-3:]}", f"suf2 {low[-2:]}", f"suf1 {low[-1:]}", f"pre1 {low[:1]}",
-            f"shape {shape_of(word)}", f"w {low}", f"t-1 {prev}", f"t-2 {prev2}", f"t-1t-2 {prev} {prev2}",
-            f"w-1 {context[i - 1] if i else START}", f"w-2 {context[i - 2] if i > 1 else START}",
-            f"w+1 {context[i + 1] if i + 1 < n else END}", f"w+2 {context[i + 2] if i + 2 < n else END}",
-            f"t-1 w {prev} {low}"]
 
 
 class AveragedPerceptron:
