@@ -77,6 +77,21 @@ def test_enum_and_range_checks():
         load_config([], ["input.categories=some"])
 
 
+def test_recommender_choices_are_checked_when_the_config_loads():
+    """A misspelt ranker, feedback, fill method, split or phase fails at load (before Spark
+    starts), naming the key, the flag it came from and the choices."""
+    for setting, key in (("recsys.ranker=itemcf", "recsys.ranker"), ("recsys.feedback=implict", "recsys.feedback"),
+                         ("recsys.fill.method=als", "recsys.fill.method"),
+                         ("recsys.evaluate.split=random", "recsys.evaluate.split")):
+        with pytest.raises(ConfigError, match=rf"--set {setting}.*{key}.*choose one of") as e:
+            load_config([], [setting])
+        assert setting.split("=")[1] in str(e.value)
+    with pytest.raises(ConfigError, match=r"recsys.evaluate.phases has \['tset'\]; choose from \['valid', 'test'\]"):
+        load_config([], ["recsys.evaluate.phases=[valid, tset]"])
+    cfg = load_config([], ["recsys.ranker=blend", "recsys.evaluate.phases=[test]"])
+    assert cfg["recsys"]["ranker"] == "blend" and cfg["recsys"]["evaluate"]["phases"] == ["test"]
+
+
 def test_missing_input_path_is_an_error_naming_path_and_origin(tmp_path):
     missing = str(tmp_path / "nope" / "*.tsv.gz")
     with pytest.raises(ConfigError) as e:

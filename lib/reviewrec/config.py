@@ -53,6 +53,14 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "model.pooling": ("last", "max", "mean", "last_max", "last_mean", "last_max_mean"),
     "text.engine": ("builtin", "sparknlp"),
     "features.split": ("time", "random"),
+    "recsys.ranker": ("item_cf", "user_cf", "blend", "popularity"),
+    "recsys.feedback": ("auto", "explicit", "implicit"),
+    "recsys.fill.method": ("auto", "bias", "bias_als", "cf"),
+    "recsys.evaluate.split": ("auto", "leave_last_out", "time"),
+}
+# List keys whose every element must be one of the choices.
+ENUM_LISTS: dict[str, tuple[Any, ...]] = {
+    "recsys.evaluate.phases": ("valid", "test"),
 }
 # (min, max) inclusive; None leaves that side open.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -307,6 +315,10 @@ def _validate(data: dict[str, Any], origins: dict[str, str]) -> None:
     for key, choices in ENUMS.items():
         if key in flat and flat[key] not in choices:
             raise ConfigError(f"{origins.get(key, BASE_NAME)}: {key} = {flat[key]!r}; choose one of {list(choices)}")
+    for key, choices in ENUM_LISTS.items():
+        bad = [x for x in flat.get(key) or () if x not in choices]
+        if bad:
+            raise ConfigError(f"{origins.get(key, BASE_NAME)}: {key} has {bad}; choose from {list(choices)}")
     for key, (lo, hi) in RANGES.items():
         v = flat.get(key)
         if v is None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reviewrec.config import ENUM_LISTS, ENUMS
 from reviewrec.recommend.similarity import SimilarityParams
 
-USE_MODEL_CHOICES = ("auto", "never", "require")
-FILL_METHODS = ("auto", "bias", "bias_als", "cf")
-RANKERS = ("item_cf", "user_cf", "blend", "popularity")
-FEEDBACK_CHOICES = ("auto", "explicit", "implicit")
-SPLITS = ("auto", "leave_last_out", "time")
-PHASES = ("valid", "test")
+# The choices are the config's (checked when it loads, before Spark starts); checked again here
+# for parameters built in code.
+USE_MODEL_CHOICES = ENUMS["recsys.fill.use_model"]
+FILL_METHODS = ENUMS["recsys.fill.method"]
+RANKERS = ENUMS["recsys.ranker"]
+FEEDBACK_CHOICES = ENUMS["recsys.feedback"]
+SPLITS = ENUMS["recsys.evaluate.split"]
+PHASES = ENUM_LISTS["recsys.evaluate.phases"]
 
 
 @dataclass(frozen=True)
