@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,13 @@ def test_score_in_executors_matches_local_prediction(spark, feats_root, killed_a
                          md["features_meta"]["num_items"], md["net"]["user_buckets"], md["net"]["item_buckets"])
     ref = ref[np.argsort(ids)]
     np.testing.assert_allclose(probs, ref, atol=1e-5)
+    # The executors load the model shipped to them, not from the driver's path: a copy of the
+    # model directory scored and removed before the rows are computed gives the same numbers.
+    copy = Path(feats_root).parent / f"model-copy-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(model_dir, copy)
+    lazy = score(spark, df, str(copy)).orderBy("review_id")
+    shutil.rmtree(copy)
+    np.testing.assert_array_equal(np.array([r[S.STAR_PROBS] for r in lazy.collect()]), probs)
 
 
 def test_evaluate_report(spark, feats_root, killed_and_resumed):

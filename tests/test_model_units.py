@@ -106,6 +106,56 @@ def test_rank_shards_cover_all_rows_once(tmp_path):
     assert a.label.tolist() == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.spark
+def test_staged_files_give_every_rank_the_shard_it_reads_from_the_table(spark, tmp_path, monkeypatch):
+    """The driver's staging of a remote features table (read through Spark, written locally,
+    shipped with addFile) gives each rank, for any number of ranks, the rows in the order it
+    reads from the table's own files, from the Spark files directory, not the driver's."""
+    import tempfile
+
+    from pyspark import SparkFiles
+    from pyspark.sql import functions as F
+
+    from reviewrec import io
+    from reviewrec.model import staging
+    from reviewrec.model.data import TRAIN_COLUMNS
+
+    rng = np.random.RandomState(5)
+    rows = [([int(x) for x in rng.randint(2, 50, size=int(rng.randint(1, 5)))], int(rng.randint(0, 40)),
+             int(rng.randint(0, 9)), int(rng.randint(0, 5)), f"R{k:04d}", "train" if k % 4 else "val", k % 3)
+            for k in range(700)]
+    df = spark.createDataFrame(rows, "seq array<int>, user_idx int, item_idx int, label int, review_id string, "
+                                     "split string, shard int")
+    # Rows in no sorted order inside each file: a staging that reorders them fails below.
+    table = str(tmp_path / "features")
+    io.write_dataset(df.repartitionByRange(3, "shard").sortWithinPartitions(F.rand(3)).drop("shard"), table,
+                     partition_by=["split"])
+    local = {s: io.table_files(spark, table, ("split", s)) for s in ("train", "val")}
+    assert len(local["train"]) == 3 and local["val"]
+    ids = pq.read_table(local["train"][0], columns=["review_id"]).column(0).to_pylist()
+    assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
+    monkeypatch.setattr(staging, "BATCH_ROWS", 64)  # several batches per file
+    with tempfile.TemporaryDirectory() as d:
+        staged = staging.stage_splits(spark, {s: tuple("file://" + f for f in fs) for s, fs in local.items()}, d)
+        assert sorted(os.listdir(d)) == sorted(n for _, names in staged.files for n in names)
+    assert staged.rows == 700 and staged.bytes > 0
+    # The driver's staging directory is gone: the ranks read the shipped copies.
+    spec = replace(spec_from_config(load_config([]), META), files=staged.files, rank_dir=staging.rank_dir(spark))
+    for split, files in local.items():
+        shipped = spec.split_files(split)
+        assert len(shipped) == len(files)
+        assert all(os.path.dirname(p) == SparkFiles.getRootDirectory() and os.path.isfile(p) for p in shipped)
+        for a, b in zip(shipped, files, strict=True):
+            got, want = pq.read_table(a), pq.read_table(b, columns=list(TRAIN_COLUMNS))
+            assert got.column_names == list(TRAIN_COLUMNS)
+            assert got.to_pylist() == want.to_pylist()
+        for size in (1, 2, 3, 4):  # 4 > 3 files: every rank takes every 4th row
+            for rank in range(size):
+                x, y = rank_shard(shipped, rank, size, 6), rank_shard(files, rank, size, 6)
+                for f in ("seq", "user", "item", "label"):
+                    np.testing.assert_array_equal(getattr(x, f), getattr(y, f))
+
+
 def test_metrics_from_confusion_match_a_per_row_reference():
     rng = np.random.RandomState(3)
     y = rng.randint(0, 5, 400)
@@ -512,7 +562,8 @@ def test_features_meta_round_trips_through_vocab_json(tmp_path):
     assert M.read("file://" + d) == META
     with pytest.raises(FileNotFoundError, match="features job"):
         M.read(str(tmp_path / "nowhere"))
-    with pytest.raises(ValueError, match="local or mounted"):
+    with pytest.raises(ValueError, match="s3://bucket/features_meta/vocab.json: a remote file system is read "
+                                         "through a SparkSession"):
         M.read("s3://bucket/features_meta")
 
 

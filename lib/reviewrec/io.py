@@ -18,9 +18,10 @@ Outputs that are not tables (model/, features_meta/, report/ directories, JSON f
 and written by local libraries. A file is replaced by a rename on local disk and HDFS (atomic
 there) and by a single PUT on an object store (atomic there). A directory (publish_dir) is
 renamed into place on local disk and HDFS; on an object store its files are uploaded one by one,
-each whole, but a reader listing it mid-upload can see old and new files together: the model/
-and features_meta/ directories must be local or mounted anyway (Keras and the Horovod ranks
-read files), and the reports are for people.
+each whole, but a reader listing it mid-upload can see old and new files together (model/ and
+features_meta/ are written once per run by one job; the reports are for people). Readers of
+those files on any file system: read_text, path_exists, download (Hadoop's FileSystem through
+the driver's JVM for remote paths).
 """
 from __future__ import annotations
 
@@ -104,6 +105,61 @@ class _FS:
 
     def copy_from_local(self, local: str, dst: str) -> None:
         self.fs.copyFromLocalFile(False, True, self.p("file://" + os.path.abspath(local)), self.p(dst))
+
+    def copy_to_local(self, src: str, local: str) -> None:
+        """`src` (a file or a directory, recursively) to the local path `local`, streamed by
+        Hadoop; the raw local file system, so no .crc files beside the copies."""
+        self.fs.copyToLocalFile(False, self.p(src), self.p("file://" + os.path.abspath(local)), True)
+
+    def stamp(self, path: str) -> tuple[int, int]:
+        """(length, modification time in ms) of the file at `path`."""
+        st = self.fs.getFileStatus(self.p(path))
+        return int(st.getLen()), int(st.getModificationTime())
+
+    def read_bytes(self, path: str) -> bytes:
+        stream = self.fs.open(self.p(path))
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+
+def path_exists(spark: SparkSession | None, path: str) -> bool:
+    """A file or directory is at `path`, on any file system (local paths without Spark)."""
+    if is_local(path):
+        return os.path.exists(_local(path))
+    if spark is None:
+        raise ValueError(f"{path}: a remote file system is read through a SparkSession")
+    return _FS(spark, path).exists(path)
+
+
+def read_text(spark: SparkSession | None, path: str) -> str:
+    """The UTF-8 text of the file at `path`, on any file system (local paths without Spark);
+    FileNotFoundError naming the path when there is none."""
+    if is_local(path):
+        with open(_local(path), encoding="utf-8") as fh:
+            return fh.read()
+    if not path_exists(spark, path):
+        raise FileNotFoundError(f"{path} not found")
+    return _FS(spark, path).read_bytes(path).decode("utf-8")  # type: ignore[arg-type]
+
+
+def file_stamp(spark: SparkSession, path: str) -> tuple[int, int]:
+    """(length, modification time in ms) of the file at `path` (any file system): a changed file
+    has another stamp."""
+    return _FS(spark, path).stamp(path)
+
+
+def download(spark: SparkSession, src: str, local: str) -> None:
+    """Copy the file or directory at `src` (any file system) to the local path `local`."""
+    _FS(spark, src).copy_to_local(src, local)
+
+
+def parent(path: str) -> str:
+    """The directory holding `path` (a local path or a URL)."""
+    if "://" not in path:
+        return os.path.dirname(path.rstrip("/")) or "."
+    return path.rstrip("/").rsplit("/", 1)[0]
 
 
 def _recover(fs: _FS, final: str) -> None:

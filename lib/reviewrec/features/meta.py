@@ -6,10 +6,10 @@
     <root>/features_meta/user_indexer/, item_indexer/   the fitted StringIndexerModels
 
 FeaturesMeta is that vocab.json as one object: the features job writes it, the train job reads it
-and copies it next to the model, scoring reads the sizes back from the model's metadata.
-Training ranks and the model loader read files directly (pyarrow, Keras), so the paths they
-are given must be local or mounted (`file://` is accepted). The ranks read the Parquet files of
-the features table's current version (split_files; the train job lists them from the snapshot).
+(from any file system: a remote run root through Hadoop's FileSystem) and copies it next to the
+model, scoring reads the sizes back from the model's metadata. On a local run root the ranks read
+the Parquet files of the features table's current version (split_files; the train job lists them
+from the snapshot); on a remote one the train job stages them for the ranks (model/staging.py).
 """
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ class FeaturesMeta:
 
 
 def local_path(path: str) -> str:
-    """A path for plain file APIs: `file://` stripped; remote schemes are an error."""
+    """A path for plain file APIs (a rank reading a table's log, checkpoints): `file://` stripped;
+    a remote URL is an error (its readers go through Hadoop's FileSystem, reviewrec.io)."""
     if path.startswith("file://"):
         return path[len("file://"):]
     if "://" in path:
-        raise ValueError(f"{path}: training ranks and the model loader read local or mounted paths "
-                         "(use a shared mount such as /dbfs or an NFS path on clusters)")
+        raise ValueError(f"{path}: not a local or mounted path (plain file reads cannot open it)")
     return path
 
 
@@ -64,12 +64,12 @@ def write(spark: SparkSession | None, meta_dir: str, meta: FeaturesMeta) -> None
     io.write_json_atomic(spark, io.dataset_path(meta_dir, VOCAB_FILE), meta.to_json())
 
 
-def read(meta_dir: str) -> FeaturesMeta:
-    path = os.path.join(local_path(meta_dir), VOCAB_FILE)
-    if not os.path.isfile(path):
+def read(meta_dir: str, spark: SparkSession | None = None) -> FeaturesMeta:
+    """The FeaturesMeta in `meta_dir`: a local path, or any URL Hadoop reads (with `spark`)."""
+    path = io.dataset_path(meta_dir, VOCAB_FILE) if "://" in meta_dir else os.path.join(meta_dir, VOCAB_FILE)
+    if not io.path_exists(spark, path):
         raise FileNotFoundError(f"{path} not found (written by the features job; run it first)")
-    with open(path, encoding="utf-8") as fh:
-        d = json.load(fh)
+    d = json.loads(io.read_text(spark, path))
     return FeaturesMeta(vocab=d["vocab"], vocab_size=int(d["vocab_size"]), num_users=int(d["num_users"]),
                         num_items=int(d["num_items"]), seq_len=int(d["seq_len"]),
                         num_features=int(d["num_features"]))

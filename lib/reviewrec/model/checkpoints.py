@@ -3,8 +3,14 @@
 Rank 0 writes each epoch's checkpoint (tf.train.Checkpoint of model + optimizer + epoch, and
 state.json: history, best epoch, early-stopping counter) to a temporary directory and renames it
 into place, so an epoch directory is complete or absent; the last two are kept. The weights of
-the best validation epoch so far go to best_weights.npz beside them. On clusters the directory
-must be a shared mount: every rank restores from it.
+the best validation epoch so far go to best_weights.npz beside them. Every rank restores from
+the directory rank 0 finds, so on a multi-host cluster a resume needs it on a shared mount.
+
+A checkpoint_dir on a remote file system (the default <root>/model_checkpoints of an hdfs:// or
+s3a:// run root) cannot be written by the ranks, which have no Hadoop client: they then keep
+their checkpoints in their own working directory (RANK_LOCAL under TrainSpec.rank_work_dir, an
+executor's directory that goes with its application), so a rerun in a new application starts
+from epoch 0; set model.checkpoint_dir to a local path (same machine) or a shared mount to resume.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from reviewrec.model.spec import TrainSpec
 log = logging.getLogger(__name__)
 
 PREFIX = "epoch-"
+RANK_LOCAL = "model_checkpoints"
 STATE_FILE = "state.json"
 BEST_FILE = "best_weights.npz"
 
@@ -35,7 +42,10 @@ def fresh_state() -> dict[str, Any]:
 def checkpoint_root(spec: TrainSpec, size: int) -> str | None:
     if not spec.checkpoint_dir:
         return None
-    return os.path.join(local_path(spec.checkpoint_dir), f"{spec.train_hash()}-np{size}")
+    name = f"{spec.train_hash()}-np{size}"
+    if "://" in spec.checkpoint_dir and not spec.checkpoint_dir.startswith("file:"):
+        return os.path.join(spec.rank_work_dir(), RANK_LOCAL, name)
+    return os.path.join(local_path(spec.checkpoint_dir), name)
 
 
 def latest(ckpt_root: str | None) -> tuple[str, dict[str, Any]] | None:

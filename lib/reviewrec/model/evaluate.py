@@ -130,7 +130,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if train is None or test is None:
         raise FileNotFoundError(f"{features}: needs train and test splits")
     models: dict[str, dict[str, Any]] = {}
-    md = load_metadata(model_dir)
+    md = load_metadata(model_dir, spark)
     n_members = ensemble_size(md)
     reps = p.bootstrap_reps
     with timer.stage("lstm"):

@@ -7,12 +7,20 @@
 `df` needs the features columns seq (array<int>), user_idx (int) and item_idx (int); every
 other column passes through untouched (the pandas UDF only receives those three). The model
 is loaded once per Python worker and reused by every batch and task that worker runs.
-`model_dir` is <root>/model as written by the train job (a local or mounted path).
+`model_dir` is <root>/model as written by the train job, on any file system: the driver reads it
+through Hadoop's FileSystem (a remote model is downloaded to a local directory once, again only
+when its model.keras changes) and ships model.keras to the executors with SparkContext.addFile
+under a name made from its content; the UDF loads it from its Spark files directory, never
+from a path of the driver's.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
+import uuid
 from typing import Any
 
 import numpy as np
@@ -21,6 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.features.meta import ITEM_INDEXER, USER_INDEXER, local_path
 from reviewrec.model.net import bucket_ids
@@ -32,9 +41,79 @@ _MODELS: dict[str, tuple[float, Any]] = {}
 _MEMBER_VIEWS: dict[str, tuple[Any, Any]] = {}  # model path -> (loaded model, its with_member_outputs view)
 
 
-def load_metadata(model_dir: str) -> dict[str, Any]:
-    with open(os.path.join(local_path(model_dir), METADATA_FILE), encoding="utf-8") as fh:
-        return json.load(fh)
+# On the driver: remote model dir -> ((length, modification time) of its model.keras, local copy).
+_FETCHED: dict[str, tuple[tuple[int, int], str]] = {}
+# On the driver: (application id, shipped name) of every model file already added to a context.
+_SHIPPED: set[tuple[str, str]] = set()
+
+
+def _not_a_model(model_dir: str, missing: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{missing} not found: {model_dir} is not a model written by the train job "
+                             "(run it first)")
+
+
+def _model_file(model_dir: str, name: str) -> str:
+    return io.dataset_path(model_dir, name) if "://" in model_dir else os.path.join(model_dir, name)
+
+
+def require_model(spark: SparkSession | None, model_dir: str) -> None:
+    """FileNotFoundError naming the first missing file when `model_dir` (any file system) does not
+    hold the train job's metadata.json and model.keras."""
+    for name in (METADATA_FILE, MODEL_FILE):
+        if not io.path_exists(spark, _model_file(model_dir, name)):
+            raise _not_a_model(model_dir, _model_file(model_dir, name))
+
+
+def load_metadata(model_dir: str, spark: SparkSession | None = None) -> dict[str, Any]:
+    """The model's metadata.json (a remote `model_dir` is read through `spark`'s Hadoop FileSystem)."""
+    path = _model_file(model_dir, METADATA_FILE)
+    if not io.path_exists(spark, path):
+        raise _not_a_model(model_dir, path)
+    return dict(json.loads(io.read_text(spark, path)))
+
+
+def local_model_dir(spark: SparkSession, model_dir: str) -> str:
+    """A directory of the driver's holding the model's metadata.json and model.keras: `model_dir`
+    itself when local, else a copy downloaded through Hadoop's FileSystem (kept for this process
+    and fetched again when the remote model.keras changes)."""
+    require_model(spark, model_dir)
+    if io.is_local(model_dir):
+        return os.path.abspath(local_path(model_dir))
+    stamp = io.file_stamp(spark, _model_file(model_dir, MODEL_FILE))
+    hit = _FETCHED.get(model_dir)
+    if hit and hit[0] == stamp and os.path.isfile(os.path.join(hit[1], MODEL_FILE)):
+        return hit[1]
+    local = tempfile.mkdtemp(prefix="reviewrec-model-")
+    for name in (METADATA_FILE, MODEL_FILE):
+        io.download(spark, _model_file(model_dir, name), os.path.join(local, name))
+    if hit:
+        shutil.rmtree(hit[1], ignore_errors=True)
+    _FETCHED[model_dir] = (stamp, local)
+    return local
+
+
+def ship_model(spark: SparkSession, model_dir: str) -> str:
+    """Ship the model's model.keras to the executors (SparkContext.addFile) once per application and
+    content; the name under which a task finds it with SparkFiles.get."""
+    path = os.path.join(local_model_dir(spark, model_dir), MODEL_FILE)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    name = f"model-{h.hexdigest()[:20]}.keras"
+    key = (spark.sparkContext.applicationId, name)
+    if key not in _SHIPPED:
+        # Spark serves an added file from its path until the application ends: a copy of its own,
+        # named by content, that nothing replaces or removes meanwhile.
+        shipped = os.path.join(tempfile.gettempdir(), "reviewrec-models", name)
+        if not os.path.isfile(shipped):
+            os.makedirs(os.path.dirname(shipped), exist_ok=True)
+            tmp = f"{shipped}.{uuid.uuid4().hex[:8]}"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, shipped)
+        spark.sparkContext.addFile(shipped)
+        _SHIPPED.add(key)
+    return name
 
 
 def ensemble_size(md: dict[str, Any]) -> int:
@@ -43,8 +122,12 @@ def ensemble_size(md: dict[str, Any]) -> int:
 
 
 def load_model(model_dir: str, threads: int = 1) -> Any:
-    """The Keras model under `model_dir`, cached per process (reloaded if the file changed)."""
-    path = os.path.join(local_path(model_dir), MODEL_FILE)
+    """The Keras model under the local `model_dir`, cached per process (reloaded if the file changed)."""
+    return load_model_file(os.path.join(local_path(model_dir), MODEL_FILE), threads)
+
+
+def load_model_file(path: str, threads: int = 1) -> Any:
+    """The Keras model in the local file `path`, cached per process (reloaded if the file changed)."""
     mtime = os.path.getmtime(path)
     hit = _MODELS.get(path)
     if hit and hit[0] == mtime:
@@ -100,18 +183,21 @@ def score(spark: SparkSession, df: DataFrame, model_dir: str, batch_size: int = 
     members=True (an ensemble's model only): also member_star_probs, member j's star
     distribution at [j - 1], from the same pass (the members run once for both)."""
     S.require_columns(df.columns, [S.SEQ, S.USER_IDX, S.ITEM_IDX], "score input")
-    md = load_metadata(model_dir)
+    md = load_metadata(model_dir, spark)
     fm, net = md["features_meta"], md["net"]
     seq_len, nu, ni = int(net["seq_len"]), int(fm["num_users"]), int(fm["num_items"])
     ub, ib = int(net["user_buckets"]), int(net["item_buckets"])
-    path = os.path.abspath(local_path(model_dir))
     if members and not ensemble_size(md) > 1:
         raise ValueError(f"{model_dir}: members=True needs an ensemble model (model.ensemble_size > 1)")
     rtype = T.ArrayType(T.ArrayType(T.FloatType())) if members else T.ArrayType(T.FloatType())
+    shipped = ship_model(spark, model_dir)
 
     @F.pandas_udf(rtype)  # type: ignore[call-overload]
     def _probs(seq: pd.Series, user: pd.Series, item: pd.Series) -> pd.Series:
-        model = load_model(path, threads)
+        from pyspark import SparkFiles
+
+        path = SparkFiles.get(shipped)  # this executor's copy (SparkContext.addFile)
+        model = load_model_file(path, threads)
         if members:
             hit = _MEMBER_VIEWS.get(path)
             if hit is None or hit[0] is not model:  # built once per loaded model
@@ -153,9 +239,12 @@ def index_ids(df: DataFrame, indexer_dir: str, col_id: str, col_idx: str, size: 
     `size` is what the model was built for: another size means model and features differ."""
     from pyspark.ml.feature import StringIndexerModel
 
-    if not os.path.isdir(os.path.join(local_path(indexer_dir), "metadata")):
+    spark = df.sparkSession
+    if not io.path_exists(spark, io.dataset_path(indexer_dir, "metadata")):
         raise FileNotFoundError(f"{indexer_dir}: no saved StringIndexerModel (written by the features job)")
-    ix = StringIndexerModel.load("file://" + os.path.abspath(local_path(indexer_dir)))
+    # A local path with its scheme: without one, Spark would look on the default file system.
+    ix = StringIndexerModel.load("file://" + os.path.abspath(local_path(indexer_dir)) if io.is_local(indexer_dir)
+                                 else indexer_dir)
     n = len(ix.labelsArray[0])
     if n != size:
         raise ValueError(f"{indexer_dir}: indexer has {n} labels but the model was built for {size} "
@@ -177,13 +266,9 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str,
     Every other column of `candidates` passes through unchanged, and no row is dropped.
     """
     S.require_columns(candidates.columns, [S.CUSTOMER_ID, S.PRODUCT_ID], "score_candidates input")
-    local = local_path(model_dir).rstrip("/")
-    for f in (METADATA_FILE, MODEL_FILE):
-        if not os.path.isfile(os.path.join(local, f)):
-            raise FileNotFoundError(f"{os.path.join(local, f)} not found: {model_dir} is not a model "
-                                    "written by the train job (run it first)")
-    fm = load_metadata(model_dir)["features_meta"]
-    meta_dir = os.path.join(os.path.dirname(local), S.FEATURES_META)
+    require_model(spark, model_dir)
+    fm = load_metadata(model_dir, spark)["features_meta"]
+    meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
     # Columns the scoring adds must not collide with the caller's: park clashing ones under a
     # private name and put them back afterwards.
     parked = {c: f"__cand_{c}" for c in candidates.columns if c in _MODEL_COLS or c == S.PREDICTED_RATING}

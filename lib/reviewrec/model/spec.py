@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 
 from reviewrec import io
@@ -20,7 +21,8 @@ from reviewrec.model.net import NetParams
 CHECKPOINTS = "model_checkpoints"  # <root>/model_checkpoints unless model.checkpoint_dir is set
 
 # Fields that do not change the training trajectory: they stay out of the train hash.
-_NOT_TRAJECTORY = ("files", "checkpoint_dir", "epochs", "patience", "group_grads", "return_weights", "return_model")
+_NOT_TRAJECTORY = ("files", "rank_dir", "checkpoint_dir", "epochs", "patience", "group_grads", "return_weights",
+                   "return_model")
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,27 @@ class TrainSpec:
     return_weights: bool       # every rank returns its final weights (tests)
     return_model: bool         # rank 0 returns the saved model's bytes (the train job)
     files: tuple[tuple[str, tuple[str, ...]], ...]  # (split, its Parquet files) of one features version;
-    #                            () = the current version's, read from the table's log by each rank
+    #                            () = the current version's, read from the table's log by each rank;
+    #                            names without a directory: files staged and shipped to the ranks (staging.py)
+    rank_dir: str | None       # None: features and checkpoints are local or mounted paths; else where a
+    #                            rank finds shipped files and keeps rank-local checkpoints ("" = the
+    #                            rank's working directory, an executor's; staging.rank_dir)
 
     def split_files(self, split: str) -> list[str]:
-        """The Parquet files the ranks read for `split`: the listed version's, else the current one's."""
+        """The Parquet files the ranks read for `split`: the listed version's (shipped ones in the
+        rank's directory), else the current one's."""
         if self.files:
-            return list(dict(self.files).get(split, ()))
+            files = list(dict(self.files).get(split, ()))
+            # A shipped file's bare name joins the rank's directory; a path stays as it is.
+            return [os.path.join(self.rank_work_dir(), f) for f in files] if self.rank_dir is not None else files
         return features_split_files(self.features_dir, split)
+
+    def rank_work_dir(self) -> str:
+        """This rank's directory for shipped files and rank-local checkpoints (called in a rank)."""
+        if self.rank_dir:
+            return self.rank_dir
+        # Horovod starts a rank in its Spark task's working directory and names it here.
+        return os.environ.get("HOROVOD_SPARK_WORK_DIR") or os.getcwd()
 
     def train_hash(self) -> str:
         """Hash of what determines the training trajectory: a checkpoint is reused only if equal."""
@@ -93,7 +109,7 @@ def spec_from_config(cfg: Config, meta: FeaturesMeta) -> TrainSpec:
         id_dropout=float(m["id_dropout"]), text_dropout=float(m["text_dropout"]), seed=m["seed"],
         deterministic=m["deterministic"], intra_op_threads=m["intra_op_threads"],
         inter_op_threads=m["inter_op_threads"], group_grads=m["group_grads"],
-        max_steps_per_epoch=0, validate=True, return_weights=False, return_model=True, files=(),
+        max_steps_per_epoch=0, validate=True, return_weights=False, return_model=True, files=(), rank_dir=None,
     )
 
 

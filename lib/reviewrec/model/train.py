@@ -6,16 +6,23 @@ Reads <root>/features (train + val splits) and <root>/features_meta; writes <roo
     metadata.json       config hash, train hash, network, data counts, history, versions, timings
 
 Every rank reads its own Parquet shards (rank.train_rank); the driver only collects per-split
-counts. A rerun with the same training settings resumes after the last complete per-epoch
-checkpoint (checkpoints.py). With `model.ensemble_size` k > 1 the job runs horovod.spark.run k
-times, member j with seed seed + j - 1 (its own train hash and checkpoints), and saves one model
-averaging the members' star distributions (ensemble.py); metadata.json lists the members.
+counts. On a run root the ranks cannot open (hdfs://, s3a://, gs://, ...) the driver first
+stages the train and val files on its local disk and ships them to the ranks (staging.py), and
+the ranks keep their checkpoints locally (checkpoints.py); the model is written to the run root
+through Hadoop's FileSystem (io.publish_dir). A rerun with the same training settings resumes
+after the last complete per-epoch checkpoint (checkpoints.py). With `model.ensemble_size` k > 1
+the job runs horovod.spark.run k times, member j with seed seed + j - 1 (its own train hash and
+checkpoints), and saves one model averaging the members' star distributions (ensemble.py);
+metadata.json lists the members.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -25,6 +32,7 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import meta as features_meta
+from reviewrec.model import staging
 from reviewrec.model.ensemble import ensemble_in_executor
 from reviewrec.model.rank import MODEL_FILE, train_rank
 from reviewrec.model.spec import LaunchParams, TrainSpec, spec_from_config
@@ -82,6 +90,34 @@ def train_member(spark: SparkSession, spec: TrainSpec, launch: LaunchParams, mem
     return summary, r0["model_bytes"]
 
 
+@contextmanager
+def ranks_files(spark: SparkSession, spec: TrainSpec, timer: StageTimer) -> Iterator[TrainSpec]:
+    """`spec` as the ranks can use it: unchanged when the features and checkpoints are local or
+    mounted paths; else with the train (and val) files staged and shipped to the ranks and the
+    checkpoints kept in the ranks' own directories (TrainSpec.rank_dir)."""
+    remote_ckpt = bool(spec.checkpoint_dir) and not io.is_local(spec.checkpoint_dir or "")
+    # What the snapshot listed decides (a path without a scheme may be on the default file system).
+    local_files = all(io.is_local(f) for _, fs in spec.files for f in fs)
+    if local_files and not remote_ckpt:
+        yield spec
+        return
+    spec = replace(spec, rank_dir=staging.rank_dir(spark))
+    if remote_ckpt:
+        log.info("train: %s is not on a local file system: the ranks keep their checkpoints in their working "
+                 "directories (a rerun in another application starts over; model.checkpoint_dir)",
+                 spec.checkpoint_dir)
+    if local_files:
+        yield spec
+        return
+    splits = (S.SPLIT_TRAIN, S.SPLIT_VAL) if spec.validate else (S.SPLIT_TRAIN,)
+    listed = dict(spec.files)
+    # The staged files stay on the driver until training ends: executors fetch them from it.
+    with tempfile.TemporaryDirectory(prefix="reviewrec-staged-") as local:
+        with timer.stage("stage"):
+            staged = staging.stage_splits(spark, {s: listed.get(s, ()) for s in splits}, local)
+        yield replace(spec, files=staged.files)
+
+
 def _combined(members: list[dict[str, Any]], key: str) -> str:
     """An ensemble's hash: the digest of its members' `key` values, in member order."""
     return hashlib.sha256("+".join(mb[key] for mb in members).encode()).hexdigest()
@@ -100,21 +136,22 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     files = {split: tuple(io.table_files(spark, features_dir, (S.SPLIT, split))) for split in S.SPLITS}
     if not files[S.SPLIT_TRAIN]:
         raise FileNotFoundError(f"{features_dir}: no train split files")
-    meta = features_meta.read(meta_dir)
+    meta = features_meta.read(meta_dir, spark)
     spec, launch = replace(spec_from_config(cfg, meta), files=tuple(files.items())), LaunchParams.from_config(cfg)
     with timer.stage("counts"):
         counts = split_counts(spark, features_dir)
     members: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for j in range(1, launch.ensemble_size + 1):
-        spec_j = replace(spec, seed=spec.seed + j - 1)
-        if launch.ensemble_size > 1:
-            log.info("train: ensemble member %d/%d (seed %d, train hash %s)", j, launch.ensemble_size, spec_j.seed,
-                     spec_j.train_hash())
-        with timer.stage("horovod" if launch.ensemble_size == 1 else f"horovod_member_{j}"):
-            summary, blob = train_member(spark, spec_j, launch, j)
-        members.append(summary)
-        blobs.append(blob)
+    with ranks_files(spark, spec, timer) as ranks_spec:
+        for j in range(1, launch.ensemble_size + 1):
+            spec_j = replace(ranks_spec, seed=spec.seed + j - 1)
+            if launch.ensemble_size > 1:
+                log.info("train: ensemble member %d/%d (seed %d, train hash %s)", j, launch.ensemble_size,
+                         spec_j.seed, spec_j.train_hash())
+            with timer.stage("horovod" if launch.ensemble_size == 1 else f"horovod_member_{j}"):
+                summary, blob = train_member(spark, spec_j, launch, j)
+            members.append(summary)
+            blobs.append(blob)
     first = members[0]
     if launch.ensemble_size == 1:
         model_bytes, train_hash, weights = blobs[0], first["train_hash"], first["weights_sha256"]
