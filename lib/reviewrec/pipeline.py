@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from reviewrec import io
 from reviewrec.config import Config
+from reviewrec.jobs_table import JOB_NAMES, JOBS  # noqa: F401 - exported: the same jobs, Spark-free
 from reviewrec.report import index
 from reviewrec.runtime import peak_rss_mb
 
@@ -50,6 +51,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("recommend", "reviewrec.recommend.job:run",
           ("popularity", "neighbors", "predictions", "recommendations", "report/recs")),
 )
+
+# The daily DAG (dags/) runs reviewrec.jobs_table.JOBS, which imports nothing: the same stages.
+if [(s.name, s.target, s.outputs) for s in STAGES] != [(j.name, j.target, j.outputs) for j in JOBS]:
+    raise ImportError("reviewrec.pipeline.STAGES and reviewrec.jobs_table.JOBS list different jobs, code or outputs")
 
 
 def _marker(root: str, stage: str) -> str:
