@@ -24,7 +24,15 @@ reviewrec launcher.
   ./spark-submit.sh s3 up|down|status [--bucket B]
                                               an S3-compatible server (moto) on this machine,
                                               for run roots on s3a:// (conf/s3.yaml)
+  ./spark-submit.sh airflow setup|env|status|dags-test|bundle|cli
+                                              Apache Airflow in its own venv and the daily DAG
+                                              (dags/reviewrec_daily.py; lib/airflow.sh)
   ./spark-submit.sh <job> [--conf conf/X.yaml ...] [--set key=value ...] [-- spark-submit args]
+  ./spark-submit.sh submit-args <job> [--conf ...] [--set ...] [-- spark-submit args]
+                                              print, one a line, the spark-submit command the
+                                              job line would run (executable first), and run
+                                              nothing: the arguments of an EMR step or a
+                                              Dataproc job (lib/airflow.sh bundle)
 
 <job> is a file in jobs/ (generate, ingest, eda, pipeline, ...). The master is the config's
 spark.master. local[...] (conf/local.yaml, the default without --conf) runs in Spark local mode
@@ -53,6 +61,7 @@ case "$cmd" in
   cluster) exec bash "$RR_ROOT/lib/cluster.sh" "$@" ;;
   yarn) exec bash "$RR_ROOT/lib/yarn.sh" "$@" ;;
   s3) exec bash "$RR_ROOT/lib/s3.sh" "$@" ;;
+  airflow) exec bash "$RR_ROOT/lib/airflow.sh" "$@" ;;
   test)
     ensure_env
     # The linter first (pyproject.toml): a style error fails in seconds, not after the suite.
@@ -69,6 +78,20 @@ case "$cmd" in
     exit "$rc"
     ;;
 esac
+
+# submit-args <job> ...: the same job line, printed instead of run. The checks that only
+# matter when it runs (the master or ResourceManager answering, spark-submit installed here) are
+# left out, so a host without the cluster computes the arguments.
+print_only=""
+if [ "$cmd" = submit-args ]; then
+  [ $# -ge 1 ] || rr_die "submit-args needs a job: ./spark-submit.sh submit-args <job> [--conf ...] [--set ...] [-- ...]"
+  print_only=1; cmd="$1"; shift
+fi
+# Prints its arguments one a line (print_only), else runs them in place of this shell.
+run_or_print() {
+  if [ -n "$print_only" ]; then printf '%s\n' "$@"; exit 0; fi
+  exec "$@"
+}
 
 job="$cmd"
 [ -f "jobs/$job.py" ] || rr_die "unknown job '$job'; jobs: $(cd jobs && ls *.py | sed 's/\.py$//' | tr '\n' ' ')"
@@ -93,7 +116,7 @@ run_local() {
   engine_conf=()
   while IFS= read -r kv; do [ -n "$kv" ] && engine_conf+=(--conf "$kv"); done \
     < <("$RR_VENV/bin/python" -m reviewrec.submit engine-conf "$job" "${app_args[@]}")
-  exec "$RR_VENV/bin/spark-submit" ${packages:+--packages "$packages"} "${engine_conf[@]+"${engine_conf[@]}"}" \
+  run_or_print "$RR_VENV/bin/spark-submit" ${packages:+--packages "$packages"} "${engine_conf[@]+"${engine_conf[@]}"}" \
     "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${app_args[@]}"
 }
 
@@ -131,7 +154,7 @@ if [ "$master" = yarn ]; then
     yarn_local=1
   fi
   # A ResourceManager that is down makes spark-submit retry for minutes: say so at once.
-  [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ] || "$PY" - "${HADOOP_CONF_DIR:-$YARN_CONF_DIR}" <<'PROBE' || exit 1
+  [ -z "${HADOOP_CONF_DIR:-}${YARN_CONF_DIR:-}" ] || [ -n "$print_only" ] || "$PY" - "${HADOOP_CONF_DIR:-$YARN_CONF_DIR}" <<'PROBE' || exit 1
 import os, socket, sys
 import xml.etree.ElementTree as ET
 conf_dir = sys.argv[1]
@@ -160,11 +183,12 @@ elif [[ "$master" == spark://* || -n "$yarn_local" ]] && [ -x "$RR_VENV/bin/spar
   SUBMIT="$RR_VENV/bin/spark-submit"
   SPARK_HOME="${SPARK_HOME:-$("$RR_VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
   export SPARK_HOME
+elif [ -n "$print_only" ]; then SUBMIT=spark-submit
 else SUBMIT=""; fi
-[ -n "$SUBMIT" ] && { [ -x "$SUBMIT" ] || command -v "$SUBMIT" >/dev/null 2>&1; } \
-  || rr_die "cluster submission to $master needs Spark's spark-submit on PATH (or SPARK_SUBMIT=/path/to/spark-submit)"
+[ -n "$print_only" ] || { [ -n "$SUBMIT" ] && { [ -x "$SUBMIT" ] || command -v "$SUBMIT" >/dev/null 2>&1; } \
+  || rr_die "cluster submission to $master needs Spark's spark-submit on PATH (or SPARK_SUBMIT=/path/to/spark-submit)"; }
 
-if [[ "$master" == spark://* ]]; then
+if [[ "$master" == spark://* ]] && [ -z "$print_only" ]; then
   # A standalone master that is down makes spark-submit retry for a minute before it gives up:
   # say so at once, naming the URL.
   "$PY" - "$master" <<'PROBE' || exit 1
@@ -288,8 +312,8 @@ if [ "$deploy_mode" = client ]; then
   [ -z "$driver_py" ] || archive_args+=(--conf "spark.pyspark.driver.python=$driver_py")
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-set -x
-exec "$SUBMIT" --master "$master" --py-files "$pyzip" --files "$files" \
+[ -n "$print_only" ] || set -x
+run_or_print "$SUBMIT" --master "$master" --py-files "$pyzip" --files "$files" \
   ${packages:+--packages "$packages"} "${conf_args[@]+"${conf_args[@]}"}" \
   "${archive_args[@]+"${archive_args[@]}"}" \
   "${spark_args[@]+"${spark_args[@]}"}" "jobs/$job.py" "${shipped_args[@]}"
