@@ -7,7 +7,11 @@ credential checks on, and always stops it).
   and through the launcher before any Spark job runs;
 - no object-store key (the environment's, or a conf's) appears in the job's output, the effective
   configuration it prints, the Spark event log or any object it wrote;
-- lib/s3.sh: a taken port is named with its owner, `up` is idempotent and adds buckets.
+- lib/s3.sh: a taken port is named with its owner, `up` is idempotent and adds buckets;
+- train, evaluate and recommend (the model filling the matrix) on an s3a:// run root holding a
+  copy of the shared local reference run's reviews and features: the same model (weights hash),
+  metrics and recommendations as that run, and the model's predictions are the local model's,
+  with the Horovod ranks and the Python workers given no object-store key.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyspark.sql import functions as F
 from s3server import S3Server, free_port, s3_script
 
 from reviewrec import objectstore
@@ -234,3 +239,82 @@ def test_config_hash_and_printout_leave_keys_out(caplog: pytest.LogCaptureFixtur
     assert CANARY_SECRET not in text
     assert objectstore.redact_text(f"--set {secret.split('=')[0]}={CANARY_SECRET}") == \
         f"--set {secret.split('=')[0]}=*********(redacted)"
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_train_evaluate_recommend_on_s3a_equal_the_local_reference(spark, s3_server: S3Server,
+                                                                   local_reference: Path) -> None:
+    """The reference run's reviews, features and features_meta copied to s3a://, then train, evaluate
+    and recommend in this session (local mode, the reference's SMALL settings and shuffle
+    partitions), the bucket's keys only in the session's Hadoop configuration: the ranks read
+    the features the driver staged, the executors the model it shipped."""
+    from reference_runs import METRIC_TOL, SMALL
+
+    from reviewrec import io
+    from reviewrec.model import evaluate, train
+    from reviewrec.model.score import score_candidates
+    from reviewrec.recommend import job as recommend
+
+    t0 = time.perf_counter()
+    bucket, prefix = s3_server.bucket, "trained"
+    root = f"s3a://{bucket}/{prefix}"
+    s3 = s3_server.client()
+    for name in ("reviews", "features", "features_meta"):
+        for f in sorted((local_reference / name).rglob("*")):
+            if f.is_file() and not f.name.startswith("."):  # not Hadoop's local .crc files
+                s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(local_reference)}")
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    keys = s3_server.bucket_conf(bucket)
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    for k, v in keys.items():
+        hconf.set(k, v)
+    spark.conf.set("spark.sql.shuffle.partitions", "8")  # conf/local.yaml's, as the reference ran
+    try:
+        cfg = load_config([str(REPO / "conf" / "local.yaml"), str(REPO / "conf" / "s3.yaml")],
+                          [*SMALL, f"run.root={root}", "recsys.fill.use_model=require"])
+        copied = time.perf_counter()
+        md = train.run(spark, cfg)
+        trained = time.perf_counter()
+        evaluate.run(spark, cfg)
+        recommend.run(spark, cfg)
+        done = time.perf_counter()
+        text = lambda rel: io.read_text(spark, f"{root}/{rel}")  # noqa: E731
+        ref = lambda rel: (local_reference / rel).read_text()  # noqa: E731
+        # The same network to the last bit, trained on the staged copy of the same files.
+        want = json.loads(ref("model/metadata.json"))
+        assert json.loads(text("model/metadata.json"))["weights_sha256"] == md["weights_sha256"] \
+            == want["weights_sha256"]
+        untimed = lambda hs: [{k: v for k, v in h.items() if k not in ("seconds", "samples_per_s")}  # noqa: E731
+                              for h in hs]
+        assert md["num_proc"] == 2 and untimed(md["history"]) == untimed(want["history"])
+        assert md["timings"]["stage"] > 0
+        got_m, want_m = (json.loads(t("report/model/metrics.json"))["models"] for t in (text, ref))
+        assert got_m.keys() == want_m.keys() and "lstm" in got_m
+        for model, metrics in want_m.items():
+            for k, v in metrics.items():
+                if isinstance(v, float):
+                    assert abs(got_m[model][k] - v) <= METRIC_TOL, (model, k, got_m[model][k], v)
+                elif k in ("confusion", "support"):
+                    assert got_m[model][k] == v, (model, k)
+        keys_of = lambda df: sorted(tuple(r) for r in df.select("user", "rank", "item").collect())  # noqa: E731
+        recs = io.read_dataset(spark, f"{root}/recommendations", "recommend")
+        assert keys_of(recs) == keys_of(io.read_dataset(spark, str(local_reference / "recommendations"), "r"))
+        # The matrix filled by the model read from s3a: the local model's expected ratings.
+        preds = io.read_dataset(spark, f"{root}/predictions", "recommend")
+        assert {r["source"] for r in preds.select("source").distinct().collect()} == {"model"}
+        cells = (preds.orderBy("user", "item").limit(300)
+                 .select(F.col("user").alias("customer_id"), F.col("item").alias("product_id"),
+                         F.col("predicted_rating").alias("got")))
+        diff = (score_candidates(spark, cells, str(local_reference / "model"))
+                .select(F.max(F.abs(F.col("got") - F.col("predicted_rating"))).alias("d"), F.count("*").alias("n"))
+                .first())
+        assert diff["n"] == min(300, preds.count()) > 0 and diff["d"] <= 1e-6, diff
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", partitions)
+        for k in keys:
+            hconf.unset(k)
+    print(f"s3a train/evaluate/recommend: copy {copied - t0:.1f}s, train {trained - copied:.1f}s (staging "
+          f"{md['timings']['stage']:.1f}s), evaluate + recommend {done - trained:.1f}s, checks "
+          f"{time.perf_counter() - done:.1f}s")
