@@ -43,8 +43,9 @@ _MEMBER_VIEWS: dict[str, tuple[Any, Any]] = {}  # model path -> (loaded model, i
 
 # On the driver: remote model dir -> ((length, modification time) of its model.keras, local copy).
 _FETCHED: dict[str, tuple[tuple[int, int], str]] = {}
-# On the driver: (application id, shipped name) of every model file already added to a context.
-_SHIPPED: set[tuple[str, str]] = set()
+# On the driver, per application id: the model files shipped, and the directory they are kept in.
+_SHIPPED: dict[str, set[str]] = {}
+_DRIVER_DIRS: dict[str, str] = {}
 
 
 def _not_a_model(model_dir: str, missing: str) -> FileNotFoundError:
@@ -83,7 +84,8 @@ def local_model_dir(spark: SparkSession, model_dir: str) -> str:
     hit = _FETCHED.get(model_dir)
     if hit and hit[0] == stamp and os.path.isfile(os.path.join(hit[1], MODEL_FILE)):
         return hit[1]
-    local = tempfile.mkdtemp(prefix="reviewrec-model-")
+    local = os.path.join(_driver_dir(spark), f"fetched-{uuid.uuid4().hex[:12]}")
+    os.makedirs(local)
     for name in (METADATA_FILE, MODEL_FILE):
         io.download(spark, _model_file(model_dir, name), os.path.join(local, name))
     if hit:
@@ -101,19 +103,27 @@ def ship_model(spark: SparkSession, model_dir: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     name = f"model-{h.hexdigest()[:20]}.keras"
-    key = (spark.sparkContext.applicationId, name)
-    if key not in _SHIPPED:
-        # Spark serves an added file from its path until the application ends: a copy of its own,
-        # named by content, that nothing replaces or removes meanwhile.
-        shipped = os.path.join(tempfile.gettempdir(), "reviewrec-models", name)
-        if not os.path.isfile(shipped):
-            os.makedirs(os.path.dirname(shipped), exist_ok=True)
-            tmp = f"{shipped}.{uuid.uuid4().hex[:8]}"
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, shipped)
+    names = _SHIPPED.setdefault(spark.sparkContext.applicationId, set())
+    if name not in names:
+        # Spark serves an added file from its path until the application ends: a copy of its own.
+        shipped = os.path.join(_driver_dir(spark), name)
+        tmp = f"{shipped}.{uuid.uuid4().hex[:8]}"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, shipped)
         spark.sparkContext.addFile(shipped)
-        _SHIPPED.add(key)
+        names.add(name)
     return name
+
+
+def _driver_dir(spark: SparkSession) -> str:
+    """The driver's directory for downloaded and shipped model files of this application, which
+    the driver's JVM removes when it exits."""
+    app = spark.sparkContext.applicationId
+    if app not in _DRIVER_DIRS:
+        jdir = spark.sparkContext._jvm.org.apache.spark.util.Utils.createTempDir(  # type: ignore[attr-defined]
+            tempfile.gettempdir(), "reviewrec-models")
+        _DRIVER_DIRS[app] = str(jdir.getAbsolutePath())
+    return _DRIVER_DIRS[app]
 
 
 def ensemble_size(md: dict[str, Any]) -> int:
