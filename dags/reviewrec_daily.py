@@ -10,8 +10,8 @@ for the day that has just ended.
 * Training runs on a schedule: train_due (a short-circuit) lets train and evaluate through every
   train_every_days days, when no model exists yet, or when the run's params say {"train": true};
   otherwise they are skipped and recommend runs on the model there is.
-* Each task: retries, an execution_timeout per job; the run: a deadline alert (Airflow 3 has no
-  task SLAs). The task log ends with the path of the job's report.
+* Each task: retries, an execution_timeout per job; the run: a deadline alert when deadline_hours
+  is set (Airflow 3 has no task SLAs). The task log ends with the path of the job's report.
 * Targets by settings (reviewrec_tasks.py, `./spark-submit.sh airflow ...`): local and yarn run the
   launcher (BashOperator), emr adds a step per job (EmrAddStepsOperator), dataproc submits a job
   per job (DataprocSubmitJobOperator); all from the same job list and the same arguments.
@@ -42,12 +42,8 @@ settings = T.load_settings()
 
 def _report(job_name: str):  # noqa: ANN202 - an Airflow callback
     def log_report(context: Any) -> None:
-        log.info("reviewrec %s report: %s", job_name, T.report_path(settings, _job(job_name)))
+        log.info("reviewrec %s report: %s", job_name, T.report_path(settings, T.job_spec(job_name)))
     return log_report
-
-
-def _job(name: str) -> T.JobSpec:
-    return next(j for j in T.JOBS if j.name == name)
 
 
 def _check_training(**context: Any) -> bool:
@@ -79,9 +75,8 @@ def _check_training(**context: Any) -> bool:
 
 
 def _task(job: T.JobSpec, day: str) -> Any:
-    common = {"task_id": job.name,
-              "execution_timeout": dt.timedelta(minutes=T.timeout_minutes(settings, job)),
-              "on_success_callback": _report(job.name)}
+    common: dict[str, Any] = {"task_id": job.name,
+                              "execution_timeout": dt.timedelta(minutes=T.timeout_minutes(settings, job))}
     if job.name == "recommend":
         # Runs after a skipped train/evaluate (a day off the training schedule), not after a failure.
         common["trigger_rule"] = "none_failed"
@@ -91,6 +86,8 @@ def _task(job: T.JobSpec, day: str) -> Any:
 
         return BashOperator(bash_command=T.launcher_command(settings, job, day),
                             env=dict(settings["env"]) or None, append_env=True, **common)
+    # The launcher's command echoes the report's path; the remote targets log it when the job is done.
+    common["on_success_callback"] = _report(job.name)
     if target == "emr":
         from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 
@@ -122,7 +119,8 @@ with DAG(
                            description="true / false: train today or not, whatever the schedule says")},
     deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
                            interval=dt.timedelta(hours=float(settings["deadline_hours"])),
-                           callback=SyncCallback("reviewrec_tasks.log_deadline_missed")),
+                           callback=SyncCallback("reviewrec_tasks.log_deadline_missed"))
+    if settings["deadline_hours"] else None,
     tags=["reviewrec", settings["target"]],
     doc_md=__doc__,
 ) as dag:

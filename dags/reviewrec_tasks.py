@@ -39,6 +39,7 @@ if not (_HERE / "reviewrec" / "jobs_table.py").is_file() and (_HERE.parent / "li
         sys.path.append(_lib)
 
 from reviewrec.jobs_table import JOBS, JobSpec  # noqa: E402 - after the path above
+from reviewrec.jobs_table import job as job_spec  # noqa: E402, F401 - for the DAG file
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,10 @@ DEFAULTS: dict[str, Any] = {
     "retry_delay_minutes": 5,
     "timeout_minutes": {},
     # The whole run must end within this many hours of being queued, else the deadline callback
-    # logs an error (Airflow 3 has no task SLAs: DAG deadline alerts replace them).
-    "deadline_hours": 20,
+    # logs an error (Airflow 3 has no task SLAs: DAG deadline alerts replace them). Off (null) by
+    # default: with one, Airflow 3.3.2's `airflow dags test` fails when the run ends (it looks the
+    # alert up by the wrong key), though every task has run.
+    "deadline_hours": None,
     # Extra environment for the launcher's tasks (e.g. REVIEWREC_PYENV_ARCHIVE).
     "env": {},
     "emr": {"cluster_id": None, "aws_conn_id": "aws_default", "action_on_failure": "CONTINUE",

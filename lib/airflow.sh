@@ -9,7 +9,7 @@
 #                       Idempotent: reused while the pins are the same; rebuilt when they change.
 #   airflow env         print the environment the other commands use (AIRFLOW_HOME, the DAG folder,
 #                       the venv), as shell assignments: `eval "$(./spark-submit.sh airflow env)"`
-#   airflow dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...]
+#   airflow dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--params JSON]
 #                       run the DAG for one day (YYYY-MM-DD) with `airflow dags test`: every task
 #                       for real, each job as its own Spark application, in this process tree
 #   airflow bundle --target emr|dataproc --code-uri URI --conf FILE [--set key=value ...]
@@ -53,7 +53,7 @@ airflow_usage() {
 usage: ./spark-submit.sh airflow setup|env|status|dags-test|bundle|cli
   setup                 the Airflow venv (outside the repository) and its SQLite metadata DB
   env                   the environment of the commands below, as shell assignments
-  dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...]
+  dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--params JSON]
                         run the daily DAG for one day (YYYY-MM-DD) for real
   bundle --target emr|dataproc --code-uri URI --conf FILE [--set key=value ...] [--out DIR] [-- spark args]
                         the DAG's settings and the files to upload for MWAA / Cloud Composer
@@ -161,17 +161,20 @@ cmd_status() {
 }
 
 # dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--day-key KEY|none]
-# The settings: $REVIEWREC_DAG_CONFIG (a file or JSON) when set, with these options over it.
+#           [--params JSON]
+# The settings: $REVIEWREC_DAG_CONFIG (a file or JSON) when set, with these options over it;
+# --params: the run's params (e.g. '{"train": false}': train and evaluate skipped).
 cmd_dags_test() {
   [ $# -ge 1 ] || rr_die "dags-test needs a day: ./spark-submit.sh airflow dags-test YYYY-MM-DD [--target local|yarn] [--root DIR] [--set key=value ...]"
-  local day="$1" over=() t0 rc
+  local day="$1" over=() t0 rc params=""
   shift
   [[ "$day" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || rr_die "dags-test: the day must be YYYY-MM-DD, got '$day'"
   while [ $# -gt 0 ]; do
     case "$1" in
       --target|--root|--set|--day-key)
         [ $# -ge 2 ] || rr_die "dags-test: $1 needs a value"; over+=("$1" "$2"); shift 2 ;;
-      *) rr_die "dags-test: unexpected argument '$1' (--target local|yarn, --root DIR, --set key=value, --day-key KEY|none)" ;;
+      --params) [ $# -ge 2 ] || rr_die "dags-test: --params needs a JSON object"; params="$2"; shift 2 ;;
+      *) rr_die "dags-test: unexpected argument '$1' (--target local|yarn, --root DIR, --set key=value, --day-key KEY|none, --params JSON)" ;;
     esac
   done
   require_setup
@@ -196,7 +199,7 @@ PY
   rr_log "airflow dags test $DAG_ID $day (settings: $REVIEWREC_DAG_CONFIG; task logs: $AF_HOME/logs)"
   t0=$(date +%s)
   set +e
-  "$AF_VENV/bin/airflow" dags test "$DAG_ID" "$day"
+  "$AF_VENV/bin/airflow" dags test ${params:+-c "$params"} "$DAG_ID" "$day"
   rc=$?
   set -e
   rr_log "dags test $day: exit $rc after $(( $(date +%s) - t0 )) s"
