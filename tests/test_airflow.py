@@ -346,3 +346,30 @@ def test_dags_test_runs_a_day_locally_each_job_its_own_application(airflow, tmp_
     ingest = json.loads((root / "report" / "ingest.json").read_text())
     assert ingest["reconciled"] is True and ingest["accepted"] > 500, ingest
     assert (root / "recommendations" / "_delta_log").is_dir()
+
+
+def test_airflow_commands_name_what_is_wrong(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = clean_env()
+        env["REVIEWREC_PYENV_ARCHIVE"] = ARCHIVE
+        return subprocess.run([str(REPO / "spark-submit.sh"), "airflow", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    r = run("dags-test", "2024-3-5")
+    assert r.returncode != 0 and "the day must be YYYY-MM-DD, got '2024-3-5'" in r.stderr
+    r = run("bundle", "--target", "local", "--code-uri", "s3://b/c", "--root", "s3://b/r", "--conf", "conf/emr.yaml")
+    assert r.returncode != 0 and "--target emr or --target dataproc" in r.stderr
+    r = run("bundle", "--target", "emr", "--root", "s3://b/r", "--conf", "conf/emr.yaml")
+    assert r.returncode != 0 and "--code-uri" in r.stderr
+    # Client deploy mode: the driver would run this machine's Python on the cluster.
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"emr": {"cluster_id": "j-1"}}))
+    r = run("bundle", "--target", "emr", "--code-uri", "s3://b/c", "--root", "s3://b/r", "--conf", "conf/emr.yaml",
+            "--settings", str(settings), "--out", str(tmp_path / "out"), "--", "--deploy-mode", "client")
+    assert r.returncode != 0 and "spark.pyspark.driver.python names a path on this machine" in r.stderr, r.stderr
+    r = run("frobnicate")
+    assert r.returncode == 2 and "usage: ./spark-submit.sh airflow" in r.stderr
+    with pytest.raises(ValueError, match="--supervise has no Dataproc PySparkJob field"):
+        T.pyspark_job(["--master", "yarn", "--supervise", "true", "main.py"])
+    with pytest.raises(ValueError, match="not --master local"):
+        T.pyspark_job(["--master", "local[2]", "main.py"])
