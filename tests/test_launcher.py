@@ -2,6 +2,7 @@
 on bad config before Spark starts."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from reviewrec.submit import packages_for
 
 from conftest import REPO
+from reference_runs import SMALL
 
 
 def _fake_submit(tmp_path: Path) -> dict[str, str]:
@@ -143,30 +145,27 @@ def test_job_rejects_bad_config_before_starting_spark(tmp_path):
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_pipeline_end_to_end_and_skip_existing(spark, tmp_path):
+def test_pipeline_end_to_end_and_skip_existing(spark, local_reference):
+    """The shared local run (tests/reference_runs.py: `./spark-submit.sh pipeline` on SMALL) ran
+    every stage and wrote every stage's outputs; the same config again with run.skip_existing on
+    that root finds every stage done and runs none; a different config finds none done."""
     from reviewrec.config import load_config
-    from reviewrec.pipeline import STAGES, run
+    from reviewrec.pipeline import STAGES, _done, run
 
-    root = str(tmp_path / "run")
-    # Small and quick: every stage runs for real, the model trains one short epoch.
-    sets = [f"run.root={root}", "synthetic.rows=1500", "synthetic.customers=300", "synthetic.products=80",
-            "model.epochs=1", "model.baseline_reg_params=[0.01]", "model.baseline_max_iter=20"]
-    cfg = load_config([str(REPO / "conf" / "local.yaml")], sets)
-    first = run(spark, cfg)
-    assert list(first["stage_seconds"]) == [s.name for s in STAGES]
+    first = json.loads((local_reference / "report" / "pipeline.json").read_text())
+    assert list(first["stage_seconds"]) == [s.name for s in STAGES] and first["skipped_stages"] == []
     for s in STAGES:
         for out in s.outputs:
-            assert (tmp_path / "run" / out).exists(), out
-    assert (tmp_path / "run" / "report" / "eda" / "index.html").exists()
-    again = run(spark, load_config([str(REPO / "conf" / "local.yaml")], sets + ["run.skip_existing=true"]))
-    assert again["stage_seconds"] == {}
-    # A different config is not "the same output": no stage counts as done for it.
-    from reviewrec.pipeline import _done
-
-    same = load_config([str(REPO / "conf" / "local.yaml")], sets + ["run.skip_existing=true"])
-    changed = load_config([str(REPO / "conf" / "local.yaml")], sets + ["run.skip_existing=true", "synthetic.seed=7"])
+            assert (local_reference / out).exists(), out
+    assert (local_reference / "report" / "eda" / "index.html").exists()
+    sets = [f"run.root={local_reference}", *SMALL, "run.skip_existing=true"]
+    same = load_config([str(REPO / "conf" / "local.yaml")], sets)
+    assert same.hash() == first["config_hash"]
+    changed = load_config([str(REPO / "conf" / "local.yaml")], sets + ["synthetic.seed=7"])
     assert all(_done(spark, same, s) for s in STAGES if s.when(same))
     assert not any(_done(spark, changed, s) for s in STAGES if s.when(changed))
+    again = run(spark, same)
+    assert again["stage_seconds"] == {} and again["skipped_stages"] == [s.name for s in STAGES]
 
 
 def test_cluster_up_names_a_port_that_is_taken(tmp_path):
