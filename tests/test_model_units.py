@@ -111,8 +111,6 @@ def test_staged_files_give_every_rank_the_shard_it_reads_from_the_table(spark, t
     """The driver's staging of a remote features table (read through Spark, written locally,
     shipped with addFile) gives each rank, for any number of ranks, the rows in the order it
     reads from the table's own files, from the Spark files directory, not the driver's."""
-    import tempfile
-
     from pyspark import SparkFiles
     from pyspark.sql import functions as F
 
@@ -135,11 +133,15 @@ def test_staged_files_give_every_rank_the_shard_it_reads_from_the_table(spark, t
     ids = pq.read_table(local["train"][0], columns=["review_id"]).column(0).to_pylist()
     assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
     monkeypatch.setattr(staging, "BATCH_ROWS", 64)  # several batches per file
-    with tempfile.TemporaryDirectory() as d:
-        staged = staging.stage_splits(spark, {s: tuple("file://" + f for f in fs) for s, fs in local.items()}, d)
-        assert sorted(os.listdir(d)) == sorted(n for _, names in staged.files for n in names)
+    d = os.path.join(staging.driver_dir(spark), f"staged-{tmp_path.name}")
+    os.makedirs(d)
+    staged = staging.stage_splits(spark, {s: tuple("file://" + f for f in fs) for s, fs in local.items()}, d)
+    assert sorted(os.listdir(d)) == sorted(n for _, names in staged.files for n in names)
     assert staged.rows == 700 and staged.bytes > 0
-    # The driver's staging directory is gone: the ranks read the shipped copies.
+    # The driver keeps what it shipped while the application runs: the next tasks (whose executor
+    # fetches every added file first) and later jobs of the same application still run.
+    assert os.path.dirname(d) == staging.driver_dir(spark)
+    assert spark.sparkContext.parallelize(range(8), 4).map(lambda x: x * x).sum() == 140
     spec = replace(spec_from_config(load_config([]), META), files=staged.files, rank_dir=staging.rank_dir(spark))
     for split, files in local.items():
         shipped = spec.split_files(split)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from typing import Any
 
@@ -34,6 +33,7 @@ from reviewrec import schema as S
 from reviewrec.features.meta import ITEM_INDEXER, USER_INDEXER, local_path
 from reviewrec.model.net import bucket_ids
 from reviewrec.model.rank import MODEL_FILE
+from reviewrec.model.staging import driver_dir
 from reviewrec.model.train import METADATA_FILE
 
 # model path -> (mtime, keras model): one load per Python worker process.
@@ -45,7 +45,6 @@ _MEMBER_VIEWS: dict[str, tuple[Any, Any]] = {}  # model path -> (loaded model, i
 _FETCHED: dict[str, tuple[tuple[int, int], str]] = {}
 # On the driver, per application id: the model files shipped, and the directory they are kept in.
 _SHIPPED: dict[str, set[str]] = {}
-_DRIVER_DIRS: dict[str, str] = {}
 
 
 def _not_a_model(model_dir: str, missing: str) -> FileNotFoundError:
@@ -84,7 +83,7 @@ def local_model_dir(spark: SparkSession, model_dir: str) -> str:
     hit = _FETCHED.get(model_dir)
     if hit and hit[0] == stamp and os.path.isfile(os.path.join(hit[1], MODEL_FILE)):
         return hit[1]
-    local = os.path.join(_driver_dir(spark), f"fetched-{uuid.uuid4().hex[:12]}")
+    local = os.path.join(driver_dir(spark), f"fetched-{uuid.uuid4().hex[:12]}")
     os.makedirs(local)
     for name in (METADATA_FILE, MODEL_FILE):
         io.download(spark, _model_file(model_dir, name), os.path.join(local, name))
@@ -106,24 +105,13 @@ def ship_model(spark: SparkSession, model_dir: str) -> str:
     names = _SHIPPED.setdefault(spark.sparkContext.applicationId, set())
     if name not in names:
         # Spark serves an added file from its path until the application ends: a copy of its own.
-        shipped = os.path.join(_driver_dir(spark), name)
+        shipped = os.path.join(driver_dir(spark), name)
         tmp = f"{shipped}.{uuid.uuid4().hex[:8]}"
         shutil.copyfile(path, tmp)
         os.replace(tmp, shipped)
         spark.sparkContext.addFile(shipped)
         names.add(name)
     return name
-
-
-def _driver_dir(spark: SparkSession) -> str:
-    """The driver's directory for downloaded and shipped model files of this application, which
-    the driver's JVM removes when it exits."""
-    app = spark.sparkContext.applicationId
-    if app not in _DRIVER_DIRS:
-        jdir = spark.sparkContext._jvm.org.apache.spark.util.Utils.createTempDir(  # type: ignore[attr-defined]
-            tempfile.gettempdir(), "reviewrec-models")
-        _DRIVER_DIRS[app] = str(jdir.getAbsolutePath())
-    return _DRIVER_DIRS[app]
 
 
 def ensemble_size(md: dict[str, Any]) -> int:

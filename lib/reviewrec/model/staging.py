@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 8192
 _ROW_INDEX = "__row_index"
+_DRIVER_DIRS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,22 @@ class Staged:
     rows: int
     bytes: int
     seconds: float
+
+
+def driver_dir(spark: SparkSession) -> str:
+    """The driver's directory for the files this application ships with SparkContext.addFile
+    (staged features, downloaded and shipped models). Spark serves an added file from its path
+    for as long as the application runs, and every executor fetches it before its next task,
+    including executors that join later (a lost executor's replacement): so these files live as
+    long as the application, and the driver's JVM removes the directory when it exits."""
+    import tempfile
+
+    app = spark.sparkContext.applicationId
+    if app not in _DRIVER_DIRS:
+        jdir = spark.sparkContext._jvm.org.apache.spark.util.Utils.createTempDir(  # type: ignore[attr-defined]
+            tempfile.gettempdir(), "reviewrec-shipped")
+        _DRIVER_DIRS[app] = str(jdir.getAbsolutePath())
+    return _DRIVER_DIRS[app]
 
 
 def rank_dir(spark: SparkSession) -> str:
@@ -86,8 +103,8 @@ def stage_file(spark: SparkSession, src: str, dst: str, columns: tuple[str, ...]
 
 def stage_splits(spark: SparkSession, files: dict[str, tuple[str, ...]], local_dir: str) -> Staged:
     """Stage each split's `files` (in order) in the driver's `local_dir` and ship them to the
-    executors (SparkContext.addFile). `local_dir` must stay until the ranks have started: on a
-    cluster the executors fetch the files from the driver."""
+    executors (SparkContext.addFile). `local_dir` must stay as long as the application runs
+    (driver_dir): every executor fetches the files from it before its next task."""
     t0 = time.perf_counter()
     tag = uuid.uuid4().hex[:12]
     shipped: list[tuple[str, tuple[str, ...]]] = []

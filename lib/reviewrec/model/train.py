@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -111,11 +111,13 @@ def ranks_files(spark: SparkSession, spec: TrainSpec, timer: StageTimer) -> Iter
         return
     splits = (S.SPLIT_TRAIN, S.SPLIT_VAL) if spec.validate else (S.SPLIT_TRAIN,)
     listed = dict(spec.files)
-    # The staged files stay on the driver until training ends: executors fetch them from it.
-    with tempfile.TemporaryDirectory(prefix="reviewrec-staged-") as local:
-        with timer.stage("stage"):
-            staged = staging.stage_splits(spark, {s: listed.get(s, ()) for s in splits}, local)
-        yield replace(spec, files=staged.files)
+    # The staged files stay on the driver while the application runs: every executor, one that
+    # joins later too, fetches them from it before its next task.
+    local = os.path.join(staging.driver_dir(spark), f"staged-{uuid.uuid4().hex[:12]}")
+    os.makedirs(local)
+    with timer.stage("stage"):
+        staged = staging.stage_splits(spark, {s: listed.get(s, ()) for s in splits}, local)
+    yield replace(spec, files=staged.files)
 
 
 def _combined(members: list[dict[str, Any]], key: str) -> str:
