@@ -82,7 +82,7 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
     largest change of a standardized coefficient is below `tol`; a fit that does not get there
     within `max_iter` steps (e.g. perfect separation) is reported, not silently used.
     """
-    from reviewrec.causal.stats import agg_sums, outer_sums, safe_inv
+    from reviewrec.causal.stats import agg_sums, safe_inv
 
     n = len(covariates)
     moments = agg_sums(d, [F.col(c).cast("double") for c in covariates]
@@ -99,11 +99,12 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
         return sum((F.lit(float(b)) * c for b, c in zip(beta, cols, strict=False)), F.lit(0.0))
 
     beta = np.zeros(len(cols))
-    d = d.persist()
+    # The standardized covariates and the treatment, one numeric column each, kept for the steps.
+    xd = d.select(*[F.col(covariates[i]).cast("double").alias(f"_x{j}") for j, i in enumerate(keep)],
+                  F.col("_w").cast("double").alias("_w")).persist()
     try:
         for step in range(1, max_iter + 1):
-            p = F.lit(1.0) / (F.lit(1.0) + F.exp(-index(beta)))
-            hess, grad = outer_sums(d, cols, p * (1 - p), extra=[(F.col("_w") - p) * c for c in cols])
+            hess, grad = _newton_sums(xd, mean[keep], sd[keep], beta)
             delta = safe_inv(hess, "the propensity logit's X'WX") @ grad
             beta = beta + delta
             if np.max(np.abs(delta)) < tol:
@@ -113,8 +114,34 @@ def _logistic_index(d: DataFrame, covariates: Sequence[str], max_iter: int, tol:
             log.warning("propensity logit: no convergence in %d Newton steps (largest step %.3g); "
                         "the treatment may be separable by the covariates", max_iter, np.max(np.abs(delta)))
     finally:
-        d.unpersist()
+        xd.unpersist()
     return index(beta)
+
+
+def _newton_sums(xd: DataFrame, mean: np.ndarray, sd: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """X'WX and X'(w - p) of the logit at `beta` over `xd` (columns _x0.._x{k-1}, _w), X = [1,
+    (x - mean) / sd], p = 1 / (1 + exp(-X beta)), W = p (1 - p): one Spark job, each partition
+    summed with numpy in its executor, the partitions' sums added in partition order (a SQL
+    aggregation would repeat the whole linear index inside each of its k (k + 1) / 2 + k sums,
+    and planning and generating code for those dominates a step)."""
+    import pandas as pd
+
+    k = len(beta)
+    names = [f"_x{j}" for j in range(k - 1)]
+
+    def sums(batches: Any) -> Any:
+        h, g = np.zeros((k, k)), np.zeros(k)
+        for pdf in batches:
+            x = np.column_stack([np.ones(len(pdf)), (pdf[names].to_numpy(dtype=float) - mean) / sd])
+            with np.errstate(over="ignore"):
+                p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+            h += (x * (p * (1.0 - p))[:, None]).T @ x
+            g += x.T @ (pdf["_w"].to_numpy(dtype=float) - p)
+        yield pd.DataFrame({"s": [np.concatenate([h.ravel(), g]).tolist()]})
+
+    parts = [np.asarray(r["s"]) for r in xd.mapInPandas(sums, "s array<double>").collect()]
+    total = np.sum(parts, axis=0) if parts else np.zeros(k * k + k)
+    return total[:k * k].reshape(k, k), total[k * k:]
 
 
 def _nearest(treated: DataFrame, controls: DataFrame, width: float, exact: Sequence[str] = ()) -> DataFrame:
