@@ -189,9 +189,14 @@ def test_submit_args_prints_what_the_launcher_runs(tmp_path):
     assert argv[-5:] == ["jobs/eda.py", "--conf", "conf/local.yaml", "--set", "run.root=/r"]
 
 
+def _base_has_day() -> bool:
+    """conf/base.yaml defines input.day (the by-day input): the DAG passes the day only then."""
+    return "day" in (yaml.safe_load((REPO / "conf" / "base.yaml").read_text())["input"] or {})
+
+
 def _bundle(tmp_path: Path, target: str, extra: dict) -> tuple[Path, dict]:
     settings = tmp_path / f"{target}-settings.json"
-    settings.write_text(json.dumps(extra))
+    settings.write_text(json.dumps({**extra, "day_key": "input.day" if _base_has_day() else None}))
     out = tmp_path / f"bundle-{target}"
     env = clean_env()
     env["REVIEWREC_PYENV_ARCHIVE"] = ARCHIVE
@@ -236,7 +241,8 @@ def test_emr_and_dataproc_operators_get_the_launchers_arguments(airflow, tmp_pat
         _assert_light(remote, launcher=False)
         # The same settings on the yarn target: the launcher itself.
         local_settings = {"target": "yarn", "conf": [f"conf/{target}.yaml"], "root": written["root"],
-                          "sets": ["recsys.top_n=20"], "spark_args": ["--deploy-mode", "cluster"], "synthetic": False}
+                          "sets": ["recsys.top_n=20"], "spark_args": ["--deploy-mode", "cluster"], "synthetic": False,
+                          "day_key": written["day_key"]}
         local = _inspect(airflow, local_settings)
         _assert_light(local, launcher=True)
         jobs = [j.name for j in T.jobs_for(T.resolve_settings(local_settings))]
@@ -246,7 +252,7 @@ def test_emr_and_dataproc_operators_get_the_launchers_arguments(airflow, tmp_pat
         for name in ("ingest", "recommend"):
             ran = _launcher_ran(local["ops"][name]["bash_command"], tmp_path)
             expected, _ = T.map_local_paths(ran, REPO, written["code_uri"])
-            assert f"input.day={DAY}" in expected or name not in ("ingest", "preprocess"), (name, expected)
+            assert (f"input.day={DAY}" in expected) == (name == "ingest" and written["day_key"] is not None), name
             op = remote["ops"][name]
             if target == "emr":
                 assert op["type"] == "EmrAddStepsOperator" and op["job_flow_id"] == "j-2AXXXXXXGAPLF"
@@ -288,10 +294,6 @@ def test_dag_parses_light_and_in_job_table_order(airflow):
     assert r["max_active_runs"] == 1 and r["deadline"] == 20 * 3600
     argv = shlex.split(ops["ingest"]["bash_command"].split("; ")[2])
     assert argv[:2] == [f"{REPO}/spark-submit.sh", "ingest"] and argv[-2:] == ["--set", f"input.day={DAY}"]
-
-
-def _base_has_day() -> bool:
-    return "day" in (yaml.safe_load((REPO / "conf" / "base.yaml").read_text())["input"] or {})
 
 
 def test_dags_test_runs_a_day_locally_each_job_its_own_application(airflow, tmp_path):
