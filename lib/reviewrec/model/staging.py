@@ -120,6 +120,6 @@ def stage_splits(spark: SparkSession, files: dict[str, tuple[str, ...]], local_d
             names.append(name)
         shipped.append((split, tuple(names)))
     staged = Staged(tuple(shipped), rows, size, round(time.perf_counter() - t0, 3))
-    log.info("train: staged %d rows (%s files) for the ranks, %.1f MiB, in %.1f s", rows,
+    log.info("train: staged %d rows (%s files) for the ranks, %.2f MiB, in %.1f s", rows,
              ", ".join(f"{s} {len(n)}" for s, n in shipped), size / 2**20, staged.seconds)
     return staged
