@@ -8,11 +8,11 @@ localized once by the NodeManager), the Delta and hadoop-aws jars (spark.jars). 
 in cluster deploy mode (the driver in the ApplicationMaster's container) through two faults: an
 executor container SIGKILLed while it runs a preprocess task, and the ApplicationMaster SIGKILLed
 in a later stage, after which YARN's second attempt resumes the pipeline (run.skip_existing) and
-completes. Its run root is on the local disk, which the one NodeManager's containers share (the
-Horovod ranks read the features' files and write checkpoints through local or mounted paths).
-The causal job runs in client deploy mode on the same root, and generate (cluster mode) and
-ingest (client mode) run with their run root on hdfs://. Every output equals local mode's (the
-local run is shared with tests/test_cluster.py).
+completes. Its run root is on HDFS (hdfs://), so every stage reads and writes there: the train
+job stages the features for the Horovod ranks and the model is read back through Hadoop's
+FileSystem and shipped to the executors. The causal job runs in client deploy mode on the same
+root (a driver outside YARN reading the Delta tables on HDFS and writing its report there).
+Every output equals local mode's (the local run is shared with tests/test_cluster.py).
 
 The cluster gets its own state directory and ports (19000, 19870, 18032-18035, 18088), so a
 developer's YARN on the defaults is left alone.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from reference_runs import JOB_TIMEOUT, SMALL, SOURCE, clean_env, compare_runs, finish, rows, wait_for
+from reference_runs import JOB_TIMEOUT, SMALL, clean_env, compare_runs, finish, wait_for
 from reference_runs import cmdline as _cmdline
 from reference_runs import cwd_of as _cwd
 
@@ -139,8 +139,7 @@ def yarn_runs(yarn, local_reference, tmp_path_factory):
     """The pipeline on YARN in cluster deploy mode (run root on HDFS) with an executor container
     and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode."""
     base = tmp_path_factory.mktemp("yarn-runs")
-    # file://: on YARN a path without a scheme is on the default file system, HDFS.
-    root = f"file://{base / 'cluster'}"
+    root = f"{NN}/runs/cluster"
     out: dict = {"logs": base, "root": root, "faults": {}}
     log = base / "pipeline.log"
     t0 = time.monotonic()
@@ -198,29 +197,19 @@ def test_pipeline_ran_in_cluster_mode_with_the_environment_staged_on_hdfs(yarn_r
 
 
 def test_yarn_results_equal_local(yarn_runs, local_reference, spark):
-    compare_runs(spark, yarn_runs["root"], str(local_reference),
-                 read_text=lambda p: Path(p.removeprefix("file://")).read_text())
-
-
-def test_run_root_on_hdfs_generate_in_cluster_mode_ingest_in_client_mode_equal_local(yarn, local_reference,
-                                                                                     spark, tmp_path):
-    root = f"{NN}/runs/hdfs"
-    for job, mode in (("generate", ["--deploy-mode", "cluster"]), ("ingest", [])):
-        log = tmp_path / f"{job}.log"
-        proc = yarn.submit(job, root, SMALL, log, mode)
-        assert finish(proc, JOB_TIMEOUT) == 0, _read(log)[-4000:]
-    assert "--deploy-mode cluster" in _read(tmp_path / "generate.log")
-    ingest = json.loads(hdfs_text(f"{root}/report/ingest.json"))
-    local = json.loads((local_reference / "report" / "ingest.json").read_text())
-    assert ingest["reconciled"] is True
-    for k in ("accepted", "quarantined", "quarantined_by_reason", "duplicates", "excluded_by_category"):
-        assert ingest[k] == local[k], k
-    # A Delta table on HDFS: its log is there, and its rows are the local run's.
+    """Every output on HDFS equals the local run's, the model included: trained on the train and val
+    rows the driver staged for the ranks, read back from HDFS and shipped to the executors to score."""
     from reviewrec import io
 
-    assert io.is_table(spark, f"{root}/reviews")
-    assert rows(spark, f"{root}/reviews") == rows(spark, str(local_reference / "reviews"))
-    assert rows(spark, f"{root}/quarantine", SOURCE) == rows(spark, str(local_reference / "quarantine"), SOURCE)
+    root = yarn_runs["root"]
+    assert root.startswith(f"{NN}/")
+    compare_runs(spark, root, str(local_reference), read_text=hdfs_text)
+    # The train job staged the train and val rows from HDFS for the ranks and said so.
+    attempt2 = yarn_runs["attempt2"]["stdout"]
+    staged = re.search(r"train: staged (\d+) rows \(train (\d+), val (\d+) files\)", attempt2)
+    assert staged, attempt2[-3000:]
+    fit = io.read_dataset(spark, f"{root}/features", "features").where("split in ('train', 'val')").count()
+    assert int(staged[1]) == fit > 0
 
 
 def task_ends(yarn: Yarn, app: str, attempt: int) -> list[dict]:
