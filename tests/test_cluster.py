@@ -416,9 +416,11 @@ def test_sparknlp_engine_on_the_cluster_equals_local(cluster, ingested, spark, t
         _copy(ingested, root, ["reviews"])
         text = cluster.run("preprocess", root, SMALL + ["text.engine=sparknlp"], tmp_path / f"{mode}.log", conf=conf)
         if mode == "cluster":  # first, while the workers keep the application's directories (APP_TTL)
-            stderr = "".join(p.read_text(errors="replace") for p in cluster.state.glob("work/worker-*/app-*/*/stderr"))
+            # This application's executors (app ids sort by start time; an earlier test's may linger).
+            app = max(p.name for p in cluster.state.glob("work/worker-*/app-*"))
+            stderr = "".join(p.read_text(errors="replace") for p in cluster.state.glob(f"work/worker-*/{app}/*/stderr"))
             # Every executor started with Spark NLP's jar on its own classpath (the launcher's
-            # extraClassPath for a cluster on this machine; executors log at WARN, so no fetch line).
+            # extraClassPath for a cluster on this machine).
             commands = re.findall(r'Spark Executor Command: .*"-cp" "([^"]+)"', stderr)
             assert commands and all(re.search(r"spark-nlp_2\.12-[\d.]+\.jar", cp) for cp in commands), stderr[-2000:]
         assert "spark-nlp_2.12-" in text  # the launcher passed the jar
