@@ -234,8 +234,12 @@ def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn, yarn
         lost = next(e for e in ends if e["Task Info"]["Task ID"] == tid)
         assert lost["Task End Reason"]["Reason"] == "ExecutorLostFailure", lost["Task End Reason"]
         assert "Exit status: 137" in lost["Task End Reason"]["Loss Reason"], lost["Task End Reason"]
-        executor, stage, index = lost["Task Info"]["Executor ID"], lost["Stage ID"], lost["Task Info"]["Index"]
-        reruns = [e for e in ends if e["Stage ID"] == stage and e["Task Info"]["Index"] == index
+        # A partition lost with its executor runs again in the same stage, possibly in a later attempt
+        # of it (a resubmitted stage runs only its missing partitions: its task indices are not the
+        # partitions', hence the partition's ID).
+        executor, stage = lost["Task Info"]["Executor ID"], lost["Stage ID"]
+        partition = lost["Task Info"]["Partition ID"]
+        reruns = [e for e in ends if e["Stage ID"] == stage and e["Task Info"]["Partition ID"] == partition
                   and e["Task Info"]["Task ID"] > tid and e["Task End Reason"]["Reason"] == "Success"]
         assert reruns and all(e["Task Info"]["Executor ID"] != executor for e in reruns), (tid, reruns)
     assert "pipeline: preprocess done" in yarn_runs["attempt1"]["stdout"]
