@@ -90,3 +90,76 @@ def test_planted_defects_are_counted_per_input_line(tmp_path):
         except UnicodeDecodeError:
             undecodable += 1
     assert undecodable == stats.malformed_lines[S.R_UNDECODABLE]
+
+
+# -- days (reviewrec.generate.generate_days; docs/incremental.md) -------------------------------
+
+DAY_ARGS = dict(days=4, rows=1200, seed=3, customers=300, products=80, malformed_fraction=0.02,
+                duplicate_fraction=0.02, cross_day_duplicate_fraction=0.05, correction_fraction=0.04, files=2)
+
+
+def _day_lines(out: Path, day: str) -> list[bytes]:
+    lines: list[bytes] = []
+    for f in sorted((out / f"dt={day}").glob("*.tsv.gz")):
+        with gzip.open(f, "rb") as fh:
+            lines += [ln for ln in fh.read().split(b"\n")[:-1] if ln != S.PDS_HEADER.encode()]
+    return lines
+
+
+def test_days_are_deterministic_and_a_day_alone_is_the_same_bytes(tmp_path):
+    from reviewrec.generate import generate_days, rows_for_day
+
+    a = generate_days(str(tmp_path / "a"), **DAY_ARGS)
+    b = generate_days(str(tmp_path / "b"), **DAY_ARGS)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"dt=2015-09-0{i}" for i in range(1, 5)]
+    one = generate_days(str(tmp_path / "c"), **DAY_ARGS, only_day="2015-09-03")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["dt=2015-09-03"]
+    for p in sorted((tmp_path / "a" / "dt=2015-09-03").iterdir()):  # byte for byte: gzip without a time stamp
+        assert p.read_bytes() == (tmp_path / "b" / "dt=2015-09-03" / p.name).read_bytes() \
+            == (tmp_path / "c" / "dt=2015-09-03" / p.name).read_bytes()
+    strip = lambda d: {k: v for k, v in d.items() if k != "files"}  # noqa: E731
+    assert strip(one.days["2015-09-03"]) == strip(a.days["2015-09-03"]) == strip(b.days["2015-09-03"])
+    assert sum(rows_for_day(1200, 4, i) for i in range(4)) == 1200 == a.rows_requested
+    # Other days of a longer feed than `days` still come, each with rows // days new reviews.
+    later = generate_days(str(tmp_path / "c"), **DAY_ARGS, only_day="2015-09-09")
+    assert later.rows_requested == 300 and (tmp_path / "c" / "dt=2015-09-03").exists()
+
+
+def test_days_count_every_kind_of_line_and_where_re_sends_come_from(tmp_path):
+    from reviewrec.generate import generate_days
+
+    stats = generate_days(str(tmp_path / "g"), **DAY_ARGS)
+    assert stats.cross_day_duplicates > 0 and stats.corrections > stats.corrections_text_changed > 0
+    first_seen: dict[str, tuple[str, bytes]] = {}
+    for day, d in stats.days.items():
+        lines = _day_lines(tmp_path / "g", day)
+        assert len(lines) == d["lines_written"] == (d["good_rows"] + d["duplicate_rows"] + d["cross_day_duplicates"]
+                                                    + d["corrections"] + sum(d["malformed_lines"].values())), day
+        assert d["cross_day_duplicates"] == sum(v["duplicates"] for v in d["resent_from"].values())
+        assert d["corrections"] == sum(v["corrections"] for v in d["resent_from"].values())
+        assert all(src < day for src in d["resent_from"])
+        dups = corrections = text = 0
+        for ln in lines:
+            try:
+                cols = ln.decode("utf-8").split("\t")
+            except UnicodeDecodeError:
+                continue
+            if len(cols) != 15 or not cols[2].strip():
+                continue
+            rid = cols[2]
+            if rid in first_seen and first_seen[rid][0] < day:
+                src_day, src_line = first_seen[rid]
+                if ln == src_line:
+                    dups += 1
+                else:
+                    src = src_line.decode().split("\t")
+                    assert cols[7] != src[7] and cols[:7] == src[:7] and cols[14] == src[14]
+                    corrections += 1
+                    text += cols[13] != src[13]
+            elif rid not in first_seen:
+                first_seen[rid] = (day, ln)
+        assert (dups, corrections, text) == (d["cross_day_duplicates"], d["corrections"],
+                                             d["corrections_text_changed"]), day
+    total = {k: sum(d[k] for d in stats.days.values()) for k in ("good_rows", "cross_day_duplicates", "corrections")}
+    assert total == {"good_rows": stats.good_rows, "cross_day_duplicates": stats.cross_day_duplicates,
+                     "corrections": stats.corrections}

@@ -10,11 +10,13 @@ import re
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import load_config
 from reviewrec.ingest import job as ingest_job
+from reviewrec.ingest import merge as M
 from reviewrec.ingest import parse as P
 from reviewrec.generate import generate_tsv
 
@@ -130,19 +132,66 @@ def test_mcauley_json(spark, tmp_path):
     assert bad[P.RAW] == "{not json"
 
 
-def test_rank_duplicates_keeps_latest(spark):
-    cols = [S.REVIEW_ID, S.REVIEW_DATE, S.TOTAL_VOTES, S.HELPFUL_VOTES, S.REVIEW_BODY, S.SOURCE_FILE]
-    df = spark.createDataFrame(
-        [("R1", dt.date(2014, 1, 1), 1, 0, "a", "f"), ("R1", dt.date(2015, 1, 1), 0, 0, "b", "f"),
-         ("R2", dt.date(2014, 1, 1), 0, 0, "c", "f"), ("R3", dt.date(2014, 1, 1), 0, 0, "y", "f"),
-         ("R3", dt.date(2014, 1, 1), 0, 0, "x", "f")], cols)
-    ranked = {(r[S.REVIEW_ID], r[S.REVIEW_BODY]): r["_dup_rank"] for r in P.rank_duplicates(df).collect()}
-    assert ranked == {("R1", "b"): 1, ("R1", "a"): 2, ("R2", "c"): 1, ("R3", "x"): 1, ("R3", "y"): 2}
-    reviews, dups = ingest_job.split_duplicates(df, broadcast_limit=10)
-    assert sorted(r[S.REVIEW_BODY] for r in reviews.collect()) == ["b", "c", "x"]
-    assert sorted(r[S.REVIEW_BODY] for r in dups.collect()) == ["a", "y"]
-    reviews, dups = ingest_job.split_duplicates(df, broadcast_limit=0)  # shuffled join path
-    assert sorted(r[S.REVIEW_BODY] for r in reviews.collect()) == ["b", "c", "x"]
+def _review(rid: str, body: str, date: str = "2014-01-01", total: int = 0, star: int = 5) -> tuple:
+    return ("US", "c1", rid, "p1", "9", "t", "Beauty", star, 0, total, False, True, "h", body,
+            dt.date.fromisoformat(date))
+
+
+def _rows_of(spark, rows: list[tuple], days: list[str | None]):
+    schema = T.StructType([*S.REVIEWS_SCHEMA.fields, T.StructField(S.SOURCE_FILE, T.StringType()),
+                           T.StructField(M.DAY, T.DateType())])
+    return spark.createDataFrame([(*r, "f", dt.date.fromisoformat(d) if d else None)
+                                  for r, d in zip(rows, days, strict=True)], schema)
+
+
+def test_classify_keeps_the_latest_day_then_date_votes_and_columns(spark):
+    """One run over rows of several days: the rule of reviewrec.ingest.merge, and every row counted."""
+    rows = [_review("R1", "a", "2014-01-01", 1), _review("R1", "b", "2015-01-01"),  # same day: later date wins
+            _review("R2", "c"),
+            _review("R3", "y"), _review("R3", "x"),  # same day, date and votes: the body decides
+            _review("R4", "old", "2015-06-01"), _review("R4", "new", "2010-01-01"),  # a later day wins, any date
+            _review("R5", "same"), _review("R5", "same"), _review("R5", "same")]  # re-sent unchanged
+    days = [None, None, None, None, None, "2015-09-01", "2015-09-02", "2015-09-01", "2015-09-01", "2015-09-03"]
+    out = M.classify(_rows_of(spark, rows, days), broadcast_limit=0).collect()
+    kept = {r[S.REVIEW_ID]: (r[S.REVIEW_BODY], str(r[M.ARRIVAL_DAY]), str(r[M.LAST_SEEN_DAY]))
+            for r in out if r[M.FINAL]}
+    assert kept == {"R1": ("b", "None", "None"), "R2": ("c", "None", "None"), "R3": ("x", "None", "None"),
+                    "R4": ("new", "2015-09-01", "2015-09-02"), "R5": ("same", "2015-09-01", "2015-09-03")}
+    classes = sorted((r[S.REVIEW_ID], r[S.REVIEW_BODY], r[M.CLASS]) for r in out)
+    assert classes == [("R1", "a", M.SUPERSEDED), ("R1", "b", M.ACCEPTED), ("R2", "c", M.ACCEPTED),
+                       ("R3", "x", M.ACCEPTED), ("R3", "y", M.SUPERSEDED), ("R4", "new", M.CORRECTION),
+                       ("R4", "old", M.ACCEPTED), ("R5", "same", M.ACCEPTED), ("R5", "same", M.DUPLICATE),
+                       ("R5", "same", M.DUPLICATE)]
+    assert M.classify(_rows_of(spark, rows, days), dedupe=False).filter(M.FINAL).count() == len(rows)
+
+
+def test_merging_days_one_at_a_time_in_any_order_ends_as_one_run(spark):
+    """merge.against_stored, day by day in two orders (the upserts applied as the job's MERGE
+    applies them), ends where merge.classify of every day at once ends: a rule that let the
+    last run win would keep R1's "v1" when day 1 comes last."""
+    rows = {"2015-09-01": [_review("R1", "v1", star=2), _review("R2", "same"), _review("R3", "x")],
+            "2015-09-02": [_review("R2", "same"), _review("R4", "only")],
+            "2015-09-03": [_review("R1", "v2", star=4), _review("R3", "x", total=9), _review("R3", "y")]}
+    schema = T.StructType([*S.REVIEWS_SCHEMA.fields, T.StructField(M.ARRIVAL_DAY, T.DateType()),
+                           T.StructField(M.LAST_SEEN_DAY, T.DateType())])
+
+    def run(order: list[str]) -> dict:
+        stored: dict[str, tuple] = {}
+        for day in order:
+            day_rows = M.classify(_rows_of(spark, rows[day], [day] * len(rows[day])))
+            met = M.against_stored(day_rows, spark.createDataFrame(list(stored.values()), schema))
+            for r in M.upserts(met).collect():
+                stored[r[S.REVIEW_ID]] = tuple(r)
+        return stored
+
+    every = [(r, d) for d in rows for r in rows[d]]
+    at_once = {r[S.REVIEW_ID]: tuple(r) for r in M.reviews_of(M.classify(
+        _rows_of(spark, [r for r, _ in every], [d for _, d in every]))).collect()}
+    assert run(["2015-09-01", "2015-09-02", "2015-09-03"]) == run(["2015-09-03", "2015-09-01", "2015-09-02"]) \
+        == at_once
+    assert at_once["R1"][S.REVIEWS_COLUMNS.index(S.REVIEW_BODY)] == "v2"
+    assert at_once["R3"][S.REVIEWS_COLUMNS.index(S.TOTAL_VOTES)] == 9  # day 3: the most votes, then the body
+    assert at_once["R2"][-2:] == (dt.date(2015, 9, 1), dt.date(2015, 9, 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +237,22 @@ def ref_kind(raw: bytes) -> str:
     return P.OK
 
 
+def ref_content(raw: bytes) -> tuple:
+    """A valid line's typed content, as validate_fields types it (ids trimmed, numbers and flags
+    read), written independently of parse.py."""
+    f = raw.decode("utf-8").split("\t")
+    return (f[0], f[1].strip(" "), f[2].strip(" "), f[3].strip(" "), f[4], f[5], f[6], int(f[7].strip(" ")),
+            int(f[8].strip(" ")), int(f[9].strip(" ")), f[10].strip(" ").upper() == "Y",
+            f[11].strip(" ").upper() == "Y", f[12], f[13], dt.date.fromisoformat(f[14].strip(" ")))
+
+
+def ref_key(c: tuple) -> tuple:
+    """The same-day order of reviewrec.ingest.merge.rank_key (the smallest is kept): the latest
+    review_date, the most total then helpful votes, then customer, product, star, headline, body,
+    marketplace, parent, title, category, vine, verified, each ascending."""
+    return (-c[14].toordinal(), -c[9], -c[8], c[1], c[3], c[7], c[12], c[13], c[0], c[4], c[5], c[6], c[10], c[11])
+
+
 def _mutate(line: bytes, r: random.Random) -> bytes:
     ops = [b"\t", b"\n", b"\r", b"\xff", b"\xc3", b" ", b"", b"\t\t", b"\r\n", "\u2028".encode()]
     out = bytearray(line)
@@ -215,6 +280,7 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
 
     expected: dict[str, int] = {}
     ids_ok: list[str] = []
+    contents: dict[str, list[tuple]] = {}
     for f in sorted(raw.iterdir()):
         data = gzip.open(f, "rb").read() if f.suffix == ".gz" else f.read_bytes()
         for ln in _split_lines(data):
@@ -222,7 +288,10 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
             expected[k] = expected.get(k, 0) + 1
             if k == P.OK:
                 ids_ok.append(ln.split(b"\t")[2].strip(b" ").decode())
+                contents.setdefault(ids_ok[-1], []).append(ref_content(ln))
     exp_dups = len(ids_ok) - len(set(ids_ok))
+    # Of the repeats of an id, those equal to the row kept are duplicates, the others superseded.
+    exp_superseded = sum(sum(c != min(cs, key=ref_key) for c in cs) for cs in contents.values())
 
     cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"run.root={root}", "input.categories=all"])
     summary = ingest_job.run(spark, cfg)
@@ -233,9 +302,10 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     assert summary["input"]["blank_lines"] == expected[P.BLANK] >= 3
     assert summary["input"]["lines"] == records + 3 + expected[P.BLANK]
     assert summary["quarantined_by_reason"] == {k: n for k, n in expected.items() if k not in (P.OK, *P.NOT_RECORDS)}
-    assert summary["duplicates"] == exp_dups >= stats.duplicate_rows
-    assert summary["accepted"] == len(set(ids_ok))
-    assert (summary["accepted"] + summary["quarantined"] + summary["duplicates"]
+    assert summary["duplicates"] + summary["superseded"] == exp_dups
+    assert summary["superseded"] == exp_superseded > 0 and summary["duplicates"] >= stats.duplicate_rows
+    assert summary["accepted"] == len(set(ids_ok)) and summary["corrections"] == 0  # one (undated) day
+    assert (summary["accepted"] + summary["quarantined"] + summary["duplicates"] + summary["superseded"]
             + summary["excluded_by_category"]) == records
     assert summary["reconciled"] is True
     # The generator's own defects are all there (the fuzz file adds more on top).
@@ -249,8 +319,12 @@ def test_fuzz_ingest_reconciles_exactly(spark, tmp_path):
     assert q.count() == summary["quarantined"]
     assert q.filter(F.col(S.RAW_RECORD).isNull() | F.col(S.SOURCE_FILE).isNull()).count() == 0
     assert q.filter(F.trim(F.col(S.RAW_RECORD)) == "").count() == 0
-    assert set(q.columns) == {S.SOURCE_FILE, S.REASON, S.RAW_RECORD}
+    assert set(q.columns) == {S.SOURCE_FILE, S.REASON, S.RAW_RECORD, M.ARRIVAL_DAY}
     assert io.read_dataset(spark, f"{root}/duplicates", "ingest").count() == exp_dups
+    kept = {r[S.REVIEW_ID]: r for r in reviews.collect()}
+    for rid, cs in contents.items():  # the row kept is the reference's first by the rule
+        best = min(cs, key=ref_key)
+        assert (kept[rid][S.REVIEW_BODY], kept[rid][S.TOTAL_VOTES]) == (best[13], best[9]), rid
     on_disk = json.loads((tmp_path / "run" / "report" / "ingest.json").read_text())
     assert on_disk["accepted"] == summary["accepted"]
 
@@ -290,4 +364,5 @@ def test_real_pds_parquet_digital_software(spark, tmp_path):
     assert stars == {5: 46_410, 4: 16_693, 3: 8_308, 2: 6_890, 1: 23_783}
     assert reviews.filter(F.col(S.VERIFIED_PURCHASE)).count() == 70_860
     assert reviews.select(S.CUSTOMER_ID).distinct().count() == 94_314
-    assert reviews.schema == S.REVIEWS_SCHEMA or [f.name for f in reviews.schema] == list(S.REVIEWS_COLUMNS)
+    assert [f.name for f in reviews.schema] == [*S.REVIEWS_COLUMNS, M.ARRIVAL_DAY, M.LAST_SEEN_DAY]
+    assert reviews.filter(F.col(M.ARRIVAL_DAY).isNotNull()).count() == 0  # no day directories

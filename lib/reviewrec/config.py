@@ -13,6 +13,7 @@ Transforms never receive a Config: jobs pass them the plain values they need.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import glob
 import hashlib
 import json
@@ -35,6 +36,8 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "spark.master": (str,),
     "input.path": (str,),
     "input.category": (str,),
+    # YYYY-MM-DD; YAML reads an unquoted date as a date, normalised to the string when loaded.
+    "input.day": (str, dt.date),
     "recsys.neighbors.min_similarity": (float, int),
     "model.checkpoint_dir": (str,),
     "text.sparknlp_jar": (str,),
@@ -45,6 +48,7 @@ NULLABLE: dict[str, tuple[type, ...]] = {
 ALSO: dict[str, tuple[type, ...]] = {
     "input.categories": (str,),
     "text.stop_words": (list,),
+    "synthetic.start_day": (dt.date,),
 }
 ENUMS: dict[str, tuple[Any, ...]] = {
     "input.format": ("synthetic", "tsv", "parquet", "json"),
@@ -81,6 +85,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "synthetic.customers": (1, None),
     "synthetic.products": (1, None),
     "synthetic.files": (1, None),
+    "synthetic.days": (0, None),
+    "synthetic.cross_day_duplicate_fraction": (0.0, 0.5),
+    "synthetic.correction_fraction": (0.0, 0.5),
     "synthetic.malformed_fraction": (0.0, 0.5),
     "synthetic.duplicate_fraction": (0.0, 0.5),
     "eda.top_words": (1, None),
@@ -119,6 +126,14 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.baseline_max_iter": (1, None),
 }
 HASH_EXCLUDE = ("run.skip_existing", "spark", "model.group_grads")
+# Keys of the incremental, by-day input (docs/incremental.md) left out of the hash while they
+# have these values (no day, no days), so a config that does not use days keeps the hash it had
+# before the keys existed. input.day counts when set: a day's run reads other input than the
+# run over all data, and run.skip_existing must not take one day's outputs for another's.
+HASH_OMIT_AT_DEFAULT: dict[str, Any] = {"input.day": None, "synthetic.days": 0}
+# Generator settings that only shape days (synthetic.days > 0): left out of the hash without days.
+HASH_DAYS_ONLY = ("synthetic.start_day", "synthetic.cross_day_duplicate_fraction", "synthetic.correction_fraction")
+DAY_DIR_PREFIX = "dt="
 REMOTE_SCHEMES = ("s3://", "s3a://", "s3n://", "gs://", "hdfs://", "abfs://", "abfss://", "wasbs://", "dbfs:/")
 
 
@@ -160,7 +175,10 @@ class Config(Mapping[str, Any]):
         run.skip_existing=true or more executor memory finds the earlier outputs current.
         """
         data = copy.deepcopy(self._data)
-        for dotted in HASH_EXCLUDE:
+        omit = list(HASH_EXCLUDE) + [k for k, v in HASH_OMIT_AT_DEFAULT.items() if _lookup(data, k) in (v, None)]
+        if not _lookup(data, "synthetic.days"):
+            omit += HASH_DAYS_ONLY
+        for dotted in omit:
             *parents, last = dotted.split(".")
             node = data
             for p in parents:
@@ -182,6 +200,15 @@ class Config(Mapping[str, Any]):
         for key, value in sorted(flat.items()):
             logger.info("  %s = %r   [%s]", key, redact_value(key, value),
                         redact_text(self.origins.get(key, "base.yaml"), secrets))
+
+
+def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -292,7 +319,7 @@ def parse_set(item: str) -> dict[str, Any]:
         raise ConfigError(f"--set {item!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-like value that is no date (2015-02-30)
         value = raw
     # spark.conf properties themselves contain dots: everything after "spark.conf." is one key.
     if key.startswith("spark.conf."):
@@ -308,6 +335,48 @@ def parse_set(item: str) -> dict[str, Any]:
 
 def _is_remote(path: str) -> bool:
     return path.startswith(REMOTE_SCHEMES)
+
+
+def _normalise_day(data: dict[str, Any], section: str, key: str, origins: dict[str, str]) -> None:
+    """A YYYY-MM-DD day (a string or a YAML date) as the string; ConfigError naming the key else."""
+    value = data.get(section, {}).get(key)
+    if value is None:
+        return
+    dotted = f"{section}.{key}"
+    try:
+        day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value).strip())
+        if not isinstance(value, dt.date) and len(str(value).strip()) != 10:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{origins.get(dotted, BASE_NAME)}: {dotted} = {value!r} is not a day (YYYY-MM-DD)") from None
+    data[section][key] = day.isoformat()
+
+
+def _validate_days(data: dict[str, Any], flat: dict[str, Any], origins: dict[str, str]) -> None:
+    """The incremental input's keys (docs/incremental.md): input.day, synthetic.days/start_day."""
+    _normalise_day(data, "input", "day", origins)
+    _normalise_day(data, "synthetic", "start_day", origins)
+    day, days = data["input"].get("day"), data["synthetic"].get("days") or 0
+    where = origins.get("input.day", BASE_NAME)
+    if days and data["synthetic"]["rows"] < days:
+        raise ConfigError(f"{origins.get('synthetic.rows', BASE_NAME)}: synthetic.rows = {data['synthetic']['rows']} "
+                          f"is fewer than synthetic.days = {days} (rows are spread over the days)")
+    if day is None:
+        return
+    if not data["ingest"]["dedupe"]:
+        raise ConfigError(f"{where}: input.day = {day} merges the day into reviews by review_id, which needs "
+                          "ingest.dedupe = true")
+    fmt, path = flat.get("input.format"), flat.get("input.path")
+    if fmt == "synthetic":
+        if not days:
+            raise ConfigError(f"{where}: input.day = {day} with input.format = synthetic needs synthetic.days > 0 "
+                              "(the generator then writes one directory per day, <root>/raw/dt=YYYY-MM-DD)")
+        if day < data["synthetic"]["start_day"]:
+            raise ConfigError(f"{where}: input.day = {day} is before synthetic.start_day = "
+                              f"{data['synthetic']['start_day']}, the generator's first day")
+    elif path and glob.has_magic(path):
+        raise ConfigError(f"{where}: input.day = {day} reads <input.path>/{DAY_DIR_PREFIX}{day}/: input.path must be "
+                          f"the directory holding the day directories, not a pattern ({path})")
 
 
 def _validate(data: dict[str, Any], origins: dict[str, str]) -> None:
@@ -338,6 +407,7 @@ def _validate(data: dict[str, Any], origins: dict[str, str]) -> None:
             local = path[len("file://"):] if path.startswith("file://") else path
             if not (os.path.exists(local) or glob.glob(local)):
                 raise ConfigError(f"{origin}: input.path does not exist: {path}")
+    _validate_days(data, flat, origins)
 
 
 def load_config(conf_files: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:

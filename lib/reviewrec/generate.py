@@ -18,6 +18,16 @@ fixed-size chunks, so memory stays flat from 1k to 10M+ rows. What makes the dat
 
 Every chunk draws from its own generator seeded by (seed, chunk index): the output depends
 only on the parameters, not on how the work is split.
+
+`generate_days` writes the same kind of data as a daily feed (docs/incremental.md): N
+consecutive days, each in a Hive-style directory `dt=YYYY-MM-DD/`, each day's new reviews drawn
+from generators seeded by (seed, day index, chunk), so a day is the same whether it is written
+alone (the scheduled run of that day) or with all the others. From the second day on, a day
+also re-sends reviews of up to LOOKBACK_DAYS earlier days: cross-day duplicates (the line
+again, byte for byte) and late corrections (the same review_id with another star and, for two
+corrections in three, an added sentence). Each earlier review is re-sent at most once, and the
+stats record how many of each kind went from which day to which, so tests reconcile the
+incremental ingest against them exactly.
 """
 from __future__ import annotations
 
@@ -31,6 +41,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from reviewrec import schema as S
+from reviewrec.config import DAY_DIR_PREFIX
 
 CHUNK_ROWS = 20_000
 LATENT_DIM = 4
@@ -113,13 +124,32 @@ class GenerationStats:
 
     rows_requested: int = 0
     lines_written: int = 0
+    # New reviews written as valid lines (each a review_id not seen before).
     good_rows: int = 0
+    # Exact copies of a line of the same day (and file).
     duplicate_rows: int = 0
     malformed_lines: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # Days only (generate_days): re-sends of a review of an earlier day, unchanged ...
+    cross_day_duplicates: int = 0
+    # ... or changed (another star; corrections_text_changed of them also another text).
+    corrections: int = 0
+    corrections_text_changed: int = 0
+    # Day (YYYY-MM-DD) -> that day's counts (the fields above, and resent_from: source day ->
+    # {"duplicates", "corrections", "corrections_text_changed"}).
+    days: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, other: GenerationStats) -> None:
+        """Add `other`'s counts (a day's) to these."""
+        for name in ("rows_requested", "lines_written", "good_rows", "duplicate_rows", "cross_day_duplicates",
+                     "corrections", "corrections_text_changed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.malformed_lines.items():
+            self.malformed_lines[reason] = self.malformed_lines.get(reason, 0) + n
+        self.files += other.files
 
 
 @dataclass(frozen=True)
@@ -320,9 +350,17 @@ def _clean(s: str) -> str:
 
 
 def _chunk(world: _World, seed: int, chunk: int, start: int, n: int, malformed_fraction: float,
-           duplicate_fraction: float, stats: GenerationStats) -> list[bytes]:
-    rng = np.random.default_rng([seed, 1, chunk])
-    r = random.Random(seed * 1_000_003 + chunk)
+           duplicate_fraction: float, stats: GenerationStats, stream: tuple[int, ...] = (),
+           kept: dict[int, list[str]] | None = None) -> list[bytes]:
+    """The lines of reviews start .. start+n-1. `stream` () is the single batch's random streams;
+    a day's is (2, day index). `kept`: index -> None on entry; the valid rows among them get
+    their fields (to re-send them on a later day)."""
+    if stream:
+        rng = np.random.default_rng([seed, *stream, chunk])
+        r = random.Random(f"{seed}/{'/'.join(map(str, stream))}/{chunk}")
+    else:
+        rng = np.random.default_rng([seed, 1, chunk])
+        r = random.Random(seed * 1_000_003 + chunk)
     u = np.searchsorted(world.cust_cdf, rng.random(n))
     p = np.searchsorted(world.prod_cdf, rng.random(n))
     noise = rng.normal(0, 0.6, n)
@@ -355,6 +393,8 @@ def _chunk(world: _World, seed: int, chunk: int, start: int, n: int, malformed_f
             stats.lines_written += nlines
             lines.append(_malform(kind, fields, r))
             continue
+        if kept is not None and start + i in kept:
+            kept[start + i] = fields
         line = "\t".join(fields).encode("utf-8")
         lines.append(line)
         stats.good_rows += 1
@@ -365,6 +405,21 @@ def _chunk(world: _World, seed: int, chunk: int, start: int, n: int, malformed_f
             stats.duplicate_rows += 1
             stats.lines_written += 1
     return lines
+
+
+def _open_out(path: str, compress: bool):  # noqa: ANN202 - a binary file object
+    """A new output file; gzip with no time stamp in its header, so the same lines make the same
+    bytes (a regenerated day is byte for byte the file that was ingested)."""
+    if not compress:
+        return open(path, "wb")
+    return gzip.GzipFile(path, mode="wb", compresslevel=1, mtime=0)
+
+
+def _geometry(rows: int, files: int) -> tuple[int, int, int]:
+    """(rows per chunk, chunks, files) for `rows` reviews in at most `files` files."""
+    chunk_rows = max(1, min(CHUNK_ROWS, math.ceil(rows / files)))
+    n_chunks = max(1, math.ceil(rows / chunk_rows))
+    return chunk_rows, n_chunks, max(1, min(files, n_chunks))
 
 
 def generate_tsv(out_dir: str, rows: int, seed: int = 42, customers: int = 4000, products: int = 800,
@@ -384,14 +439,12 @@ def generate_tsv(out_dir: str, rows: int, seed: int = 42, customers: int = 4000,
     tmp = out_dir.rstrip("/") + ".__tmp_gen"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    chunk_rows = max(1, min(CHUNK_ROWS, math.ceil(rows / files)))
-    n_chunks = max(1, math.ceil(rows / chunk_rows))
-    files = max(1, min(files, n_chunks))
+    chunk_rows, n_chunks, files = _geometry(rows, files)
     ext = ".tsv.gz" if compress else ".tsv"
     handles = []
     for k in range(files):
         path = os.path.join(tmp, f"part-{k:05d}{ext}")
-        fh = gzip.open(path, "wb", compresslevel=1) if compress else open(path, "wb")
+        fh = _open_out(path, compress)
         fh.write(S.PDS_HEADER.encode() + b"\n")
         handles.append(fh)
         stats.files.append(os.path.join(out_dir, os.path.basename(path)))
@@ -410,9 +463,220 @@ def generate_tsv(out_dir: str, rows: int, seed: int = 42, customers: int = 4000,
     return stats
 
 
+# A day re-sends reviews of at most this many earlier days.
+LOOKBACK_DAYS = 3
+
+
+def day_name(start_day: str, index: int) -> str:
+    """The date (YYYY-MM-DD) of day `index` (0 = start_day)."""
+    return (date.fromisoformat(start_day) + timedelta(days=index)).isoformat()
+
+
+def day_index(start_day: str, day: str) -> int:
+    """Day `day`'s index counted from start_day (ValueError before it)."""
+    i = (date.fromisoformat(day) - date.fromisoformat(start_day)).days
+    if i < 0:
+        raise ValueError(f"day {day} is before the generator's first day {start_day}")
+    return i
+
+
+def rows_for_day(rows: int, days: int, index: int) -> int:
+    """New reviews on day `index`: `rows` spread over `days` days (the first days take the
+    remainder); days after the days-th (a scheduled run beyond them) take rows // days."""
+    return rows // days + (1 if index < rows % days else 0)
+
+
+@dataclass(frozen=True)
+class _DaysSpec:
+    rows: int
+    days: int
+    start_day: str
+    seed: int
+    malformed_fraction: float
+    duplicate_fraction: float
+    cross_day_duplicate_fraction: float
+    correction_fraction: float
+    files: int
+    compress: bool
+
+
+def _day_reviews(world: _World, spec: _DaysSpec, index: int, out: str | None,
+                 kept: dict[int, list[str]] | None = None, extra: list[bytes] | None = None) -> GenerationStats:
+    """Day `index`'s new reviews, chunk by chunk: into `out` (the files part-NNNNN.tsv[.gz], each
+    with the header; `extra` lines spread over the files' ends) or, out None, only to fill
+    `kept` (a later day re-sending some)."""
+    n = rows_for_day(spec.rows, spec.days, index)
+    stats = GenerationStats(rows_requested=n)
+    chunk_rows, n_chunks, files = _geometry(n, spec.files)
+    handles = []
+    if out is not None:
+        ext = ".tsv.gz" if spec.compress else ".tsv"
+        for k in range(files):
+            path = os.path.join(out, f"part-{k:05d}{ext}")
+            fh = _open_out(path, spec.compress)
+            fh.write(S.PDS_HEADER.encode() + b"\n")
+            handles.append(fh)
+            stats.files.append(path)
+    for c in range(n_chunks):
+        lo = c * chunk_rows
+        size = min(chunk_rows, n - lo)
+        if kept is not None and out is None and not any(lo <= k < lo + size for k in kept):
+            continue
+        lines = _chunk(world, spec.seed, c, lo, size, spec.malformed_fraction, spec.duplicate_fraction, stats,
+                       stream=(2, index), kept=kept)
+        if handles:
+            handles[c * files // n_chunks].write(b"\n".join(lines) + b"\n")
+    for k, fh in enumerate(handles):
+        part = (extra or [])[k::len(handles)]
+        if part:
+            fh.write(b"\n".join(part) + b"\n")
+        fh.close()
+    return stats
+
+
+def _resend_targets(spec: _DaysSpec, index: int, world: _World) -> list[tuple[int, list[str]]]:
+    """The earlier reviews day `index` re-sends, as (source day index, fields), in order: the
+    first round(cross_day_duplicate_fraction * n) are duplicates, the next
+    round(correction_fraction * n) corrections (fewer when the earlier days have too few valid
+    reviews). Day j's review k can only be re-sent by day j + 1 + k % LOOKBACK_DAYS: never twice."""
+    n = rows_for_day(spec.rows, spec.days, index)
+    want = round(spec.cross_day_duplicate_fraction * n) + round(spec.correction_fraction * n)
+    if index == 0 or want == 0:
+        return []
+    rng = np.random.default_rng([spec.seed, 3, index])
+    pool = [(j, k) for j in range(max(0, index - LOOKBACK_DAYS), index)
+            for k in range(index - j - 1, rows_for_day(spec.rows, spec.days, j), LOOKBACK_DAYS)]
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    chosen: list[tuple[int, list[str]]] = []
+    pos = 0
+    while len(chosen) < want and pos < len(order):
+        batch = order[pos:pos + 2 * (want - len(chosen)) + 8]
+        pos += len(batch)
+        by_day: dict[int, dict[int, list[str]]] = {}
+        for j, k in batch:
+            by_day.setdefault(j, {})[k] = None  # type: ignore[assignment]
+        for j, kept in by_day.items():
+            _day_reviews(world, spec, j, None, kept)
+        for j, k in batch:
+            fields = by_day[j][k]
+            if fields is not None and len(chosen) < want:  # None: that line was malformed
+                chosen.append((j, fields))
+    return chosen
+
+
+def _correct(fields: list[str], r: random.Random, world: _World, text: bool) -> list[str]:
+    """A late correction of a review: another star; with `text`, a sentence added to the body."""
+    f = list(fields)
+    star_i = S.PDS_COLUMNS.index(S.STAR_RATING)
+    star = 1 + (int(f[star_i]) - 1 + r.randint(1, 4)) % 5
+    f[star_i] = str(star)
+    if text:
+        cat = f[S.PDS_COLUMNS.index(S.PRODUCT_CATEGORY)]
+        pr = world.prod_ids.index(f[S.PDS_COLUMNS.index(S.PRODUCT_ID)])
+        sentence = _sentence(r, r.choice(FILLER), star, cat, world.prod_attrs[pr], 0)
+        body_i = S.PDS_COLUMNS.index(S.REVIEW_BODY)
+        f[body_i] = _clean(f"{f[body_i]} Update: {sentence[0].upper()}{sentence[1:]}")
+    return f
+
+
+def _write_day(world: _World, spec: _DaysSpec, index: int, out: str) -> GenerationStats:
+    """Day `index` into the directory `out` (created): its new reviews, then its re-sends of
+    earlier days' reviews, spread over the ends of its files."""
+    os.makedirs(out)
+    day = day_name(spec.start_day, index)
+    targets = _resend_targets(spec, index, world)
+    n = rows_for_day(spec.rows, spec.days, index)
+    n_dup = min(len(targets), round(spec.cross_day_duplicate_fraction * n))
+    r = random.Random(f"{spec.seed}/resend/{index}")
+    resent: dict[str, dict[str, int]] = {}
+    lines: list[bytes] = []
+    kinds = {"duplicates": 0, "corrections": 0, "corrections_text_changed": 0}
+    for t, (j, fields) in enumerate(targets):
+        src = resent.setdefault(day_name(spec.start_day, j), dict.fromkeys(kinds, 0))
+        if t < n_dup:
+            src["duplicates"] += 1
+            lines.append("\t".join(fields).encode("utf-8"))
+            continue
+        text = (t - n_dup) % 3 != 2
+        src["corrections"] += 1
+        src["corrections_text_changed"] += int(text)
+        lines.append("\t".join(_correct(fields, r, world, text)).encode("utf-8"))
+    stats = _day_reviews(world, spec, index, out, extra=lines)
+    stats.lines_written += len(lines)
+    stats.cross_day_duplicates = sum(v["duplicates"] for v in resent.values())
+    stats.corrections = sum(v["corrections"] for v in resent.values())
+    stats.corrections_text_changed = sum(v["corrections_text_changed"] for v in resent.values())
+    stats.days[day] = {**{k: v for k, v in stats.as_dict().items() if k != "days"}, "day": day,
+                       "resent_from": dict(sorted(resent.items()))}
+    return stats
+
+
+def generate_days(out_dir: str, days: int, rows: int, start_day: str = "2015-09-01", seed: int = 42,
+                  customers: int = 4000, products: int = 800, malformed_fraction: float = 0.002,
+                  duplicate_fraction: float = 0.001, cross_day_duplicate_fraction: float = 0.02,
+                  correction_fraction: float = 0.01, files: int = 2, compress: bool = True,
+                  only_day: str | None = None) -> GenerationStats:
+    """Write `days` days of reviews (`rows` new ones in all) as `out_dir`/dt=YYYY-MM-DD/part-*.tsv.gz.
+
+    `only_day` None: every day, the directory `out_dir` replaced as a whole; a day: only
+    `out_dir`/dt=<only_day>/ (replaced, other days untouched), the same files as in the run
+    over every day. Directories are written under a hidden name (Spark's readers skip names
+    starting with ".") and renamed into place when complete.
+    """
+    import shutil
+
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}")
+    spec = _DaysSpec(rows, days, start_day, seed, malformed_fraction, duplicate_fraction,
+                     cross_day_duplicate_fraction, correction_fraction, files, compress)
+    world = _build_world(seed, customers, products)
+    stats = GenerationStats()
+    out_dir = out_dir.rstrip("/")
+    if only_day is not None:
+        index = day_index(start_day, only_day)
+        os.makedirs(out_dir, exist_ok=True)
+        final = os.path.join(out_dir, f"{DAY_DIR_PREFIX}{only_day}")
+        tmp = os.path.join(out_dir, f".{DAY_DIR_PREFIX}{only_day}.__tmp_gen")
+        shutil.rmtree(tmp, ignore_errors=True)
+        day_stats = _write_day(world, spec, index, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        day_stats.files = [os.path.join(final, os.path.basename(f)) for f in day_stats.files]
+        day_stats.days[only_day]["files"] = day_stats.files
+        return _total([day_stats])
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.__tmp_gen")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    per_day = []
+    for index in range(days):
+        name = f"{DAY_DIR_PREFIX}{day_name(start_day, index)}"
+        d = _write_day(world, spec, index, os.path.join(tmp, name))
+        d.files = [os.path.join(out_dir, name, os.path.basename(f)) for f in d.files]
+        d.days[day_name(start_day, index)]["files"] = d.files
+        per_day.append(d)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.rename(tmp, out_dir)
+    stats = _total(per_day)
+    return stats
+
+
+def _total(per_day: list[GenerationStats]) -> GenerationStats:
+    total = GenerationStats()
+    for d in per_day:
+        total.add(d)
+        total.days.update(d.days)
+    return total
+
+
 def run(spark: object | None, cfg: object) -> GenerationStats:
-    """The generate job: write cfg.synthetic rows as pds TSV.gz to <run.root>/raw."""
+    """The generate job: write cfg.synthetic rows as pds TSV.gz to <run.root>/raw; with
+    synthetic.days > 0 as day directories <run.root>/raw/dt=YYYY-MM-DD/, all of them, or with
+    input.day set only that day's (the files the scheduled run of that day ingests)."""
     import logging
+    import shutil
+    import tempfile
 
     from reviewrec import io
 
@@ -423,17 +687,34 @@ def run(spark: object | None, cfg: object) -> GenerationStats:
     params = dict(rows=syn["rows"], seed=syn["seed"], customers=syn["customers"], products=syn["products"],
                   malformed_fraction=syn["malformed_fraction"], duplicate_fraction=syn["duplicate_fraction"],
                   files=syn["files"])
+    days = syn.get("days") or 0
+    day = cfg["input"].get("day")  # type: ignore[index]
+    if days:
+        params.update(days=days, start_day=syn["start_day"],
+                      cross_day_duplicate_fraction=syn["cross_day_duplicate_fraction"],
+                      correction_fraction=syn["correction_fraction"], only_day=day)
+    write = generate_days if days else generate_tsv
+    target = io.dataset_path(out, f"{DAY_DIR_PREFIX}{day}") if days and day else out
     if io.is_local(out):
-        stats = generate_tsv(out[len("file://"):] if out.startswith("file://") else out, **params)
+        stats = write(out[len("file://"):] if out.startswith("file://") else out, **params)
     else:
         # hdfs://, s3a://, ...: written in a local scratch directory, then published under the run
         # root through Hadoop's file system (the job has a session for that: jobs/generate.py).
         if spark is None:
             raise ValueError(f"the generator needs a SparkSession to write to {out}")
-        with io.publish_dir(spark, out) as scratch:  # type: ignore[arg-type]
-            stats = generate_tsv(scratch, **params)
-        stats.files = [io.dataset_path(out, os.path.basename(f)) for f in stats.files]
+        with io.publish_dir(spark, target) as scratch:  # type: ignore[arg-type]
+            base = tempfile.mkdtemp(prefix="reviewrec-generate-")
+            try:
+                local_out = os.path.join(base, "raw")
+                stats = write(local_out, **params)
+                made = os.path.join(local_out, f"{DAY_DIR_PREFIX}{day}") if days and day else local_out
+                for name in os.listdir(made):
+                    shutil.move(os.path.join(made, name), os.path.join(scratch, name))
+            finally:
+                shutil.rmtree(base, ignore_errors=True)
+        stats.files = [out + f[len(local_out):].replace(os.sep, "/") for f in stats.files]
     io.write_json_atomic(spark, io.dataset_path(root, "report/generate.json"), stats.as_dict())  # type: ignore[arg-type]
-    log.info("generated %d lines (%d good, %d duplicates, malformed %s) in %s", stats.lines_written,
-             stats.good_rows, stats.duplicate_rows, stats.malformed_lines, out)
+    log.info("generated %d lines (%d good, %d duplicates, %d cross-day duplicates, %d corrections, malformed %s) "
+             "in %s", stats.lines_written, stats.good_rows, stats.duplicate_rows, stats.cross_day_duplicates,
+             stats.corrections, stats.malformed_lines, target)
     return stats

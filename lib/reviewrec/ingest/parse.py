@@ -203,14 +203,3 @@ def filter_categories(df: DataFrame, categories: list[str] | None) -> DataFrame:
     if categories is None:
         return df
     return df.filter(F.col(S.PRODUCT_CATEGORY).isin(list(categories)))
-
-
-def rank_duplicates(df: DataFrame, col_id: str = S.REVIEW_ID, col_rank: str = "_dup_rank") -> DataFrame:
-    """Number rows within each review_id: 1 is kept (latest date, most votes), >1 are
-    duplicates. Remaining ties are broken on the other columns, so the choice is deterministic."""
-    from pyspark.sql import Window
-
-    order = [F.col(S.REVIEW_DATE).desc(), F.col(S.TOTAL_VOTES).desc(), F.col(S.HELPFUL_VOTES).desc()]
-    order += [F.col(c).asc_nulls_last() for c in (S.SOURCE_FILE, S.CUSTOMER_ID, S.PRODUCT_ID, S.STAR_RATING,
-                                                  S.REVIEW_HEADLINE, S.REVIEW_BODY) if c in df.columns]
-    return df.withColumn(col_rank, F.row_number().over(Window.partitionBy(col_id).orderBy(*order)))
