@@ -159,6 +159,16 @@ def test_read_missing_or_uncommitted_dataset_names_path_and_producer(spark, tmp_
     assert not io.dataset_exists(spark, str(tmp_path / "tokens"))
     with pytest.raises(FileNotFoundError, match="tokens.*preprocess job"):
         io.read_parquet(spark, str(tmp_path / "tokens"), "preprocess")
+    # A partitioned one (split=train/part-*.parquet) is unfinished too; day directories of raw
+    # text input (dt=YYYY-MM-DD/*.tsv.gz, the generator's output) are a finished output.
+    part = tmp_path / "features" / "split=train" / "part-00000-x.snappy.parquet"
+    part.parent.mkdir(parents=True)
+    spark.range(3).toPandas().to_parquet(part)
+    assert not io.dataset_exists(spark, str(tmp_path / "features"))
+    day = tmp_path / "raw" / "dt=2015-09-01" / "part-00000.tsv.gz"
+    day.parent.mkdir(parents=True)
+    day.write_bytes(b"")
+    assert io.dataset_exists(spark, str(tmp_path / "raw"))
 
 
 def test_json_and_report_dir_are_atomic(tmp_path):

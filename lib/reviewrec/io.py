@@ -385,7 +385,19 @@ def _uncommitted_table(fs: _FS, path: str) -> bool:
     if not fs.fs.getFileStatus(fs.p(path)).isDirectory():
         return False
     names = [str(s.getPath().getName()) for s in fs.fs.listStatus(fs.p(path))]
-    return any(n == DELTA_LOG or n.endswith(".parquet") or "=" in n for n in names)
+    if any(n == DELTA_LOG or n.endswith(".parquet") for n in names):
+        return True
+    # Partition directories (k=v) of table files; day directories of raw input (dt=YYYY-MM-DD
+    # holding text files) are not a table's.
+    return any("=" in n and _holds_parquet(fs, f"{path.rstrip('/')}/{n}") for n in names)
+
+
+def _holds_parquet(fs: _FS, path: str) -> bool:
+    files = fs.fs.listFiles(fs.p(path), True)
+    while files.hasNext():
+        if str(files.next().getPath().getName()).endswith(".parquet"):
+            return True
+    return False
 
 
 def dataset_exists(spark: SparkSession, path: str) -> bool:
