@@ -56,6 +56,23 @@ def wait_for(pred: Callable[[], object], timeout: float, what: str, every: float
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def spark_events(logs: list[Path], event: str | None = None) -> list[dict]:
+    """The events of Spark event logs (JSON lines), in order; only those of type `event` if given
+    (e.g. "SparkListenerTaskEnd"). A line cut short by a killed driver is left out."""
+    out = []
+    for f in logs:
+        lines = f.read_text(errors="replace").splitlines()
+        for n, line in enumerate(lines, 1):
+            if not line or (event and not line.startswith(f'{{"Event":"{event}"')):
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n < len(lines):
+                    raise
+    return out
+
+
 def finish(proc: subprocess.Popen, timeout: float = JOB_TIMEOUT) -> int:
     """The job's exit code; a job that outlives `timeout` (or an interrupted test) is killed."""
     try:

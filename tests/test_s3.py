@@ -26,7 +26,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 from s3server import S3Server, free_port, s3_script
-from reference_runs import RECONCILED
+from reference_runs import RECONCILED, spark_events
 
 from reviewrec import objectstore
 from reviewrec.config import load_config
@@ -58,10 +58,6 @@ def launch(server: S3Server, job: str, sets: list[str], events: Path, confs: tup
     t0 = time.perf_counter()
     out = subprocess.run(args, cwd=REPO, env=server.env(**env), capture_output=True, text=True, timeout=900)
     return out, time.perf_counter() - t0
-
-
-def event_lines(events: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(events.iterdir()) for line in f.read_text().splitlines() if line]
 
 
 def read_table(spark, path: Path):
@@ -154,11 +150,11 @@ def test_no_object_store_key_in_any_output(s3_ingest: dict, s3_server: S3Server)
     name = f"fs.s3a.bucket.{CANARY_BUCKET}.secret.key"
     assert re.search(rf"spark\.conf\.spark\.hadoop\.{re.escape(name)} = '\*+\(redacted\)'", logs), \
         "the effective configuration does not list the conf's key"
-    env = next(e for e in event_lines(events) if e["Event"] == "SparkListenerEnvironmentUpdate")
+    env = next(iter(spark_events(sorted(events.iterdir()), "SparkListenerEnvironmentUpdate")))
     assert env["Spark Properties"], env.keys()
     props = dict(env["Spark Properties"]) | dict(env.get("Hadoop Properties") or [])
     assert props[f"spark.hadoop.{name}"] == "*********(redacted)"
-    assert any(e["Event"] == "SparkListenerJobStart" for e in event_lines(events))
+    assert spark_events(sorted(events.iterdir()), "SparkListenerJobStart")
     assert "reviews" in {f.relative_to(s3_ingest["local"]).parts[0] for f in s3_ingest["files"]}
 
 
@@ -203,7 +199,7 @@ def test_launcher_stops_before_any_stage(s3_server: S3Server, raw: Path, tmp_pat
     t0, t1 = (int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) for m in (started, failed))
     assert 0 <= (t1 - t0) % 86400 < 30, (started[0], failed[0])
     # Before any stage: the session started and logged, no job was submitted.
-    kinds = {e["Event"] for e in event_lines(events)}
+    kinds = {e["Event"] for e in spark_events(sorted(events.iterdir()))}
     assert "SparkListenerApplicationStart" in kinds
     assert not kinds & {"SparkListenerJobStart", "SparkListenerStageSubmitted"}
     assert seconds < 300

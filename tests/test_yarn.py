@@ -19,7 +19,6 @@ developer's YARN on the defaults is left alone.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from reference_runs import JOB_TIMEOUT, SMALL, clean_env, compare_runs, finish, wait_for
+from reference_runs import JOB_TIMEOUT, SMALL, clean_env, compare_runs, finish, spark_events, wait_for
 from reference_runs import cmdline as _cmdline
 from reference_runs import cwd_of as _cwd
 
@@ -217,8 +216,7 @@ def task_ends(yarn: Yarn, app: str, attempt: int) -> list[dict]:
     WARN: its log names lost tasks, not finished ones)."""
     logs = sorted((yarn.state / "events").glob(f"{app}_{attempt}*"))
     assert logs, f"no event log for {app} attempt {attempt} in {yarn.state / 'events'}"
-    return [json.loads(line) for line in logs[0].read_text(errors="replace").splitlines()
-            if line.startswith('{"Event":"SparkListenerTaskEnd"')]
+    return spark_events(logs[:1], "SparkListenerTaskEnd")
 
 
 def test_executor_container_killed_mid_preprocess_its_tasks_are_rerun(yarn, yarn_runs):
