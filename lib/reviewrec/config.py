@@ -40,6 +40,8 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "input.day": (str, dt.date),
     "recsys.neighbors.min_similarity": (float, int),
     "model.checkpoint_dir": (str,),
+    "model.retrain.min_growth": (float, int),
+    "model.retrain.max_age_days": (float, int),
     "text.sparknlp_jar": (str,),
     "text.sparknlp_pos_model": (str,),
     "text.sparknlp_lemma_model": (str,),
@@ -122,10 +124,15 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.start_timeout": (1, None),
     "model.score_batch_size": (1, None),
     "model.ensemble_size": (1, 32),
+    "model.retrain.min_growth": (0.0, None),
+    "model.retrain.max_age_days": (0.0, None),
     "model.baseline_elastic_net": (0.0, 1.0),
     "model.baseline_max_iter": (1, None),
 }
-HASH_EXCLUDE = ("run.skip_existing", "spark", "model.group_grads")
+# model.retrain decides whether the train job trains, not what a training computes (the model
+# records its own settings and data; retrain.py compares them): in the hash, turning the policy
+# on would make every stage's outputs look stale to run.skip_existing.
+HASH_EXCLUDE = ("run.skip_existing", "spark", "model.group_grads", "model.retrain")
 # Keys of the incremental, by-day input (docs/incremental.md) left out of the hash while they
 # have these values (no day, no days), so a config that does not use days keeps the hash it had
 # before the keys existed. input.day counts when set: a day's run reads other input than the

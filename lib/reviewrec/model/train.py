@@ -14,12 +14,19 @@ after the last complete per-epoch checkpoint (checkpoints.py). With `model.ensem
 the job runs horovod.spark.run k times, member j with seed seed + j - 1 (its own train hash and
 checkpoints), and saves one model averaging the members' star distributions (ensemble.py);
 metadata.json lists the members.
+
+With `model.retrain` set (retrain.py, docs/scheduling.md "Retraining") the job first decides
+whether the model at <root>/model is still current for these features and settings, and if so
+keeps it and trains nothing; every run writes its decision to <root>/report/train_decision.json.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +39,7 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import meta as features_meta
-from reviewrec.model import staging
+from reviewrec.model import checkpoints, retrain, staging
 from reviewrec.model.ensemble import ensemble_in_executor
 from reviewrec.model.rank import MODEL_FILE, train_rank
 from reviewrec.model.spec import LaunchParams, TrainSpec, spec_from_config
@@ -41,7 +48,7 @@ from reviewrec.session import horovod_rank_launch
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "metadata.json"
+METADATA_FILE = retrain.METADATA_FILE
 REQUIRED_COLUMNS = (S.REVIEW_ID, S.USER_IDX, S.ITEM_IDX, S.SEQ, S.LABEL)
 
 
@@ -120,6 +127,50 @@ def ranks_files(spark: SparkSession, spec: TrainSpec, timer: StageTimer) -> Iter
     yield replace(spec, files=staged.files)
 
 
+CHECKPOINT_DATA_FILE = "data.json"
+
+
+def training_files_digest(spec: TrainSpec) -> str:
+    """A digest of the train and val files listed for the ranks (a features version's own names)."""
+    listed = dict(spec.files)
+    return hashlib.sha256(json.dumps({s: sorted(listed.get(s, ())) for s in (S.SPLIT_TRAIN, S.SPLIT_VAL)},
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_checkpoints(spec: TrainSpec, num_proc: int, digest: str) -> None:
+    """Keep the ranks from resuming checkpoints written for other training data. The checkpoint
+    directory is named by the train hash, which leaves the data out (a rerun after a failure
+    resumes); features with more rows but the same sizes keep that hash, and their training
+    would resume the earlier data's finished checkpoints, training nothing. The driver records
+    the train and val files' digest beside the checkpoints and clears checkpoints recorded for
+    other files (or none) before the ranks start. Rank-local checkpoints (a remote
+    checkpoint_dir) start over in every application and are left alone."""
+    ckpt = spec.checkpoint_dir
+    if not ckpt or ("://" in ckpt and not ckpt.startswith("file:")):
+        return
+    ckpt_root = checkpoints.checkpoint_root(spec, num_proc)
+    if ckpt_root is None:
+        return
+    marker = os.path.join(ckpt_root, CHECKPOINT_DATA_FILE)
+    try:
+        if os.path.isdir(ckpt_root):
+            try:
+                with open(marker, encoding="utf-8") as fh:
+                    recorded = json.load(fh).get("files_digest")
+            except (OSError, ValueError):
+                recorded = None
+            if recorded == digest:
+                return
+            log.info("train: the checkpoints at %s were written for other training data (files %s, now %s): "
+                     "training starts from epoch 1", ckpt_root, recorded, digest)
+            shutil.rmtree(ckpt_root)
+        os.makedirs(ckpt_root, exist_ok=True)
+        with open(marker, "w", encoding="utf-8") as fh:
+            json.dump({"files_digest": digest}, fh)
+    except OSError as e:  # the driver cannot reach the ranks' checkpoint directory: as before
+        log.warning("train: could not record the training data beside the checkpoints at %s (%s)", ckpt_root, e)
+
+
 def _combined(members: list[dict[str, Any]], key: str) -> str:
     """An ensemble's hash: the digest of its members' `key` values, in member order."""
     return hashlib.sha256("+".join(mb[key] for mb in members).encode()).hexdigest()
@@ -142,14 +193,24 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     spec, launch = replace(spec_from_config(cfg, meta), files=tuple(files.items())), LaunchParams.from_config(cfg)
     with timer.stage("counts"):
         counts = split_counts(spark, features_dir)
+    model_dir = io.dataset_path(root, S.MODEL)
+    started = dt.datetime.now(dt.UTC)
+    with timer.stage("decide"):
+        decision, ids = decide(spark, cfg, model_dir, meta_dir, meta, spec, launch, counts, started)
+    if not decision.train:
+        return keep_model(spark, root, model_dir, decision, started)
+    if decision.reason != "policy_off":
+        log.info("train: training (%s): %s", decision.reason, decision.detail)
     members: list[dict[str, Any]] = []
     blobs: list[bytes] = []
+    files_digest = training_files_digest(spec)
     with ranks_files(spark, spec, timer) as ranks_spec:
         for j in range(1, launch.ensemble_size + 1):
             spec_j = replace(ranks_spec, seed=spec.seed + j - 1)
             if launch.ensemble_size > 1:
                 log.info("train: ensemble member %d/%d (seed %d, train hash %s)", j, launch.ensemble_size,
                          spec_j.seed, spec_j.train_hash())
+            data_checkpoints(spec_j, launch.num_proc, files_digest)
             with timer.stage("horovod" if launch.ensemble_size == 1 else f"horovod_member_{j}"):
                 summary, blob = train_member(spark, spec_j, launch, j)
             members.append(summary)
@@ -163,6 +224,11 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         train_hash, weights = _combined(members, "train_hash")[:12], _combined(members, "weights_sha256")
     metadata = {
         "config_hash": cfg.hash(), "train_hash": train_hash, "num_proc": first["num_proc"],
+        # For the retrain policy (retrain.py): when this job started, the settings apart from the
+        # data, the customer/product indexes the model was built for, and why it trained.
+        "trained_at": started.isoformat(timespec="seconds"),
+        "settings_hash": retrain.spec_settings_hash(spec, launch), "ids_digest": ids,
+        "train_decision": {k: decision.to_json()[k] for k in ("reason", "detail")},
         "net": spec.net.to_dict(), "features_meta": meta.sizes(),
         "training": {k: v for k, v in asdict(spec).items() if k not in ("net", "files")},
         "data_counts": counts, "rows_per_rank": first["rows_per_rank"], "steps_per_epoch": first["steps_per_epoch"],
@@ -177,7 +243,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "versions": first["versions"], "timings": timer.timings, "model_file": MODEL_FILE,
     }
     with timer.stage("save"):
-        with io.publish_dir(spark, io.dataset_path(root, S.MODEL)) as d:
+        with io.publish_dir(spark, model_dir) as d:
             with open(os.path.join(d, MODEL_FILE), "wb") as fh:
                 fh.write(model_bytes)
             features_meta.write(None, d, meta)
@@ -186,6 +252,38 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     for mb in members:
         log.info("train: %sbest epoch %s (val loss %s), %d epochs run", f"member {mb['member']} (seed {mb['seed']}): "
                  if len(members) > 1 else "", mb["best_epoch"], mb["best_val_loss"], len(mb["history"]))
-    log.info("train: model at %s%s", io.dataset_path(root, S.MODEL),
+    log.info("train: model at %s%s", model_dir,
              f" (mean of {len(members)} members' star distributions)" if len(members) > 1 else "")
+    retrain.write_record(spark, root, decision, model_dir, started)
     return metadata
+
+
+def decide(spark: SparkSession, cfg: Config, model_dir: str, meta_dir: str, meta: features_meta.FeaturesMeta,
+           spec: TrainSpec, launch: LaunchParams, counts: dict[str, dict[str, int]],
+           now: dt.datetime) -> tuple[retrain.Decision, str | None]:
+    """The retrain policy's decision for this run, and the features' ids digest (recorded in a
+    new model's metadata whether or not the policy is on, so turning it on later compares it)."""
+    try:
+        ids = retrain.ids_digest(spark, meta_dir)
+    except Exception as e:  # noqa: BLE001 - no digest: a later policy run retrains rather than guess
+        log.warning("train: no digest of the customer/product indexers (%s: %s)", type(e).__name__, e)
+        ids = None
+    decision = retrain.decide(spark, retrain.RetrainPolicy.from_config(cfg), model_dir, features=meta, ids_now=ids,
+                              settings_now=retrain.spec_settings_hash(spec, launch),
+                              train_rows=counts.get(S.SPLIT_TRAIN, {}).get("rows", 0), now=now)
+    return decision, ids
+
+
+def keep_model(spark: SparkSession, root: str, model_dir: str, decision: retrain.Decision,
+               now: dt.datetime) -> dict[str, Any]:
+    """The skip: one log line with the numbers, the record, and the kept model's metadata."""
+    n, th = decision.numbers, decision.numbers["thresholds"]
+    growth = "n/a" if n.get("growth") is None else f"{n['growth']:+.2%}"
+    age = "n/a" if n.get("age_days") is None else f"{n['age_days']:.2f} days"
+    log.info("train: skipped, the model at %s is kept: training rows %s then, %s now (growth %s), age %s "
+             "(thresholds: min_growth %s, max_age_days %s); same settings (%s) and features (record: %s)",
+             model_dir, n.get("rows_then"), n.get("rows_now"), growth, age, th["min_growth"], th["max_age_days"],
+             n.get("settings_hash_model"), io.dataset_path(root, retrain.RECORD))
+    rec = retrain.write_record(spark, root, decision, model_dir, now)
+    md = json.loads(io.read_text(spark, io.dataset_path(model_dir, METADATA_FILE)))
+    return {**md, "train_decision": rec}
