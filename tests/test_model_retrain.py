@@ -44,35 +44,87 @@ def _files(model_dir: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("reviewrec"):
+            self.lines.append(record.getMessage())
+
+
+def grow_training_rows(spark, root: str, fraction: float) -> None:
+    """A new version of <root>/features with `fraction` more training rows (copies of training rows
+    under new review ids): the same vocabulary, indexes and sizes, so the same train hash."""
+    from pyspark.sql import functions as F
+
+    from reviewrec import io
+
+    feats = os.path.join(root, S.FEATURES)
+    df = io.read_dataset(spark, feats, "features")
+    n = df.where(F.col(S.SPLIT) == S.SPLIT_TRAIN).count()
+    extra = (df.where(F.col(S.SPLIT) == S.SPLIT_TRAIN).orderBy(S.REVIEW_ID).limit(int(n * fraction))
+             .withColumn(S.REVIEW_ID, F.concat(F.col(S.REVIEW_ID), F.lit("-again"))))
+    rows = df.unionByName(extra).collect()
+    io.write_dataset(spark.createDataFrame(rows, df.schema).repartition(2).sortWithinPartitions(S.SPLIT, S.REVIEW_ID),
+                     feats, partition_by=[S.SPLIT])
+
+
 @pytest.fixture(scope="module")
 def job(spark, tmp_path_factory):
-    """The train job on tiny features with the policy off (it trains), then with the policy set
-    (it keeps the model): results, model files before and after, decision records."""
-    from reviewrec.model import train
+    """On one run root of tiny features, in order: the train job with the policy off (it trains);
+    with the policy set (it keeps the model); evaluate; then 15% more training rows and the train
+    job with the policy again (it trains). Results, model files and decision records of each step;
+    a copy of the kept model for the decision tests."""
+    from reviewrec.model import evaluate, train
 
-    root = str(tmp_path_factory.mktemp("retrain") / "run")
-    seconds = {}
-    t0 = time.perf_counter()
-    make_features(spark, root, n=400, seq_len=10)
-    seconds["features"] = time.perf_counter() - t0
-    first = train.run(spark, _cfg(root))
-    seconds["train"] = time.perf_counter() - t0 - sum(seconds.values())
+    base = tmp_path_factory.mktemp("retrain")
+    root = str(base / "run")
     model_dir = os.path.join(root, S.MODEL)
     record = Path(root) / "report" / "train_decision.json"
-    first_record = json.loads(record.read_text())
-    before = _files(model_dir)
-    again = train.run(spark, _cfg(root, POLICY))
-    seconds["train_again"] = time.perf_counter() - t0 - sum(seconds.values())
-    after = _files(model_dir)
-    print("retrain job fixture seconds:", {k: round(v, 1) for k, v in seconds.items()})
-    return {"root": root, "model_dir": model_dir, "first": first, "again": again, "before": before, "after": after,
-            "first_record": first_record, "record": json.loads(record.read_text()), "seconds": seconds}
+    out: dict = {"root": root, "model_dir": model_dir, "seconds": {}}
+
+    def step(name: str, fn):
+        t0 = time.perf_counter()
+        res = fn()
+        out["seconds"][name] = round(time.perf_counter() - t0, 1)
+        return res
+
+    step("features", lambda: make_features(spark, root, n=400, seq_len=10))
+    out["first"] = step("train", lambda: train.run(spark, _cfg(root)))
+    out["first_record"] = json.loads(record.read_text())
+    out["before"] = _files(model_dir)
+    out["first_files_digest"] = files_digest(root)
+    lines = _Lines()
+    logging.getLogger("reviewrec").addHandler(lines)
+    level = logging.getLogger("reviewrec").level
+    logging.getLogger("reviewrec").setLevel(logging.INFO)
+    try:
+        out["again"] = step("train_again", lambda: train.run(spark, _cfg(root, POLICY)))
+    finally:
+        logging.getLogger("reviewrec").removeHandler(lines)
+        logging.getLogger("reviewrec").setLevel(level)
+    out["log"] = lines.lines
+    out["after"] = _files(model_dir)
+    out["record"] = json.loads(record.read_text())
+    out["evaluate"] = step("evaluate", lambda: evaluate.run(spark, _cfg(root, POLICY)))
+    out["after_evaluate"] = _files(model_dir)
+    out["kept"] = str(base / "kept")
+    shutil.copytree(model_dir, out["kept"])
+    step("grow", lambda: grow_training_rows(spark, root, 0.15))
+    out["grown"] = step("train_grown", lambda: train.run(spark, _cfg(root, POLICY)))
+    out["grown_record"] = json.loads(record.read_text())
+    out["grown_files"] = _files(model_dir)
+    out["grown_files_digest"] = files_digest(root)
+    print("retrain job fixture seconds:", out["seconds"])
+    return out
 
 
 @pytest.mark.spark
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_rerun_with_the_policy_keeps_the_model_and_evaluate_uses_it(job):
+def test_rerun_with_the_policy_keeps_the_model(job):
     first, again, rec = job["first"], job["again"], job["record"]
     # policy off: trained, and the model records what the policy compares later
     assert job["first_record"]["trained"] is True and job["first_record"]["reason"] == "policy_off"
@@ -93,9 +145,29 @@ def test_rerun_with_the_policy_keeps_the_model_and_evaluate_uses_it(job):
     # the job's result is the kept model's metadata plus the decision
     assert again["train_decision"]["trained"] is False
     assert again["train_hash"] == first["train_hash"] and again["weights_sha256"] == first["weights_sha256"]
-    # the checkpoints record the training files they were written for (train.data_checkpoints)
-    ckpt = Path(job["root"]) / "ckpt" / f"{first['train_hash']}-np1"
-    assert json.loads((ckpt / "data.json").read_text())["files_digest"] == files_digest(job["root"])
+
+
+@pytest.mark.spark
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_skip_logs_one_line_with_the_numbers(job):
+    lines = [x for x in job["log"] if "skipped" in x]
+    assert len(lines) == 1, job["log"]
+    rows = job["first"]["data_counts"]["train"]["rows"]
+    assert f"training rows {rows} then, {rows} now (growth +0.00%)" in lines[0]
+    assert "min_growth 0.1, max_age_days 7.0" in lines[0] and "age 0.0" in lines[0]
+    # nothing was trained: no Horovod stage ran
+    assert not any("horovod" in x.lower() for x in job["log"]), job["log"]
+
+
+@pytest.mark.spark
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_evaluate_after_a_skip_scores_the_kept_model(job):
+    ev = job["evaluate"]
+    assert ev["measured_on"]["model_train_hash"] == job["first"]["train_hash"]
+    assert ev["history"] == job["first"]["history"] and 0 <= ev["models"]["lstm"]["accuracy"] <= 1
+    assert job["after_evaluate"] == job["before"]
 
 
 def files_digest(root: str) -> str:
@@ -112,30 +184,24 @@ def files_digest(root: str) -> str:
 @pytest.mark.spark
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_evaluate_after_a_skip_scores_the_kept_model(spark, job):
-    from reviewrec.model import evaluate
-
-    ev = evaluate.run(spark, _cfg(job["root"], POLICY))
-    assert ev["measured_on"]["model_train_hash"] == job["first"]["train_hash"]
-    assert ev["history"] == job["first"]["history"] and 0 <= ev["models"]["lstm"]["accuracy"] <= 1
-    assert _files(job["model_dir"]) == job["before"]
-
-
-@pytest.mark.spark
-@pytest.mark.horovod
-@pytest.mark.slow
-def test_skip_logs_one_line_with_the_numbers(spark, job, caplog):
-    from reviewrec.model import train
-
-    with caplog.at_level(logging.INFO):
-        train.run(spark, _cfg(job["root"], POLICY))
-    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(lines) == 1, lines
-    rows = job["first"]["data_counts"]["train"]["rows"]
-    assert f"training rows {rows} then, {rows} now (growth +0.00%)" in lines[0]
-    assert "min_growth 0.1, max_age_days 7.0" in lines[0] and "age 0.0" in lines[0]
-    assert not any("horovod" in r.getMessage().lower() for r in caplog.records if r.name.startswith("reviewrec"))
-    assert _files(job["model_dir"]) == job["before"]
+def test_grown_training_rows_retrain_from_epoch_one(job):
+    """15% more training rows: the job trains, from epoch 1 (the earlier data's finished
+    checkpoints carry the same train hash and are not resumed), and replaces the model."""
+    first, md, rec = job["first"], job["grown"], job["grown_record"]
+    assert rec["trained"] is True and rec["reason"] == "grew" and "+15.0%" in rec["detail"]
+    rows = first["data_counts"]["train"]["rows"]
+    assert rec["numbers"]["rows_then"] == rows and rec["numbers"]["rows_now"] == md["data_counts"]["train"]["rows"]
+    assert md["data_counts"]["train"]["rows"] == rows + int(rows * 0.15)
+    assert md["train_decision"] == {"reason": "grew", "detail": rec["detail"]}
+    assert md["train_hash"] == first["train_hash"]  # the data are not in it ...
+    assert md["resumed_from"] is None and [h["epoch"] for h in md["history"]] == [1, 2]  # ... yet a fresh training
+    assert md["weights_sha256"] != first["weights_sha256"] and md["trained_at"] >= first["trained_at"]
+    for f in ("model.keras", "metadata.json"):
+        assert job["grown_files"][f][0] != job["before"][f][0], f
+    # the checkpoints record the training files they were written for
+    ckpt = Path(job["root"]) / "ckpt" / f"{md['train_hash']}-np1"
+    assert json.loads((ckpt / "data.json").read_text())["files_digest"] == job["grown_files_digest"]
+    assert job["grown_files_digest"] != job["first_files_digest"]
 
 
 # -- the decision on copies of the real model --------------------------------------------------------
@@ -149,7 +215,7 @@ def model(job, tmp_path):
     for d in (S.FEATURES, S.FEATURES_META):
         os.symlink(os.path.join(job["root"], d), root / d)
     model_dir = root / S.MODEL
-    shutil.copytree(job["model_dir"], model_dir)
+    shutil.copytree(job["kept"], model_dir)
 
     def make(rows: int = 1000, age_days: float = 1.0, edit=None) -> str:
         md_path = model_dir / "metadata.json"

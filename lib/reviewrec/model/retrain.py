@@ -42,8 +42,6 @@ METADATA_FILE = "metadata.json"  # the train job's (train.METADATA_FILE, which i
 _NOT_SETTINGS = ("features_dir", "files", "rank_dir", "checkpoint_dir", "return_weights", "return_model",
                  "group_grads", "num_users", "num_items")
 _NET_DATA = ("vocab_size",)  # set by the features' vocabulary, compared with it
-# The parts of the features a model depends on (num_features only sizes the TF-IDF baseline's vectors).
-_FEATURE_SIZES = ("vocab_size", "seq_len", "num_users", "num_items")
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,10 @@ def _features_change(model_meta: FeaturesMeta, now: FeaturesMeta, model_ids: str
     if (model_meta.num_users, model_meta.num_items) != (now.num_users, now.num_items):
         return (f"the customer/product indexes differ (model {model_meta.num_users} customers, "
                 f"{model_meta.num_items} products; features {now.num_users}, {now.num_items})")
-    if model_ids is None or model_ids != ids_now:
+    if model_ids is None or ids_now is None:
+        return (f"the customer/product indexes cannot be compared (ids digest: model {model_ids}, "
+                f"features {ids_now})")
+    if model_ids != ids_now:
         return (f"the customer/product indexes differ (ids digest: model {model_ids}, features {ids_now}: "
                 "the same sizes, another order)")
     return ""
