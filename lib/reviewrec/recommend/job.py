@@ -158,23 +158,45 @@ def item_prior(popularity: DataFrame, index: IdIndex) -> DataFrame:
             .select(I, F.col(BAYES).alias(S.FALLBACK_RATING), (-F.col(POP_RANK)).cast("double").alias(cf.SCORE)))
 
 
-def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams, scorer: RatingScorer,
-                    index: IdIndex) -> dict[str, Any]:
-    """RMSE/MAE on the reviews after a cut day, everything fitted on the reviews up to it.
+def random_split(reviews: DataFrame, seed: int, train_fraction: float = 0.8,
+                 val_fraction: float = 0.1) -> DataFrame:
+    """reviews + `split` (train / val / test) drawn from a hash of review_id and `seed`
+    (features.transforms.assign_random_split): about `train_fraction` / `val_fraction` / the rest
+    of the reviews, each review in exactly one part, the same part for the same seed whatever the
+    partitioning. For time_split_eval's `split`."""
+    if not (0 < train_fraction and 0 < val_fraction and train_fraction + val_fraction < 1):
+        raise ValueError(f"random split fractions {train_fraction} / {val_fraction} leave no test reviews")
+    return X.assign_random_split(reviews, train_fraction, val_fraction, seed)
 
-    The split is the features job's time split (features.transforms.time_split) with the latest
-    `recsys.evaluate.test_fraction` of the reviews as the test set. Methods: filled (the model
-    when it is used, else CF with the item Bayesian average where CF has no neighbour), cf_filled
-    (that CF fill, only listed when the model fills), cf_only (pairs CF can predict), als
-    (explicit), global_mean, item_bayes. Figures are given on all warm test pairs
+
+def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams, scorer: RatingScorer,
+                    index: IdIndex, split: DataFrame | None = None) -> dict[str, Any]:
+    """RMSE/MAE on held-out reviews, everything fitted on the others.
+
+    `split`: the reviews with the `split` column (train / val / test) already assigned, e.g.
+    random_split(reviews, seed), which are then read instead of `reviews`; None (the job's
+    evaluation) = the features job's time split (features.transforms.time_split) of `reviews` with
+    the latest `recsys.evaluate.test_fraction` of them as the test set and the same fraction
+    before it as val. The fill is chosen on val with train fitted (choose_fill); the methods are
+    fitted on train + val and scored on test. `train_until` is the time split's last training
+    day, None for a given split. Methods: filled (the model when it is used, else CF with the item
+    Bayesian average where CF has no neighbour), cf_filled (that CF fill, only listed when the
+    model fills), bias, bias_als, cf_only (pairs CF can predict), als (explicit), global_mean,
+    item_bayes. Figures are given on all warm test pairs
     (unpredictable pairs take the global mean) and on the pairs each method could predict
     (coverage says how many).
     """
-    f = p.evaluate.test_fraction
-    split, info = X.time_split(reviews, 1.0 - 2 * f, f)
+    if split is None:
+        f = p.evaluate.test_fraction
+        split, info = X.time_split(reviews, 1.0 - 2 * f, f)
+        train_until = info["val_until"]
+        where_known = "up to the cut"
+    else:
+        S.require_columns(split.columns, (*REQUIRED, S.SPLIT), "the split given to time_split_eval")
+        train_until = None
+        where_known = "in the train or val reviews"
     train = split.where(F.col(S.SPLIT) != S.SPLIT_TEST)
     test = split.where(F.col(S.SPLIT) == S.SPLIT_TEST)
-    info["train_until"] = info["val_until"]
     validation = choose_fill(spark, split, p, scorer, index)
     r_train = ratings_matrix(train, index).cache()
     mu = float(r_train.agg(F.avg(cf.VALUE)).first()[0])
@@ -211,6 +233,8 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
         "global_mean": truth.select(U, I, F.lit(mu).alias(cf.PRED)),
         "item_bayes": pairs.join(prior.select(I, F.col(S.FALLBACK_RATING).alias(cf.PRED)), on=I, how="left"),
     })
+    # Each prediction is scored once and compared in up to two intervals: computed once.
+    methods = {name: df.cache() for name, df in methods.items()}
     errors = {name: rating_errors(df, truth, cf.PRED, RATING) for name, df in methods.items()}
     intervals = {}
     for name, df in methods.items():
@@ -218,16 +242,16 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
             intervals[name] = {ref: paired_bootstrap(df, methods[ref], truth, col_true=RATING)
                                for ref in ("global_mean", "bias") if ref != name}
     out = {
-        "train_until": info["train_until"], "validation": validation, "intervals": intervals,
+        "train_until": train_until, "validation": validation, "intervals": intervals,
         "train_reviews": train.count(), "test_reviews": test.count(),
         "test_pairs": n_test_all, "test_pairs_warm_item": truth.count(),
         "global_mean": mu, "scorer": scorer.name,
         "methods": errors,
-        "note": "scored on test pairs whose user and item both occur up to the cut (a pair with an "
+        "note": f"scored on test pairs whose user and item both occur {where_known} (a pair with an "
                 "unknown user or item has no CF, ALS or item prediction); *_filled and filled fall back to "
                 "the global mean where their method has no value",
     }
-    for df in (r_train, truth, prior, nb, biases.users, biases.items):
+    for df in (r_train, truth, prior, nb, biases.users, biases.items, *methods.values()):
         df.unpersist()
     return out
 
