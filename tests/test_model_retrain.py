@@ -411,3 +411,26 @@ def test_checkpoints_of_other_training_data_are_not_resumed(tmp_path):
     assert checkpoints.latest(str(root)) is None and (root / "data.json").exists()
     # rank-local checkpoints (a remote checkpoint_dir) are left alone
     train.data_checkpoints(replace(new, checkpoint_dir="s3a://bucket/ckpt"), 2, d_old)
+
+
+@pytest.mark.spark
+@pytest.mark.horovod
+def test_recommend_does_not_score_a_kept_model_through_refitted_indexes(spark, model):
+    """A run that keeps the model while the features job refitted the customer/product indexes
+    (a daily run between trainings, new customers): recommend fills by CF and says why
+    (use_model auto), or stops naming the model (require), instead of giving the model's
+    embeddings to other ids."""
+    from reviewrec.recommend.scoring import CFScorer, ModelScorer, resolve_scorer
+
+    path = model(rows=1000)
+    assert isinstance(resolve_scorer(spark, path, "auto"), ModelScorer)
+    path = model(edit=lambda md: md.update(ids_digest="0" * 12))  # the indexes it was trained on differ
+    lines = _Lines()
+    logging.getLogger("reviewrec").addHandler(lines)
+    try:
+        assert isinstance(resolve_scorer(spark, path, "auto"), CFScorer)
+    finally:
+        logging.getLogger("reviewrec").removeHandler(lines)
+    assert any("is not used" in m and "ids digest: model 000000000000" in m for m in lines.lines), lines.lines
+    with pytest.raises(ValueError, match=f"use_model = require, but the model at {path} does not fit"):
+        resolve_scorer(spark, path, "require")

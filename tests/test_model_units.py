@@ -592,6 +592,11 @@ def test_stage_settings_come_from_the_config_and_nothing_else():
         if key == "checkpoint_dir":  # null: <root>/model_checkpoints
             assert spec.checkpoint_dir == "runs/default/model_checkpoints"
             continue
+        if key == "retrain":  # the train job's retrain policy (reviewrec.model.retrain)
+            from reviewrec.model.retrain import RetrainPolicy
+
+            assert vars(RetrainPolicy.from_config(cfg)) == m[key]
+            continue
         assert name in got, f"model.{key} reaches no stage's settings"
         assert got[name] == m[key], key
     # the sizes come from the features metadata

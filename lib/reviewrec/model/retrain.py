@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reviewrec import io
+from reviewrec import schema as S
 from reviewrec.config import Config
 from reviewrec.features import meta as features_meta
 from reviewrec.features.meta import FeaturesMeta
@@ -117,6 +118,29 @@ def ids_digest(spark: Any, meta_dir: str) -> str:
         row = df.select(F.sha2(F.to_json(col), 256).alias("h"), F.size(col[0]).alias("n")).first()
         parts.append(f"{name}:{row['n']}:{row['h']}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def ids_misfit(spark: Any, model_dir: str) -> str:
+    """'' when the customer and product indexes of the features beside the model (<root>/
+    features_meta) are the ones the model was trained on: the same sizes and, when the model
+    recorded its `ids_digest`, the same ids in the same order; else what differs. A model scored
+    through other indexes gives one customer's or product's embedding to another (the features
+    job refits them on every run; a run that skips training keeps the older model)."""
+    meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
+    md_path = io.dataset_path(model_dir, METADATA_FILE) if "://" in model_dir else os.path.join(model_dir,
+                                                                                                METADATA_FILE)
+    model_meta, now = features_meta.read(model_dir, spark), features_meta.read(meta_dir, spark)
+    if (model_meta.num_users, model_meta.num_items) != (now.num_users, now.num_items):
+        return (f"the model was trained on {model_meta.num_users} customers and {model_meta.num_items} products, "
+                f"the features at {meta_dir} index {now.num_users} and {now.num_items}")
+    model_ids = json.loads(io.read_text(spark, md_path)).get("ids_digest")
+    if model_ids is None:
+        return ""
+    ids_now = ids_digest(spark, meta_dir)
+    if model_ids != ids_now:
+        return (f"the customer and product indexes at {meta_dir} are not the ones the model was trained on "
+                f"(ids digest: model {model_ids}, features {ids_now})")
+    return ""
 
 
 def _age_days(trained_at: Any, now: dt.datetime) -> float | None:

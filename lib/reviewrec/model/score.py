@@ -32,6 +32,7 @@ from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.features.meta import ITEM_INDEXER, USER_INDEXER, local_path
 from reviewrec.model.net import bucket_ids
+from reviewrec.model import retrain
 from reviewrec.model.rank import MODEL_FILE
 from reviewrec.model.staging import driver_dir
 from reviewrec.model.train import METADATA_FILE
@@ -267,6 +268,9 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str,
     require_model(spark, model_dir)
     fm = load_metadata(model_dir, spark)["features_meta"]
     meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
+    misfit = retrain.ids_misfit(spark, model_dir)
+    if misfit:
+        raise ValueError(f"{model_dir} cannot score these candidates: {misfit}; retrain it (./spark-submit.sh train)")
     # Columns the scoring adds must not collide with the caller's: park clashing ones under a
     # private name and put them back afterwards.
     parked = {c: f"__cand_{c}" for c in candidates.columns if c in _MODEL_COLS or c == S.PREDICTED_RATING}

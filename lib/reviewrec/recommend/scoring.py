@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from reviewrec import io
+from reviewrec.model.retrain import ids_misfit
 from reviewrec.model.score import score_candidates
 from reviewrec.schema import CF_PRED, FALLBACK_RATING, PREDICTED_RATING
 
@@ -66,8 +67,16 @@ def resolve_scorer(spark: SparkSession, model_dir: str, use_model: str = "auto")
         log.info("filling with CF predictions (recsys.fill.use_model = never)")
         return CFScorer()
     if io.dataset_exists(spark, model_dir):
-        log.info("filling with the trained model at %s", model_dir)
-        return ModelScorer(model_dir)
+        misfit = ids_misfit(spark, model_dir)
+        if not misfit:
+            log.info("filling with the trained model at %s", model_dir)
+            return ModelScorer(model_dir)
+        if use_model == "require":
+            raise ValueError(f"recsys.fill.use_model = require, but the model at {model_dir} does not fit the "
+                             f"features: {misfit}; retrain it (./spark-submit.sh train)")
+        log.warning("the trained model at %s is not used: %s; CF fills and the model is not scored until it is "
+                    "retrained (./spark-submit.sh train)", model_dir, misfit)
+        return CFScorer()
     reason = f"no trained model at {model_dir}"
     if use_model == "require":
         raise FileNotFoundError(f"recsys.fill.use_model = require, but {reason}")
