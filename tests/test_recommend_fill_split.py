@@ -18,7 +18,7 @@ from reviewrec.recommend.scoring import CFScorer
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-N_USERS, N_ITEMS, PER_USER = 60, 15, 8
+N_USERS, N_ITEMS, PER_USER = 40, 12, 8
 SCHEMA = ("review_id string, customer_id string, product_id string, star_rating int, review_date date, "
           "product_category string")
 
@@ -76,7 +76,7 @@ def test_eval_on_the_random_split_scores_every_method_with_intervals(spark) -> N
         U, F.substring(S.CUSTOMER_ID, 2, 3).cast("long"))
     items = reviews.select(S.PRODUCT_ID).distinct().withColumn(I, F.substring(S.PRODUCT_ID, 2, 2).cast("long"))
     index = IdIndex(users, items, N_USERS, N_ITEMS, N_USERS, N_ITEMS, "test")
-    cfg = load_config([], ["recsys.als.iters=3", "recsys.neighbors.k=5"])
+    cfg = load_config([], ["recsys.als.iters=1", "recsys.als.rank=2", "recsys.neighbors.k=5"])
     p = RecommendParams.from_config(cfg["recsys"])
 
     out = job.time_split_eval(spark, reviews, p, CFScorer(), index, split=split)
