@@ -121,7 +121,11 @@ def test_score_candidates_errors_name_what_is_missing(spark, trained_root, tmp_p
     with pytest.raises(FileNotFoundError, match=f"{empty}/metadata.json"):
         score_candidates(spark, _candidates(spark), str(empty))
     shutil.rmtree(empty)
-    shutil.copytree(f"{trained_root}/model", empty)  # a model without the features' indexers beside it
+    shutil.copytree(f"{trained_root}/model", empty)  # a model without the features' metadata beside it
+    with pytest.raises(FileNotFoundError, match=f"{empty.parent}/features_meta/vocab.json not found .*features job"):
+        score_candidates(spark, _candidates(spark), str(empty)).collect()
+    shutil.copytree(f"{trained_root}/features_meta", empty.parent / "features_meta")  # ... without its indexers
+    shutil.rmtree(empty.parent / "features_meta" / "user_indexer")
     with pytest.raises(FileNotFoundError, match="user_indexer: no saved StringIndexerModel"):
         score_candidates(spark, _candidates(spark), str(empty)).collect()
 

@@ -111,6 +111,9 @@ def ids_digest(spark: Any, meta_dir: str) -> str:
 
     parts = []
     for name in (features_meta.USER_INDEXER, features_meta.ITEM_INDEXER):
+        if not io.path_exists(spark, io.dataset_path(io.dataset_path(meta_dir, name), "metadata")):
+            raise FileNotFoundError(f"{io.dataset_path(meta_dir, name)}: no saved StringIndexerModel (written by the "
+                                    "features job)")
         path = io.dataset_path(meta_dir, name) + "/data"
         df = spark.read.parquet("file://" + os.path.abspath(features_meta.local_path(path)) if io.is_local(path)
                                 else path)
