@@ -63,7 +63,9 @@ def test_job_on_sparknlp_engine_matches_builtin(spark, run_root):
     res = _launch(f"run.root={run_root}", "text.engine=sparknlp")
     assert res.returncode == 0, res.stderr[-4000:]
     got = io.read_dataset(spark, io.dataset_path(run_root, "tokens"), "preprocess")
-    assert got.columns == [S.REVIEW_ID, S.LEMMAS, S.POS]
+    # the job's tokens: the chain's columns and the hash of the text it read (what a later day's
+    # run compares to tokenise only new or changed text)
+    assert got.columns == [S.REVIEW_ID, S.LEMMAS, S.POS, "text_hash"]
     sn = {r[0]: (r[1], r[2]) for r in got.collect()}
     assert len(sn) == n
     report = json.loads(Path(io.dataset_path(run_root, "report/preprocess.json")).read_text())
