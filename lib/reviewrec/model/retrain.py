@@ -130,17 +130,20 @@ def ids_misfit(spark: Any, model_dir: str) -> str:
     through other indexes gives one customer's or product's embedding to another (the features
     job refits them on every run; a run that skips training keeps the older model)."""
     meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
-    md_path = io.dataset_path(model_dir, METADATA_FILE) if "://" in model_dir else os.path.join(model_dir,
-                                                                                                METADATA_FILE)
     model_meta, now = features_meta.read(model_dir, spark), features_meta.read(meta_dir, spark)
+    model_ids = json.loads(io.read_text(spark, io.dataset_path(model_dir, METADATA_FILE))).get("ids_digest")
+    ids_now = ids_digest(spark, meta_dir) if model_ids is not None else None
+    return _ids_change(model_meta, now, model_ids, ids_now, meta_dir)
+
+
+def _ids_change(model_meta: FeaturesMeta, now: FeaturesMeta, model_ids: str | None, ids_now: str | None,
+                meta_dir: str) -> str:
+    """'' when the indexes' sizes are the model's and the digests (where both are known) agree;
+    else what differs."""
     if (model_meta.num_users, model_meta.num_items) != (now.num_users, now.num_items):
-        return (f"the model was trained on {model_meta.num_users} customers and {model_meta.num_items} products, "
-                f"the features at {meta_dir} index {now.num_users} and {now.num_items}")
-    model_ids = json.loads(io.read_text(spark, md_path)).get("ids_digest")
-    if model_ids is None:
-        return ""
-    ids_now = ids_digest(spark, meta_dir)
-    if model_ids != ids_now:
+        return (f"the customer/product indexes differ (model {model_meta.num_users} customers, "
+                f"{model_meta.num_items} products; the features at {meta_dir} {now.num_users}, {now.num_items})")
+    if model_ids is not None and ids_now is not None and model_ids != ids_now:
         return (f"the customer and product indexes at {meta_dir} are not the ones the model was trained on "
                 f"(ids digest: model {model_ids}, features {ids_now})")
     return ""
@@ -164,15 +167,12 @@ def _features_change(model_meta: FeaturesMeta, now: FeaturesMeta, model_ids: str
         return (f"the sequence vocabulary differs (model {model_meta.vocab_size} ids, seq_len {model_meta.seq_len}; "
                 f"features {now.vocab_size} ids, seq_len {now.seq_len}; {added} lemmas new, {dropped} gone, the "
                 "others' ids may have moved)")
-    if (model_meta.num_users, model_meta.num_items) != (now.num_users, now.num_items):
-        return (f"the customer/product indexes differ (model {model_meta.num_users} customers, "
-                f"{model_meta.num_items} products; features {now.num_users}, {now.num_items})")
+    change = _ids_change(model_meta, now, model_ids, ids_now, "features_meta")
+    if change:
+        return change
     if model_ids is None or ids_now is None:
         return (f"the customer/product indexes cannot be compared (ids digest: model {model_ids}, "
                 f"features {ids_now})")
-    if model_ids != ids_now:
-        return (f"the customer/product indexes differ (ids digest: model {model_ids}, features {ids_now}: "
-                "the same sizes, another order)")
     return ""
 
 
@@ -186,11 +186,10 @@ def decide(spark: Any, policy: RetrainPolicy, model_dir: str, *, features: Featu
     if not policy.active:
         return Decision(True, "policy_off", "model.retrain.min_growth and max_age_days are null: every run trains",
                         numbers)
-    meta_path = io.dataset_path(model_dir, METADATA_FILE) if "://" in model_dir else os.path.join(model_dir,
-                                                                                                  METADATA_FILE)
+    meta_path = io.dataset_path(model_dir, METADATA_FILE)
     if not io.path_exists(spark, meta_path):
         return Decision(True, "no_model", f"no model at {model_dir}", numbers)
-    keras = io.dataset_path(model_dir, MODEL_FILE) if "://" in model_dir else os.path.join(model_dir, MODEL_FILE)
+    keras = io.dataset_path(model_dir, MODEL_FILE)
     try:
         md = json.loads(io.read_text(spark, meta_path))
         model_meta = features_meta.read(model_dir, spark)
