@@ -16,10 +16,20 @@ data), time otherwise. For each phase every ranker is refitted on the history al
 all items (seen items excluded); popularity is always scored beside it. Figures: HR@10, NDCG@10,
 Recall@20, coverage@10 (distinct items in the top-10 lists / items) and liked HR@10, the HR@10
 over the targets rated at least `liked_min_rating` (their users only).
+
+On explicit data (the stars differ) each ranker except popularity is also scored re-ranked by a
+predicted star (recsys.rerank, rankers.rerank): its top `candidates` items of the target users
+re-ordered by a blend with the fill's star (the bias baseline mu + b_u + b_i fitted on the
+phase's history with the job's damping; bias + ALS when the job fills with it), for each
+setting of the grid `weights` and `min_stars`. The setting with the best liked HR@10 on the
+valid phase (the plain ranker when none beats it) is the `<ranker>+rerank` row of every phase;
+`discordant` counts the liked-target users it gains and loses against the plain ranker (exact
+McNemar p-value). Coverage is not given for re-ranked lists (they are built for target users only).
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +39,7 @@ from pyspark.sql import functions as F
 
 from reviewrec import schema as S
 from reviewrec.features import transforms as X
-from reviewrec.recommend import cf, rankers
+from reviewrec.recommend import baseline, cf, rankers
 from reviewrec.recommend.ids import I, U
 from reviewrec.recommend.metrics import ranking_metrics
 from reviewrec.recommend.params import RecommendParams
@@ -78,35 +88,157 @@ def holdout(events: DataFrame, split: str, phase: str,
     return hist, truth, {"history_until": until, "target": f"{held} reviews"}
 
 
+PLAIN = "plain"
+DEFAULT_DAMPING = (10.0, 25.0)  # the job's bias damping when no fill was chosen on validation
+
+
+def is_explicit(events: DataFrame) -> bool:
+    """True when the events' stars (value) are not all the same."""
+    lo, hi = events.agg(F.min(cf.VALUE), F.max(cf.VALUE)).first()
+    return lo is not None and lo != hi
+
+
+def star_fill(hist: DataFrame, p: RecommendParams, fill: dict[str, Any] | None) -> tuple[str, Any, list[DataFrame]]:
+    """(name, pairs (u, i) -> u, i, pred, cached frames): the fill's predicted star fitted on the
+    history's stars alone: bias + ALS when the job fills with it, the bias baseline otherwise
+    (also for the CF and model fills: the re-rank needs a star for every candidate)."""
+    fill = fill or {}
+    du = float(fill.get("damping_user", DEFAULT_DAMPING[0]))
+    di = float(fill.get("damping_item", DEFAULT_DAMPING[1]))
+    ratings = hist.groupBy(U, I).agg(F.avg(cf.VALUE).alias(cf.VALUE)).cache()
+    biases = baseline.fit_biases(ratings, du, di)
+    cached = [ratings, biases.users, biases.items]
+    if fill.get("chosen") == "bias_als":
+        a = p.als
+        return "bias_als", (lambda pairs: baseline.bias_als_predict(ratings, pairs, biases, a.rank, a.reg, a.iters,
+                                                                   a.seed)), cached
+    return "bias", biases.predict, cached
+
+
+def rerank_grid(p: RecommendParams) -> list[tuple[str, float, float]]:
+    """(label, weight, min_star) of every re-rank setting the evaluation scores."""
+    rr = p.rerank
+    grid = [(f"weight={w:g}", w, 0.0) for w in rr.weights] + [(f"min_star={t:g}", 0.0, t) for t in rr.min_stars]
+    if not any((w, t) == (rr.weight, rr.min_star) for _, w, t in grid):
+        grid.append((f"weight={rr.weight:g},min_star={rr.min_star:g}", rr.weight, rr.min_star))
+    return grid
+
+
+def mcnemar_p(gained: int, lost: int) -> float:
+    """Exact two-sided McNemar p-value of `gained` against `lost` discordant users."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+def _hit_users(recs: DataFrame, truth: DataFrame, k: int = 10) -> set[int]:
+    hits = recs.where(F.col(cf.RANK) <= k).select(U, I).join(truth.select(U, I), on=[U, I], how="inner")
+    return {int(r[U]) for r in hits.select(U).distinct().collect()}
+
+
+def _scores(recs: DataFrame, truth: DataFrame, liked: DataFrame, n_liked: int,
+            n_items: int | None) -> dict[str, Any]:
+    full = ranking_metrics(recs, truth, (10, 20), n_items)
+    row = {k: full.get(k) for k in ("HR@10", "NDCG@10", "Recall@20", "coverage@10", "users")}
+    lk = ranking_metrics(recs, liked, (10,)) if n_liked else {"HR@10": float("nan"), "users": 0}
+    row["liked_HR@10"], row["liked_users"] = lk["HR@10"], lk["users"]
+    return row
+
+
 def evaluate_rankers(events: DataFrame, p: RecommendParams, n_users: int, n_items: int,
-                     methods: Sequence[str] | None = None, phases: Sequence[str] | None = None) -> dict[str, Any]:
-    """Ranking figures of `methods` (default: the configured ranker and popularity) per phase."""
+                     methods: Sequence[str] | None = None, phases: Sequence[str] | None = None,
+                     fill: dict[str, Any] | None = None, rerank: bool | None = None) -> dict[str, Any]:
+    """Ranking figures of `methods` (default: the configured ranker and popularity) per phase.
+
+    `fill`: the job's fill choice (job.choose_fill: chosen, damping_user, damping_item), whose
+    star the re-rank uses; `rerank`: score the re-rank grid (None: on explicit data)."""
     ev = p.evaluate
     methods = list(dict.fromkeys(methods or (p.ranker, "popularity")))
     split = resolve_split(events, ev.split)
-    out: dict[str, Any] = {"split": split, "ranker": p.ranker, "top_n": max(p.top_n, 20), "phases": {}}
-    for phase in phases or ev.phases:
+    if rerank is None:
+        rerank = is_explicit(events)
+    grid = rerank_grid(p) if rerank else []
+    m_cands = p.rerank.candidates
+    n_list = max(p.top_n, 20)
+    out: dict[str, Any] = {"split": split, "ranker": p.ranker, "top_n": n_list, "phases": {}}
+    phase_list = list(phases or ev.phases)
+    for phase in phase_list:
         hist, truth, info = holdout(events, split, phase, ev.test_fraction)
         hist = hist.cache()
         truth = truth.cache()
         liked = truth.where(F.col(cf.VALUE) >= ev.liked_min_rating).cache()
         res: dict[str, Any] = {**info, "history_events": hist.count(), "targets": truth.count(),
                                "liked_targets": liked.count(), "methods": {}, "seconds": {}}
+        star_name, predict, star_cached = star_fill(hist, p, fill) if grid else ("", None, [])
+        targets = truth.select(U).distinct().cache()
         for m in methods:
             t0 = time.perf_counter()
-            ranking = rankers.recommend(hist, m, p.ranking, max(p.top_n, 20), n_users, n_items,
-                                        p.block_size, p.max_pairs)
+            with_rr = bool(grid) and m != "popularity"
+            n = max(n_list, m_cands) if with_rr else n_list
+            ranking = rankers.recommend(hist, m, p.ranking, n, n_users, n_items, p.block_size, p.max_pairs)
             recs = ranking.recs.cache()
-            full = ranking_metrics(recs, truth, (10, 20), n_items)
-            row = {k: full[k] for k in ("HR@10", "NDCG@10", "Recall@20", "coverage@10", "users")}
-            lk = ranking_metrics(recs, liked, (10,)) if res["liked_targets"] else {"HR@10": float("nan"), "users": 0}
-            row["liked_HR@10"], row["liked_users"] = lk["HR@10"], lk["users"]
+            row = _scores(recs, truth, liked, res["liked_targets"], n_items)
             res["methods"][m] = row
+            log.info("ranking %s %s (%s): %s", split, phase, m, {k: round(v, 4) for k, v in row.items()})
+            if with_rr:
+                res.setdefault("rerank", {})[m] = _score_grid(recs, predict, targets, truth, liked,
+                                                              res["liked_targets"], grid, n_list, m_cands)
+                res["rerank_star"] = star_name
             res["seconds"][m] = round(time.perf_counter() - t0, 1)
             recs.unpersist()
             ranking.release()
-            log.info("ranking %s %s (%s): %s", split, phase, m, {k: round(v, 4) for k, v in row.items()})
         out["phases"][phase] = res
-        for df in (hist, truth, liked):
+        for df in (hist, truth, liked, targets, *star_cached):
             df.unpersist()
+    if grid:
+        out["rerank"] = _choose_rerank(out, p, phase_list)
     return out
+
+
+def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFrame, liked: DataFrame,
+                n_liked: int, grid: list[tuple[str, float, float]], n: int, m_cands: int) -> dict[str, Any]:
+    """Figures of every re-rank setting on the target users' top `m_cands` candidates."""
+    cands = recs.where(F.col(cf.RANK) <= m_cands).join(targets, on=U, how="inner").cache()
+    stars = predict(cands.select(U, I)).select(U, I, F.col(cf.PRED).alias(rankers.STAR)).cache()
+    plain_hits = _hit_users(recs, liked)
+    out: dict[str, Any] = {}
+    for label, w, t in grid:
+        rr = rankers.rerank(cands, stars, n, w, t, m_cands).cache()
+        row = _scores(rr, truth, liked, n_liked, None)
+        row["coverage@10"] = None
+        hits = _hit_users(rr, liked)
+        gained, lost = len(hits - plain_hits), len(plain_hits - hits)
+        row.update(weight=w, min_star=t, discordant={"gained": gained, "lost": lost,
+                                                     "mcnemar_p": mcnemar_p(gained, lost)})
+        out[label] = row
+        rr.unpersist()
+        log.info("re-rank %s: HR@10 %.4f liked HR@10 %.4f (gained %d, lost %d)", label, row["HR@10"],
+                 row["liked_HR@10"], gained, lost)
+    for df in (cands, stars):
+        df.unpersist()
+    return out
+
+
+def _choose_rerank(out: dict[str, Any], p: RecommendParams, phases: list[str]) -> dict[str, Any]:
+    """The re-rank setting per ranker: the best liked HR@10 on the valid phase (the plain ranker
+    first on ties), else the configured weight and min_star; its row is added to every phase as
+    `<ranker>+rerank`."""
+    chosen: dict[str, Any] = {}
+    for m in {m for res in out["phases"].values() for m in res.get("rerank", {})}:
+        if "valid" in phases:
+            res = out["phases"]["valid"]
+            options = [(PLAIN, res["methods"][m]["liked_HR@10"])] + [
+                (label, row["liked_HR@10"]) for label, row in res["rerank"][m].items()]
+            best = max(options, key=lambda t: (t[1], -options.index(t)))[0]
+            how = "best liked HR@10 on the valid phase"
+        else:
+            best = next(label for label, row in out["phases"][phases[0]]["rerank"][m].items()
+                        if (row["weight"], row["min_star"]) == (p.rerank.weight, p.rerank.min_star))
+            how = "recsys.rerank.weight / min_star (no valid phase)"
+        chosen[m] = {"setting": best, "how": how}
+        for res in out["phases"].values():
+            row = res["methods"][m] if best == PLAIN else res["rerank"][m][best]
+            res["methods"][f"{m}+rerank"] = {**row, "setting": best}
+    return chosen

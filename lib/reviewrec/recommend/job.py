@@ -151,6 +151,19 @@ def recommend_from_filled(filled: DataFrame, n: int) -> DataFrame:
                     F.col(S.PREDICTED_RATING).alias(cf.SCORE), cf.SOURCE))
 
 
+def rerank_by_star(spark: SparkSession, recs: DataFrame, filled: DataFrame, prior: DataFrame,
+                   scorer: RatingScorer, index: IdIndex, p: RecommendParams) -> DataFrame:
+    """The ranker's top `recsys.rerank.candidates` (recs: u, rank, i, score, source) re-ordered by
+    the star of the job's fill (`scorer`; the CF and model fills fall back to the filled cells'
+    rating, then the item's Bayesian average), top `recsys.top_n` kept (rankers.rerank)."""
+    cells = recs.select(U, I).join(prior.select(I, S.FALLBACK_RATING), on=I, how="left")
+    if scorer.name in ("cf", "model"):
+        cells = cells.join(filled.select(U, I, F.col(S.PREDICTED_RATING).alias(S.CF_PRED)), on=[U, I], how="left")
+    stars = score_cells(spark, scorer, cells, index).select(U, I, F.col(S.PREDICTED_RATING).alias(rankers.STAR))
+    rr = p.rerank
+    return rankers.rerank(recs, stars, p.top_n, rr.weight, rr.min_star, rr.candidates)
+
+
 def item_prior(popularity: DataFrame, index: IdIndex) -> DataFrame:
     """i, fallback_rating (overall Bayesian average), score (minus the overall rank)."""
     overall = popularity.where(F.col(SCOPE) == SCOPE_OVERALL)
@@ -490,9 +503,19 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                                 io.dataset_path(root, "predictions"))
     events = rankers.interaction_events(reviews, index).cache()
     with timer.stage("recommendations"):
-        ranking = rankers.recommend(events, p.ranker, p.ranking, p.top_n, index.n_users, index.n_items,
-                                    p.block_size, p.max_pairs)
-        io.write_parquet_atomic(ids(ranking.recs).select(S.USER, F.col(cf.RANK).alias(S.RANK), S.ITEM,
+        rr = p.rerank
+        use_rr = rr.method == "predicted_star" and not implicit
+        if rr.method == "predicted_star" and implicit:
+            log.warning("recommend: recsys.rerank.method = predicted_star on implicit feedback: no star to "
+                        "re-rank by; the ranker's order is kept")
+        ranking = rankers.recommend(events, p.ranker, p.ranking, max(p.top_n, rr.candidates) if use_rr else p.top_n,
+                                    index.n_users, index.n_items, p.block_size, p.max_pairs)
+        recs = ranking.recs
+        if use_rr:
+            recs = rerank_by_star(spark, recs, filled, prior, scorer, index, p)
+        summary["rerank"] = {"method": rr.method if use_rr else "none", "candidates": rr.candidates,
+                             "weight": rr.weight, "min_star": rr.min_star}
+        io.write_parquet_atomic(ids(recs).select(S.USER, F.col(cf.RANK).alias(S.RANK), S.ITEM,
                                                          F.col(cf.SCORE).alias(S.SCORE),
                                                          F.col(cf.SOURCE).alias(S.SOURCE)),
                                 io.dataset_path(root, "recommendations"))
@@ -522,7 +545,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                                       "min_similarity": p.neighbors.min_similarity}
     if p.evaluate.enabled:
         with timer.stage("ranking evaluation"):
-            summary["ranking"] = evaluation.evaluate_rankers(events, p, index.n_users, index.n_items)
+            summary["ranking"] = evaluation.evaluate_rankers(events, p, index.n_users, index.n_items,
+                                                             fill=None if implicit else choice,
+                                                             rerank=not implicit)
     summary["counts"] = {"users": index.n_users, "items": index.n_items, "ratings": n_ratings,
                          "neighbor_rows": n_neighbor_rows, "recommendation_rows": sum(sources.values())}
     summary["ids"] = {"source": index.source, "users_known_to_indexer": index.known_users,

@@ -20,6 +20,8 @@ RANKERS = ENUMS["recsys.ranker"]
 FEEDBACK_CHOICES = ENUMS["recsys.feedback"]
 SPLITS = ENUMS["recsys.evaluate.split"]
 PHASES = ENUM_LISTS["recsys.evaluate.phases"]
+# Not in the config's enums: checked here, naming the key.
+RERANK_METHODS = ("none", "predicted_star")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,37 @@ class RankingParams:
 
 
 @dataclass(frozen=True)
+class RerankParams:
+    """Re-ranking the ranker's candidates by the filled matrix's predicted star (rankers.rerank).
+
+    predicted_star: the ranker's top `candidates` items are re-ordered by (1 - weight) *
+    (1 - (rank - 1) / candidates) + weight * (star - 1) / 4, candidates predicted below `min_star`
+    after the others (0 = no filter). `weights` and `min_stars` are the grid the evaluation scores
+    beside the plain ranker (the setting chosen on the validation phase is reported on test)."""
+
+    method: str = "none"
+    candidates: int = 50
+    weight: float = 0.25
+    min_star: float = 0.0
+    weights: tuple[float, ...] = (0.1, 0.25, 0.5)
+    min_stars: tuple[float, ...] = (3.0, 3.5, 4.0)
+
+    def __post_init__(self) -> None:
+        if self.method not in RERANK_METHODS:
+            raise ValueError(f"recsys.rerank.method = {self.method!r}; choose one of {RERANK_METHODS}")
+        if self.candidates < 1:
+            raise ValueError(f"recsys.rerank.candidates must be >= 1, got {self.candidates}")
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "min_stars", tuple(float(t) for t in self.min_stars))
+        for key, ws in (("weight", (self.weight,)), ("weights", self.weights)):
+            if any(not 0 <= w <= 1 for w in ws):
+                raise ValueError(f"recsys.rerank.{key} must be in [0, 1], got {ws if key == 'weights' else ws[0]}")
+        for key, ts in (("min_star", (self.min_star,)), ("min_stars", self.min_stars)):
+            if any(not 0 <= t <= 5 for t in ts):
+                raise ValueError(f"recsys.rerank.{key} must be in [0, 5], got {ts if key == 'min_stars' else ts[0]}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     enabled: bool = True
     test_fraction: float = 0.2
@@ -116,6 +149,7 @@ class RecommendParams:
     fill: FillParams = field(default_factory=FillParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     als: ALSParams = field(default_factory=ALSParams)
+    rerank: RerankParams = field(default_factory=RerankParams)
 
     def __post_init__(self) -> None:
         if self.ranker not in RANKERS:
@@ -130,7 +164,7 @@ class RecommendParams:
                    ranker=rc["ranker"], feedback=rc["feedback"], ranking=RankingParams(**rc["ranking"]),
                    neighbors=NeighborParams(**rc["neighbors"]), popularity=PopularityParams(**rc["popularity"]),
                    fill=FillParams(**rc["fill"]), evaluate=EvaluateParams(**rc["evaluate"]),
-                   als=ALSParams(**rc["als"]))
+                   als=ALSParams(**rc["als"]), rerank=RerankParams(**rc["rerank"]))
 
     def similarity(self, exact: bool = False) -> SimilarityParams:
         """The user-user cosine settings; exact=True drops the approximate-mode shortcuts."""

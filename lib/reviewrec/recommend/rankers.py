@@ -21,6 +21,9 @@ star, so it works the same on explicit and on implicit data:
 
 Lists are padded with popular items and exclude what the user has seen. Output of `recommend`:
 u, rank, i, score, source.
+
+`rerank` re-orders a ranker's top-M candidates by a predicted star (recsys.rerank): it never adds
+an item the ranker did not propose.
 """
 from __future__ import annotations
 
@@ -118,3 +121,34 @@ def recommend(events: DataFrame, ranker: str, rp: RankingParams, n: int, n_users
         scores = binary.sparkSession.createDataFrame([], f"{U} long, {I} long, {cf.SCORE} double")
     out.recs = cf.top_n(scores.select(U, I, cf.SCORE), n, SOURCES[ranker], seen=seen, popular=popular)
     return out
+
+
+STAR = "star"
+KEEP = "_keep"
+
+
+def rerank(recs: DataFrame, stars: DataFrame, n: int, weight: float, min_star: float = 0.0,
+           candidates: int | None = None, default_star: float = 3.0) -> DataFrame:
+    """The ranker's lists re-ordered by a predicted star: top n per user of
+
+        (1 - weight) * (1 - (rank - 1) / M) + weight * (star - 1) / 4
+
+    over the candidates with rank <= M (`candidates`, default: every row of `recs`), those
+    predicted below `min_star` after the others; ties keep the ranker's order. recs: u, rank, i,
+    score, source (rankers.recommend); stars: u, i, star (a pair without one takes
+    `default_star`). Output u, rank, i, score (the combined score), source (the ranker's).
+    weight 0 and min_star 0 give the ranker's own top n.
+    """
+    r = recs if candidates is None else recs.where(F.col(cf.RANK) <= candidates)
+    m = float(candidates) if candidates is not None else None
+    width = F.lit(m) if m is not None else F.max(F.col(cf.RANK)).over(Window.partitionBy(U)).cast("double")
+    star = F.coalesce(F.col(STAR), F.lit(float(default_star)))
+    combined = (F.lit(1.0 - weight) * (F.lit(1.0) - (F.col(cf.RANK) - F.lit(1.0)) / width)
+                + F.lit(float(weight)) * (star - F.lit(1.0)) / F.lit(4.0))
+    scored = (r.join(stars.select(U, I, F.col(STAR).cast("double").alias(STAR)), on=[U, I], how="left")
+              .withColumn(KEEP, F.when(star >= F.lit(float(min_star)), F.lit(0)).otherwise(F.lit(1)))
+              .withColumn("_c", combined))
+    w = Window.partitionBy(U).orderBy(F.col(KEEP), F.col("_c").desc(), F.col(cf.RANK))
+    return (scored.withColumn("_r", F.row_number().over(w))
+            .where(F.col("_r") <= n)
+            .select(U, F.col("_r").cast("int").alias(cf.RANK), I, F.col("_c").alias(cf.SCORE), cf.SOURCE))
