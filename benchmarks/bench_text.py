@@ -12,7 +12,10 @@ each; the best round is reported, with all rounds and the per-round ratios. `wit
 the chain as configured (TextParams from the config); `without_pos_lemma` the same with
 text.pos_lemma=false. `--variant NAME=key:value,...` adds another chain with other TextParams
 fields (values read as YAML), e.g. `--variant short=min_token_length:2`. Every variant gets its
-ratio to `without_pos_lemma` (`ratios_*`).
+ratio to `without_pos_lemma` (`ratios_*`). `--weights NAME=FILE` adds the configured chain with
+POS + lemma whose builtin tagger reads the weights file FILE (not hash-checked; one analyzer per
+file and Python worker, as the engine's own), e.g. the shipped weights beside earlier ones:
+`--weights shipped=lib/sparknlp/models/builtin_pos_ud_ewt.json.gz --weights previous=OLD.json.gz`.
 
 Two throughputs per variant:
   * wall: reviews / wall seconds / cores of the local master (what an idle machine shows);
@@ -36,6 +39,47 @@ from _emit import tree_cpu_seconds  # noqa: E402
 DEFAULT_INPUT = os.path.join(HERE, "..", "..", "shared", "data", "amazon_reviews_pds", "Digital_Software")
 
 
+def analyzer_for(path: str):
+    """The builtin engine's analyzer with the weights file `path`, once per Python worker (kept
+    on the engine's module, which a worker imports once)."""
+    from reviewrec.preprocess import builtin_engine as be
+    from reviewrec.preprocess.lemmatizer import Lemmatizer
+    from reviewrec.preprocess.perceptron import PerceptronModel, read_weights
+
+    cache = be.__dict__.setdefault("_analyzers_by_weights", {})
+    if path not in cache:
+        cache[path] = be.PosLemmaAnalyzer(PerceptronModel(read_weights(path, check_hash=False)), Lemmatizer())
+    return cache[path]
+
+
+def pos_lemma_with_weights(path: str):
+    """`builtin_engine.pos_lemma_builtin` with the tagger's weights read from `path`."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    from reviewrec import schema as S
+    from reviewrec.preprocess.builtin_engine import lemmas_and_pos
+    from reviewrec.preprocess.transforms import TOKENS
+
+    def step(df, min_length, max_repeat, stop_words, col_tokens=TOKENS):
+        stop = frozenset(w.lower() for w in stop_words)
+        others = [c for c in df.columns if c != col_tokens]
+        out_schema = T.StructType([*[df.schema[c] for c in others],
+                                   T.StructField(S.LEMMAS, T.ArrayType(T.StringType()), True),
+                                   T.StructField(S.POS, T.ArrayType(T.StringType()), True)])
+
+        def fn(batches):
+            analyzer = analyzer_for(path)
+            for b in batches:
+                lem, pos = lemmas_and_pos(b.column(col_tokens), analyzer, min_length, max_repeat, stop)
+                yield pa.RecordBatch.from_arrays([*[b.column(c) for c in others], lem, pos],
+                                                 names=[*others, S.LEMMAS, S.POS])
+
+        return df.mapInArrow(fn, out_schema)
+
+    return step
+
+
 def cores_of(master: str) -> int:
     inner = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
     return os.cpu_count() or 1 if inner == "*" else int(inner)
@@ -49,6 +93,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=key:value,... another chain (keys: TextParams fields)")
+    ap.add_argument("--weights", action="append", default=[],
+                    help="NAME=FILE the chain with POS + lemma, the builtin tagger's weights from FILE")
     args = ap.parse_args()
 
     from pyspark.sql import functions as F
@@ -62,6 +108,7 @@ def main() -> int:
     import yaml
 
     from reviewrec.preprocess import TextParams, preprocess
+    from reviewrec.preprocess.perceptron import file_sha256
 
     setup_logging("WARNING")
     cfg = load_config([os.path.join(HERE, "..", "conf", "local.yaml")], args.overrides)
@@ -84,6 +131,15 @@ def main() -> int:
                 raise SystemExit(f"--variant {spec!r}: unknown key {k!r}; choose from {sorted(names)}")
             kw[k] = yaml.safe_load(v)
         variants[name] = dataclasses.replace(configured, **kw)
+    weights: dict[str, str] = {}
+    for spec in args.weights:
+        name, _, path = spec.partition("=")
+        if not path or not os.path.isfile(path) or name in variants:
+            raise SystemExit(f"--weights {spec!r}: want NAME=FILE with a new NAME and an existing FILE")
+        if configured.engine != "builtin" or not configured.pos_lemma:
+            raise SystemExit("--weights needs text.engine=builtin and text.pos_lemma=true")
+        weights[name] = os.path.abspath(path)
+        variants[name] = configured
 
     import psutil
 
@@ -92,8 +148,16 @@ def main() -> int:
     def spark_cpu_s() -> float:
         return tree_cpu_seconds(jvm)
 
-    def once(df, params: TextParams) -> tuple[float, float]:
-        out = preprocess(df, params)
+    from reviewrec.preprocess import job as preprocess_job
+
+    engine_step = preprocess_job.pos_lemma_builtin
+
+    def once(df, params: TextParams, name: str) -> tuple[float, float]:
+        preprocess_job.pos_lemma_builtin = pos_lemma_with_weights(weights[name]) if name in weights else engine_step
+        try:
+            out = preprocess(df, params)
+        finally:
+            preprocess_job.pos_lemma_builtin = engine_step
         c0, t0 = spark_cpu_s(), time.perf_counter()
         out.write.format("noop").mode("overwrite").save()
         return time.perf_counter() - t0, spark_cpu_s() - c0
@@ -102,13 +166,13 @@ def main() -> int:
     # loaded its tagger (a one-off ~2 s per worker, amortised away at scale) before timing.
     sample = reviews.limit(5000).repartition(cores).cache()
     sample.count()
-    for params in variants.values():  # warm-up: JIT, Python workers, tagger load
-        once(sample, params)
+    for name, params in variants.items():  # warm-up: JIT, Python workers, tagger load
+        once(sample, params, name)
     rounds: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.rounds):
         for name, params in variants.items():
-            wall, used = once(reviews, params)
+            wall, used = once(reviews, params, name)
             rounds[name].append(round(wall, 2))
             cpu[name].append(round(used, 2))
             print(f"round {r}: {name}: {wall:.1f}s wall, {used:.1f} CPU-s", flush=True)
@@ -127,6 +191,7 @@ def main() -> int:
         "ratio_per_round_wall": [round(a / b, 3) for a, b in zip(rounds["without_pos_lemma"],
                                                                  rounds["with_pos_lemma"], strict=False)],
         "variants": {k: dataclasses.asdict(v) for k, v in variants.items()},
+        "weights": {k: {"file": v, "sha256": file_sha256(v)} for k, v in weights.items()},
         "ratios_wall": {k: round(best["without_pos_lemma"] / best[k], 3) for k in variants if k != "without_pos_lemma"},
         "ratios_cpu": {k: round(best_cpu["without_pos_lemma"] / best_cpu[k], 3) for k in variants
                        if k != "without_pos_lemma"},

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_text_accuracy.py [--conllu PATH] [--out FILE.json] [--confusions 15]
         [--weights FILE.json.gz] [--compare OTHER.json.gz [--rounds 5]]
     .venv/bin/python benchmarks/bench_text_accuracy.py --sweep [--seeds 1,2] [--iterations 8,10,12,15]
+        [--tagdict MIN_COUNT:MIN_SHARE]
 
 All on gold tokenization, lemmas compared lowercased, each for all genres and for the
 `reviews` genre, with the engine's analyzer (`builtin_engine.get_analyzer().analyze`):
@@ -25,8 +26,10 @@ lemmas) over every dev sentence as one batch per 1,000 sentences, the two altern
 
 `--sweep` is how the training settings were chosen (preprocess/perceptron_train.py): it trains
 on EWT train once per seed for the largest iteration count, takes the averaged model after each
-listed iteration count, and scores UPOS on dev's word tokens for each seed and for the average of
-the seeds so far; nothing is trained on dev.
+listed iteration count, and scores UPOS on dev's word tokens, and UPOS and lemma on every token
+(all genres and reviews, the engine's analyzer), for each seed and for the average of the seeds
+so far (as the trainer averages them); `--tagdict 20:0.97` sets the tag dictionary's thresholds.
+Nothing is trained on dev.
 """
 from __future__ import annotations
 
@@ -178,45 +181,65 @@ def side_by_side(sents: list[Sentence], paths: dict[str, str | None], rounds: in
     return out
 
 
-def sweep(train_path: str, dev_path: str, seeds: list[int], iterations: list[int]) -> dict:
+def sweep(train_path: str, dev_path: str, seeds: list[int], iterations: list[int],
+          tagdict: tuple[int, float] | None = None) -> dict:
     import numpy as np
 
+    from reviewrec.preprocess.builtin_engine import PosLemmaAnalyzer
+    from reviewrec.preprocess.lemmatizer import Lemmatizer
     from reviewrec.preprocess.perceptron import PerceptronModel
-    from reviewrec.preprocess.perceptron_train import train, training_rows
+    from reviewrec.preprocess.perceptron_train import (TAGDICT_MIN_COUNT, TAGDICT_MIN_SHARE, _round_half_even,
+                                                       train, training_rows)
 
+    min_count, min_share = tagdict or (TAGDICT_MIN_COUNT, TAGDICT_MIN_SHARE)
     train_sents = list(read_conllu(train_path))
-    dev = training_rows(read_conllu(dev_path))
+    dev_sents = list(read_conllu(dev_path))
+    dev = training_rows(dev_sents)
     gold = [lab.split("|", 1)[0] for _, labs in dev for lab in labs]
+    lemmatizer = Lemmatizer()
+    full: dict[str, dict] = {}
 
-    def score(model: dict) -> float:
+    def score(model: dict, key: str) -> float:
+        """UPOS on dev's word tokens (returned); every token's UPOS and lemma, all genres and
+        reviews, with the engine's analyzer, into `full[key]`."""
         m = PerceptronModel(model)
         words: dict[str, int] = {}
         idx = np.array([words.setdefault(w, len(words)) for r, _ in dev for w in r])
         got = m.tag_flat(list(words), idx, np.array([len(r) for r, _ in dev]))
+        an = PosLemmaAnalyzer(m, lemmatizer)
+        full[key] = {g or "all": evaluate(dev_sents, an.analyze, genre=g).as_dict() for g in (None, "reviews")}
         return round(float(np.mean([m.upos[g] == u for g, u in zip(got.tolist(), gold, strict=True)])), 4)
 
+    def line_of(key: str) -> str:
+        a, r = full[key]["all"], full[key]["reviews"]
+        return f"(every token: UPOS {a['upos']} / reviews {r['upos']}, lemma {a['lemma']} / {r['lemma']})"
+
     sums: dict[int, dict[str, dict[str, int]]] = {k: {} for k in iterations}
-    out: dict[str, float] = {}
+    out: dict[str, object] = {"tagdict": [min_count, min_share], "every_token": full}
     t0 = time.time()
     for n, seed in enumerate(seeds, 1):
         def on_iteration(k: int, model: dict, n: int = n, seed: int = seed) -> None:
             if k not in sums:
                 return
-            out[f"seed {seed}, {k} iterations"] = score(model)
+            one = f"seed {seed}, {k} iterations"
+            out[one] = score(model, one)
             acc = sums[k]
             for f, row in model["weights"].items():
                 a = acc.setdefault(f, {})
                 for c, v in row.items():
                     a[c] = a.get(c, 0) + round(v * 1000)
-            line = f"seed {seed}, {k:2d} iterations: dev UPOS (word tokens) {out[f'seed {seed}, {k} iterations']}"
+            line = f"seed {seed}, {k:2d} iterations: dev UPOS (word tokens) {out[one]} {line_of(one)}"
             if n > 1:
-                avg = {f: {c: round(v / n) / 1000 for c, v in row.items() if round(v / n)} for f, row in acc.items()}
+                # The trainer's average (`train_averaged`): thousandths rounded half to even.
+                avg = {f: {c: _round_half_even(v, n) / 1000 for c, v in row.items() if _round_half_even(v, n)}
+                       for f, row in acc.items()}
                 key = f"average of {n} seeds, {k} iterations"
-                out[key] = score({**model, "weights": {f: r for f, r in avg.items() if r}})
-                line += f"; {key}: {out[key]}"
+                out[key] = score({**model, "weights": {f: r for f, r in avg.items() if r}}, key)
+                line += f"; {key}: {out[key]} {line_of(key)}"
             print(f"[{time.time() - t0:5.0f}s] {line}", flush=True)
 
-        train(train_sents, iterations=max(iterations), seed=seed, on_iteration=on_iteration)
+        train(train_sents, iterations=max(iterations), seed=seed, min_count=min_count, min_share=min_share,
+              on_iteration=on_iteration)
     return out
 
 
@@ -232,10 +255,12 @@ def main() -> int:
     ap.add_argument("--train", default=DEFAULT.replace("-dev.", "-train."))
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--iterations", default="8,10,12,15")
+    ap.add_argument("--tagdict", default=None, help="MIN_COUNT:MIN_SHARE of the tag dictionary (default: trainer's)")
     args = ap.parse_args()
     if args.sweep:
         res = sweep(args.train, args.conllu, [int(x) for x in args.seeds.split(",")],
-                    [int(x) for x in args.iterations.split(",")])
+                    [int(x) for x in args.iterations.split(",")],
+                    (int(args.tagdict.split(":")[0]), float(args.tagdict.split(":")[1])) if args.tagdict else None)
         if args.out:
             with open(args.out, "w", encoding="utf-8") as fh:
                 json.dump(res, fh, indent=2)
