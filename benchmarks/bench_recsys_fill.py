@@ -1,6 +1,7 @@
 """Rating error of the filled user-item matrix on a held-out split: model fill vs the bias
 baseline, bias + ALS, CF fill, ALS, the item Bayesian average and the global mean (the recommend
-job's `recsys.evaluate` rating step alone, without the full job).
+job's `recsys.evaluate` rating step alone, without the full job), and the review-text fill
+(recommend.review_fill: the model given the user's and the item's other reviews as text).
 
     .venv/bin/python benchmarks/bench_recsys_fill.py --root RUN_ROOT [--split time|random] [--seed N]
         [--set recsys.key=value ...] [--out r.json]
@@ -12,7 +13,11 @@ train / val / test = 80 / 10 / 10% of the reviews by a hash of review_id with --
 train + val and scored on the test pairs whose user and item both occur in train + val.
 
 RUN_ROOT holds `reviews` (ingest job) and, for the model fill, `model` (train job) with the
-features' indexers in `features_meta` (features job). recsys.fill.use_model defaults to
+features' indexers in `features_meta` (features job); the review-text fill (output key
+`review_text`, left out with --no-review-text) also reads `tokens` (preprocess job): its document
+construction is chosen on val with documents from the train reviews, and it is scored on the same
+warm test pairs with documents from train + val, against the global mean, the bias baseline and
+the model on the empty text. recsys.fill.use_model defaults to
 `require` here, so a missing model is an error instead of a silent CF run.
 """
 from __future__ import annotations
@@ -30,8 +35,9 @@ from reviewrec import io  # noqa: E402
 from reviewrec import schema as S  # noqa: E402
 from _emit import emit  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
+from reviewrec.features import transforms as X  # noqa: E402
 from reviewrec.features.job import FeaturesParams  # noqa: E402
-from reviewrec.recommend import job  # noqa: E402
+from reviewrec.recommend import job, review_fill  # noqa: E402
 from reviewrec.recommend.ids import id_index  # noqa: E402
 from reviewrec.recommend.params import RecommendParams  # noqa: E402
 from reviewrec.recommend.scoring import resolve_scorer  # noqa: E402
@@ -49,6 +55,7 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--split", choices=("time", "random"), default="time")
     ap.add_argument("--seed", type=int, default=RANDOM_SEED, help="the random split's seed")
+    ap.add_argument("--no-review-text", action="store_true", help="leave out the review-text fill (needs tokens)")
     args = ap.parse_args()
     setup_logging()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -68,6 +75,13 @@ def main() -> int:
     else:
         split = None
         out = {"split": {"method": "time", "test_fraction": p.evaluate.test_fraction}}
+    if not args.no_review_text:  # first: it needs no CF or ALS, and fails early if the model cannot score
+        t1 = time.perf_counter()
+        f = p.evaluate.test_fraction
+        rsplit = split if split is not None else X.time_split(reviews, 1.0 - 2 * f, f)[0]
+        tokens = io.read_parquet(spark, io.dataset_path(args.root, "tokens"), "preprocess")
+        out["review_text"] = review_fill.evaluate(spark, rsplit, tokens, io.dataset_path(args.root, "model"), index)
+        out["review_text"]["wall_s"] = round(time.perf_counter() - t1, 1)
     out.update(job.time_split_eval(spark, reviews, p, scorer, index, split=split))
     out["ids"] = index.source
     out["wall_s"] = round(time.perf_counter() - t0, 1)

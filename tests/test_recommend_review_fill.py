@@ -78,6 +78,18 @@ def test_documents_per_side_budget_and_k(spark):
     assert both[S.SEQ] == ["R02a", "R02b", "R03a", "R03b", "R04a", "R04b", "R07a", "R07b"]  # 12 / 6 = 2 each
 
 
+def test_mean_pool_scores_each_picked_review_on_its_own(spark):
+    from reviewrec.recommend.review_fill import DocSpec, known_reviews, review_documents
+
+    split, tokens = _split(spark)
+    known = known_reviews(split, tokens, (S.SPLIT_TRAIN, S.SPLIT_VAL))
+    cells = spark.createDataFrame([("C1", "P9"), ("C9", "P8")], f"{S.CUSTOMER_ID} string, {S.PRODUCT_ID} string")
+    rows = review_documents(cells, known, DocSpec("user+item", 2, "mean"), 2, S.LEMMAS).collect()
+    got = sorted((r["side"], r[S.REVIEW_ID], tuple(r[S.SEQ])) for r in rows)
+    assert got == [("item", "R07", ("R07a", "R07b")), ("item", "R08", ("R08a", "R08b")),
+                   ("user", "R04", ("R04a", "R04b")), ("user", "R05", ("R05a", "R05b"))]  # none for (C9, P8)
+
+
 def test_token_ids_follow_the_model_vocabulary(spark):
     from reviewrec.recommend.review_fill import known_reviews, review_token_ids
 

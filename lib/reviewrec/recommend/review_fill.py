@@ -15,7 +15,9 @@ the pair (u, i) itself left out; each side gets seq_len / (number of sides) toke
 first seq_len / (sides * k) of its lemmas, a side's reviews oldest first (the LSTM's last state
 sits on the most recent). Lemmas map to ids through the model's own vocabulary (out of
 vocabulary = 1), as the features job maps them. A cell with no such review gets the empty text,
-i.e. exactly the model fill of model.score.score_candidates.
+i.e. exactly the model fill of model.score.score_candidates. With `pool` mean the same picked
+reviews are each the model's input on their own (the first seq_len lemmas of each, with the
+cell's ids), and the cell's rating is the mean of their expected stars.
 
 Only the reviews passed as `known` are ever read: the caller keeps the held-out and the later
 reviews out (evaluate: the train part for validation cells, train + val for test cells).
@@ -45,32 +47,41 @@ log = logging.getLogger(__name__)
 
 IDS = "ids"  # a known review's token ids, without padding
 SIDES = ("user", "item", "user+item")
+POOLS = ("concat", "mean")
 N_USER_DOCS, N_ITEM_DOCS = "n_user_reviews", "n_item_reviews"
 NAME = "review_text"
 
 
 @dataclass(frozen=True)
 class DocSpec:
-    """Which reviews make a cell's document: `sides` (user, item or user+item), `k` most recent per side."""
+    """Which reviews make a cell's text: `sides` (user, item or user+item), the `k` most recent per
+    side; `pool` concat: one document of them all (the model reads it once), mean: each review its
+    own document (the model reads each, with the cell's ids) and the cell's rating the mean of
+    their expected ratings (NARRE encodes each review on its own too, and pools them)."""
 
     sides: str = "user+item"
     k: int = 3
+    pool: str = "concat"
 
     def __post_init__(self) -> None:
-        if self.sides not in SIDES or self.k < 1:
-            raise ValueError(f"document spec {self.sides!r} k={self.k}: sides is one of {SIDES}, k >= 1")
+        if self.sides not in SIDES or self.k < 1 or self.pool not in POOLS:
+            raise ValueError(f"document spec {self.sides!r} k={self.k} pool={self.pool!r}: sides is one of "
+                             f"{SIDES}, k >= 1, pool one of {POOLS}")
 
     @property
     def label(self) -> str:
-        return f"{self.sides} k={self.k}"
+        return f"{self.sides} k={self.k}" + (" mean" if self.pool == "mean" else "")
 
     def per_review(self, seq_len: int) -> int:
-        """Tokens each review may give: the side's share of seq_len over k."""
+        """Tokens each review may give: concat, the side's share of seq_len over k; mean, seq_len."""
+        if self.pool == "mean":
+            return seq_len
         return max(1, seq_len // (len(self.sides.split("+")) * self.k))
 
 
 # The document constructions the validation part chooses between; DEFAULT where none was chosen.
-GRID = tuple(DocSpec(s, k) for s in SIDES for k in (1, 3))
+GRID = (tuple(DocSpec(s, k) for s in SIDES for k in (1, 3))
+        + tuple(DocSpec(s, k, "mean") for s in SIDES for k in (3, 10)))
 DEFAULT = DocSpec()
 
 
@@ -96,10 +107,11 @@ def review_token_ids(known: DataFrame, vocab: dict[str, int], seq_len: int) -> D
             .drop("__seq", S.LEMMAS))
 
 
-def _side(cells: DataFrame, known: DataFrame, by: str, other: str, k: int, per: int, col: str,
-          reserve: int) -> DataFrame:
-    """cells (customer_id, product_id) -> customer_id, product_id, side tokens, side reviews: the
-    `k` most recent reviews sharing the cell's `by` id whose `other` id differs from the cell's."""
+def _picked(cells: DataFrame, known: DataFrame, by: str, other: str, k: int, per: int, col: str,
+            reserve: int) -> DataFrame:
+    """cells (customer_id, product_id) -> customer_id, product_id, review_date, review_id, _t (the
+    review's first `per` elements of `col`): the `k` most recent reviews sharing the cell's `by` id
+    whose `other` id differs from the cell's."""
     recent = [F.col(S.REVIEW_DATE).desc(), F.col(S.REVIEW_ID).desc()]
     # Per id, the k most recent plus as many as one (customer, product) pair can hold: the cell's own
     # reviews are among them at most `reserve` times, so k others remain whenever they exist.
@@ -108,10 +120,19 @@ def _side(cells: DataFrame, known: DataFrame, by: str, other: str, k: int, per: 
             .select(F.col(by), F.col(other).alias("_other"), S.REVIEW_DATE, S.REVIEW_ID,
                     F.slice(F.col(col), 1, per).alias("_t")))
     keys = [S.CUSTOMER_ID, S.PRODUCT_ID]
-    picked = (cells.join(head, on=by, how="inner")
-              .where(F.col("_other") != F.col(other))
-              .withColumn("_c", F.row_number().over(Window.partitionBy(*keys).orderBy(*recent)))
-              .where(F.col("_c") <= k))
+    return (cells.join(head, on=by, how="inner")
+            .where(F.col("_other") != F.col(other))
+            .withColumn("_c", F.row_number().over(Window.partitionBy(*keys).orderBy(*recent)))
+            .where(F.col("_c") <= k)
+            .select(*keys, S.REVIEW_DATE, S.REVIEW_ID, "_t"))
+
+
+def _side(cells: DataFrame, known: DataFrame, by: str, other: str, k: int, per: int, col: str,
+          reserve: int) -> DataFrame:
+    """cells (customer_id, product_id) -> customer_id, product_id, _t (the side's tokens, oldest
+    review first), _n (its reviews): _picked's reviews as one text."""
+    keys = [S.CUSTOMER_ID, S.PRODUCT_ID]
+    picked = _picked(cells, known, by, other, k, per, col, reserve)
     return (picked.groupBy(*keys)
             .agg(F.array_sort(F.collect_list(F.struct(S.REVIEW_DATE, S.REVIEW_ID, "_t"))).alias("_docs"),
                  F.count(F.lit(1)).alias("_n"))
@@ -146,6 +167,43 @@ def cell_documents(cells: DataFrame, known: DataFrame, spec: DocSpec, seq_len: i
                        F.coalesce(F.col(N_ITEM_DOCS), F.lit(0)).cast("int").alias(N_ITEM_DOCS))
     own = [c for c in cells.columns if c not in (S.SEQ, N_USER_DOCS, N_ITEM_DOCS)]
     return cells.select(*own).join(docs, on=keys, how="left")
+
+
+def review_documents(cells: DataFrame, known: DataFrame, spec: DocSpec, seq_len: int, col: str = IDS) -> DataFrame:
+    """The reviews `spec` picks for each cell, one row each: customer_id, product_id, side (user or
+    item), review_id, seq (its first seq_len elements of `col`); a cell with none has no row."""
+    keys = [S.CUSTOMER_ID, S.PRODUCT_ID]
+    pairs = cells.select(*keys).distinct()
+    reserve = int(known.groupBy(*keys).count().agg(F.max("count")).first()[0] or 0)
+    rows = [_picked(pairs, known, by, other, spec.k, seq_len, col, reserve).select(
+                *keys, F.lit(side).alias("side"), S.REVIEW_ID, F.col("_t").alias(S.SEQ))
+            for side, by, other in (("user", S.CUSTOMER_ID, S.PRODUCT_ID), ("item", S.PRODUCT_ID, S.CUSTOMER_ID))
+            if side in spec.sides.split("+")]
+    return rows[0] if len(rows) == 1 else rows[0].unionByName(rows[1])
+
+
+def predict_cells(spark: SparkSession, cells: DataFrame, known: DataFrame, spec: DocSpec, model_dir: str,
+                  seq_len: int) -> DataFrame:
+    """cells (customer_id, product_id, ...: distinct pairs) -> cells + predicted_rating (the model on
+    the cell's text and ids), tokens (token ids the model read for the cell), n_user_reviews,
+    n_item_reviews. concat: one document (cell_documents); mean: the mean over the picked reviews,
+    each scored as its own document; a cell with no review: the empty text."""
+    if spec.pool == "concat":
+        docs = cell_documents(cells, known, spec, seq_len)
+        return (score_documents(spark, docs, model_dir)
+                .withColumn("tokens", F.when(F.col(S.SEQ).isNull(), 0).otherwise(F.size(S.SEQ))).drop(S.SEQ))
+    keys = [S.CUSTOMER_ID, S.PRODUCT_ID]
+    per = (score_documents(spark, review_documents(cells, known, spec, seq_len), model_dir)
+           .groupBy(*keys)
+           .agg(F.avg(S.PREDICTED_RATING).alias("_m"), F.sum(F.size(S.SEQ)).alias("tokens"),
+                F.sum(F.when(F.col("side") == "user", 1).otherwise(0)).alias(N_USER_DOCS),
+                F.sum(F.when(F.col("side") == "item", 1).otherwise(0)).alias(N_ITEM_DOCS)))
+    empty = score_documents(spark, cells.withColumn(S.SEQ, F.lit(None).cast("array<int>")), model_dir)
+    return (empty.drop(S.SEQ).join(per, on=keys, how="left")
+            .withColumn(S.PREDICTED_RATING, F.coalesce(F.col("_m"), F.col(S.PREDICTED_RATING))).drop("_m")
+            .withColumn("tokens", F.coalesce(F.col("tokens"), F.lit(0)).cast("int"))
+            .withColumn(N_USER_DOCS, F.coalesce(F.col(N_USER_DOCS), F.lit(0)).cast("int"))
+            .withColumn(N_ITEM_DOCS, F.coalesce(F.col(N_ITEM_DOCS), F.lit(0)).cast("int")))
 
 
 def model_vocab(spark: SparkSession, model_dir: str) -> tuple[dict[str, int], int]:
@@ -193,8 +251,8 @@ class ReviewTextScorer:
             cells = cells.join(self.index.users, on=U, how="inner").join(self.index.items, on=I, how="inner")
         else:
             cells = candidates.select(U, I, S.CUSTOMER_ID, S.PRODUCT_ID).distinct()
-        docs = cell_documents(cells, self.known, self.spec, seq_len)
-        pred = score_documents(spark, docs, self.model_dir).select(U, I, F.col(S.PREDICTED_RATING).alias("_m"))
+        pred = (predict_cells(spark, cells, self.known, self.spec, self.model_dir, seq_len)
+                .select(U, I, F.col(S.PREDICTED_RATING).alias("_m")))
         fallback = [F.col(c) for c in (S.CF_PRED, S.FALLBACK_RATING) if c in candidates.columns]
         return (candidates.drop(S.PREDICTED_RATING).join(pred, on=[U, I], how="left")
                 .withColumn(S.PREDICTED_RATING, F.coalesce(F.col("_m"), *fallback).cast("double")).drop("_m"))
@@ -220,13 +278,11 @@ def _model_preds(spark: SparkSession, pairs: DataFrame, known: DataFrame | None,
     cells = pairs.select(U, I, S.CUSTOMER_ID, S.PRODUCT_ID)
     if known is None or spec is None:
         docs = cells.withColumn(S.SEQ, F.lit(None).cast("array<int>"))
-        docs = docs.withColumn(N_USER_DOCS, F.lit(0)).withColumn(N_ITEM_DOCS, F.lit(0))
+        out = (score_documents(spark, docs, model_dir).withColumn("tokens", F.lit(0))
+               .withColumn(N_USER_DOCS, F.lit(0)).withColumn(N_ITEM_DOCS, F.lit(0)))
     else:
-        docs = cell_documents(cells, known, spec, seq_len)
-    out = score_documents(spark, docs, model_dir)
-    return out.select(U, I, F.col(S.PREDICTED_RATING).alias(cf.PRED),
-                      F.when(F.col(S.SEQ).isNull(), 0).otherwise(F.size(S.SEQ)).alias("tokens"), N_USER_DOCS,
-                      N_ITEM_DOCS).cache()
+        out = predict_cells(spark, cells, known, spec, model_dir, seq_len)
+    return out.select(U, I, F.col(S.PREDICTED_RATING).alias(cf.PRED), "tokens", N_USER_DOCS, N_ITEM_DOCS).cache()
 
 
 def _doc_stats(preds: DataFrame) -> dict[str, Any]:
@@ -275,6 +331,8 @@ def evaluate(spark: SparkSession, split: DataFrame, tokens: DataFrame, model_dir
         log.info("review-text fill, validation: %s RMSE %.4f %s", spec.label, val_rmse[spec.label],
                  val_docs[spec.label])
     chosen = min(grid, key=lambda s: (val_rmse[s.label], grid.index(s)))
+    log.info("review-text fill, validation: chosen %s (RMSE %.4f); bias %.4f, the model on the empty text %.4f",
+             chosen.label, val_rmse[chosen.label], val_rmse["bias"], val_rmse["model (empty text)"])
     n_val = val.count()
     for df in (r_fit, val, empty, b.users, b.items):
         df.unpersist()
