@@ -30,36 +30,57 @@ def _order(df) -> dict[int, list[int]]:
     return out
 
 
+def _orders(recs, stars, settings: dict[str, dict]) -> dict[str, dict[int, list[tuple[int, float, str]]]]:
+    """Every setting's re-ranked lists in one Spark action: {setting: {u: [(i, score, source)]}}."""
+    from pyspark.sql import functions as F
+
+    df = None
+    for name, kw in settings.items():
+        one = rankers.rerank(recs, stars, **kw).withColumn("setting", F.lit(name))
+        df = one if df is None else df.unionByName(one)
+    out: dict[str, dict[int, list]] = {name: {} for name in settings}
+    for r in df.orderBy("setting", "u", "rank").collect():
+        out[r.setting].setdefault(r.u, []).append((r.i, r.score, r.source))
+    return out
+
+
+def _items(lists: dict[int, list]) -> dict[int, list[int]]:
+    return {u: [t[0] for t in rows] for u, rows in lists.items()}
+
+
 def test_rerank_moves_the_planted_star_up_and_keeps_the_ranker_order_otherwise(spark) -> None:
     recs = _recs(spark, {0: [10, 11, 12, 13], 1: [20, 21, 22, 23]})
     # user 0: the ranker's last candidate is the only one predicted 5 stars; user 1: flat stars
     stars = _stars(spark, {(0, 10): 1.0, (0, 11): 1.0, (0, 12): 1.0, (0, 13): 5.0,
                            (1, 20): 3.0, (1, 21): 3.0, (1, 22): 3.0, (1, 23): 3.0})
-    assert _order(rankers.rerank(recs, stars, 4, 0.0, candidates=4)) == {0: [10, 11, 12, 13], 1: [20, 21, 22, 23]}
+    got = _orders(recs, stars, {
+        "w0": dict(n=4, weight=0.0, candidates=4), "w1": dict(n=4, weight=1.0, candidates=4),
+        "w.5": dict(n=4, weight=0.5, candidates=4), "w.3": dict(n=4, weight=0.3, candidates=4),
+        "filter": dict(n=4, weight=0.0, min_star=4.0, candidates=4)})
+    assert _items(got["w0"]) == {0: [10, 11, 12, 13], 1: [20, 21, 22, 23]}
     # weight 1: by star alone, ties in the ranker's order
-    assert _order(rankers.rerank(recs, stars, 4, 1.0, candidates=4)) == {0: [13, 10, 11, 12], 1: [20, 21, 22, 23]}
+    assert _items(got["w1"]) == {0: [13, 10, 11, 12], 1: [20, 21, 22, 23]}
     # weight 0.5, M = 4: item 13 = 0.5 * 0.25 + 0.5 * 1 = 0.625 beats 10 (0.5), 11 (0.375), 12 (0.25)
-    got = rankers.rerank(recs, stars, 4, 0.5, candidates=4)
-    assert _order(got)[0] == [13, 10, 11, 12]
-    assert {r.i: r.score for r in got.where("u = 0").collect()} == pytest.approx(
-        {13: 0.625, 10: 0.5, 11: 0.375, 12: 0.25})
+    assert _items(got["w.5"])[0] == [13, 10, 11, 12]
+    assert {i: sc for i, sc, _ in got["w.5"][0]} == pytest.approx({13: 0.625, 10: 0.5, 11: 0.375, 12: 0.25})
     # weight 0.3: 13 = 0.7 * 0.25 + 0.3 = 0.475 passes 12 (0.35), not 11 (0.525) or 10 (0.7)
-    assert _order(rankers.rerank(recs, stars, 4, 0.3, candidates=4))[0] == [10, 11, 13, 12]
+    assert _items(got["w.3"])[0] == [10, 11, 13, 12]
     # the filter alone: candidates predicted below 4 stars go after the others
-    assert _order(rankers.rerank(recs, stars, 4, 0.0, min_star=4.0, candidates=4))[0] == [13, 10, 11, 12]
+    assert _items(got["filter"])[0] == [13, 10, 11, 12]
     # the source stays the ranker's
-    assert {r.source for r in got.collect()} == {"item_cf"}
+    assert {src for lists in got.values() for rows in lists.values() for _, _, src in rows} == {"item_cf"}
 
 
 def test_rerank_never_adds_items_and_only_reorders_the_top_candidates(spark) -> None:
     recs = _recs(spark, {0: [1, 2, 3, 4, 5, 6]})
     # a 5-star item the ranker never proposed, and a 5-star one beyond the candidate cut (rank 6)
     stars = _stars(spark, {(0, 99): 5.0, (0, 6): 5.0, (0, 5): 4.0, (0, 2): 1.0})
-    got = _order(rankers.rerank(recs, stars, 10, 1.0, candidates=5))[0]
-    assert sorted(got) == [1, 2, 3, 4, 5]  # n = 10 > M = 5: still only the top-5 candidates
-    assert got[0] == 5 and got[-1] == 2  # missing stars take the default 3.0
-    top3 = _order(rankers.rerank(recs, stars, 3, 1.0, candidates=5))[0]
-    assert top3 == [5, 1, 3] and len(top3) == 3
+    got = _orders(recs, stars, {"n10": dict(n=10, weight=1.0, candidates=5),
+                                "n3": dict(n=3, weight=1.0, candidates=5)})
+    top = _items(got["n10"])[0]
+    assert sorted(top) == [1, 2, 3, 4, 5]  # n = 10 > M = 5: still only the top-5 candidates
+    assert top[0] == 5 and top[-1] == 2  # missing stars take the default 3.0
+    assert _items(got["n3"])[0] == [5, 1, 3]
 
 
 def test_rerank_settings_are_validated_naming_the_key() -> None:

@@ -30,6 +30,7 @@ scored by RMSE/MAE on the time split next to explicit ALS and the global-mean ba
 from __future__ import annotations
 
 import logging
+from html import escape as html_escape
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -399,13 +400,17 @@ def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: l
         rk = summary.get("ranking")
         if rk:
             for phase, res in rk["phases"].items():
-                rows = [(m, v["HR@10"], v["NDCG@10"], v["Recall@20"], v["coverage@10"], v["liked_HR@10"], v["users"])
+                rows = [(m, v["HR@10"], v["NDCG@10"], v["Recall@20"],
+                         "–" if v["coverage@10"] is None else v["coverage@10"], v["liked_HR@10"], v["users"])
                         for m, v in res["methods"].items()]
+                chosen = "; ".join(f"{m}+rerank: {c['setting']} ({c['how']})" for m, c in rk.get("rerank", {}).items())
                 sections.append((f"Ranking, {phase} ({rk['split']} split)", H.table(
                     ["ranker", "HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked HR@10", "users"], rows)
                     + f"<p>target: {res['target']}; {res['targets']:,} targets, {res['liked_targets']:,} rated "
                       f"&ge; the liked threshold; every item ranked, seen items excluded. The job recommends "
-                      f"with <b>{rk['ranker']}</b>; popularity is its baseline in the same run.</p>"))
+                      f"with <b>{rk['ranker']}</b>; popularity is its baseline in the same run."
+                      + (f" Re-ranked by the predicted star ({res.get('rerank_star', '')}), the setting "
+                         f"chosen: {html_escape(chosen)}." if chosen else "") + "</p>"))
         if ev:
             sections.append(("Time-split rating error", H.table(
                 ["method", "RMSE", "MAE", "pairs", "coverage"],
