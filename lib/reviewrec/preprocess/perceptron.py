@@ -48,7 +48,7 @@ MODELS_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__fil
                                           "sparknlp", "models"))
 # sha256 of the shipped weights file (rebuilt byte for byte by train_text_models): a different
 # file is refused rather than silently used with accuracy numbers measured on this one.
-WEIGHTS_SHA256 = "81f0084e75dea88669e64bdfdbdf2c2c2809aca796f42a46c9315362de41cab6"
+WEIGHTS_SHA256 = "8518c9052cf91b499473a4ba2c95b5933181ed20d39781326ec8fa47886c2ca7"
 # Word-only features, in the order of `ReferencePerceptron.features`.
 SELF_FEATURES = ("suf3", "suf2", "suf1", "pre1", "shape", "w")
 CONTEXT_FEATURES = ("w-1", "w-2", "w+1", "w+2")
