@@ -9,7 +9,7 @@ import pytest
 
 from reviewrec.config import load_config
 from reviewrec.recommend import evaluation, rankers
-from reviewrec.recommend.params import EvaluateParams, RankingParams, RecommendParams, RerankParams
+from reviewrec.recommend.params import EvaluateParams, RecommendParams, RerankParams
 
 pytestmark = [pytest.mark.spark]
 
@@ -105,10 +105,12 @@ def test_rerank_settings_are_validated_naming_the_key() -> None:
     assert evaluation.mcnemar_p(3, 3) == 1.0
 
 
-def test_evaluation_scores_the_rerank_beside_the_plain_ranker(spark) -> None:
-    """History: item 0 (1 star from everybody) co-occurs with item 2 a little more than item 1
-    (5 stars from everybody), so item-CF ranks 0 above 1 for the target users, who rated only
-    item 2; their held-out item is 1, rated 5. The star re-rank must put it first."""
+def test_evaluation_scores_the_rerank_beside_the_plain_ranker(spark, monkeypatch) -> None:
+    """History: item 0 rated 1 star by everybody, item 1 rated 5. The target users rated only
+    item 2; their held-out item is 1, rated 5. The ranker (fixed here: the rankers have their own
+    tests) proposes 0 then 1; the star re-rank, fitted on the history, must put 1 first."""
+    monkeypatch.setattr(evaluation.rankers, "recommend",
+                        lambda *a, **k: rankers.Ranking(recs=_recs(spark, {u: [0, 1] for u in range(10, 14)})))
     day = dt.date(2020, 1, 1)
     rows = []
     for u in range(6):
@@ -126,7 +128,6 @@ def test_evaluation_scores_the_rerank_beside_the_plain_ranker(spark) -> None:
         pos[u] = pos.get(u, 0) + 1
     events = spark.createDataFrame(ev, "u long, i long, pos int, n int, value double, review_date date")
     p = RecommendParams(
-        ranking=RankingParams(item_k=10, item_shrink=0.0, recency_tau=0.0, transition_weight=0.0),
         evaluate=EvaluateParams(split="time", test_fraction=0.15, phases=("test",)),
         rerank=RerankParams(candidates=5, weight=1.0, weights=(0.0, 1.0), min_stars=(4.0,)))
     out = evaluation.evaluate_rankers(events, p, 14, 3, methods=("item_cf",), phases=("test",),

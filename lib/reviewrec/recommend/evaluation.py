@@ -228,16 +228,21 @@ def _grid_metrics(lists: DataFrame, truth: DataFrame, labels: list[str]) -> dict
 
 def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFrame, liked: DataFrame,
                 n_liked: int, grid: list[tuple[str, float, float]], n: int, m_cands: int) -> dict[str, Any]:
-    """Figures of every re-rank setting on the target users' top `m_cands` candidates."""
-    cands = recs.where(F.col(cf.RANK) <= m_cands).join(targets, on=U, how="inner").cache()
-    stars = predict(cands.select(U, I)).select(U, I, F.col(cf.PRED).alias(rankers.STAR)).cache()
+    """Figures of every re-rank setting on the target users' top `m_cands` candidates.
+
+    The candidates and their stars are checkpointed: the ranker's lineage (the blockwise
+    similarity) would otherwise enter every setting's plan, and planning the union of them all
+    takes minutes and the driver's heap."""
+    cands = recs.where(F.col(cf.RANK) <= m_cands).join(targets, on=U, how="inner").localCheckpoint(eager=True)
+    stars = (predict(cands.select(U, I)).select(U, I, F.col(cf.PRED).alias(rankers.STAR))
+             .localCheckpoint(eager=True))
     plain_hits = _hit_users(recs, liked)
     labels = [label for label, _, _ in grid]
     lists = None
     for label, w, t in grid:
         one = rankers.rerank(cands, stars, n, w, t, m_cands).withColumn(SETTING, F.lit(label))
         lists = one if lists is None else lists.unionByName(one)
-    lists = lists.cache()
+    lists = lists.localCheckpoint(eager=True)
     full = _grid_metrics(lists, truth, labels)
     lk = _grid_metrics(lists, liked, labels) if n_liked else {}
     liked_hits: dict[str, set[int]] = {label: set() for label in labels}
@@ -258,7 +263,7 @@ def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFr
         log.info("re-rank %s: HR@10 %.4f liked HR@10 %.4f (gained %d, lost %d)", label, row["HR@10"],
                  row["liked_HR@10"], gained, lost)
     for df in (cands, stars, lists):
-        df.unpersist()
+        df.unpersist()  # a local checkpoint's blocks are cached ones
     return out
 
 
