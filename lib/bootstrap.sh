@@ -190,12 +190,12 @@ ensure_env() {
   rr_log "setting up $RR_VENV (pins: lib/requirements.txt)"
   [ -x "$RR_VENV/bin/python" ] || "$py" -m venv "$RR_VENV" || rr_die "python -m venv failed"
   local pip_log="$RR_CACHE/pip-install.log" req_no_hvd="$RR_CACHE/requirements-no-horovod.txt"
-  "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" > "$pip_log" 2>&1 \
-    || { cat "$pip_log" >&2; rr_die "upgrading pip in $RR_VENV failed (log: $pip_log)"; }
+  "$RR_VENV/bin/python" -m pip install -q --upgrade pip wheel "setuptools<70" "uv==$(rr_pin uv)" > "$pip_log" 2>&1 \
+    || { cat "$pip_log" >&2; rr_die "upgrading pip and installing uv in $RR_VENV failed (log: $pip_log)"; }
   grep -v '^horovod==' "$RR_REQ" > "$req_no_hvd"
-  if ! "$RR_VENV/bin/python" -m pip install -q -r "$req_no_hvd" > "$pip_log" 2>&1; then
-    grep -v "is ignored: it is neither a file nor a directory" "$pip_log" >&2 || true
-    rr_die "pip install -r lib/requirements.txt failed (log: $pip_log)"
+  if ! "$RR_VENV/bin/uv" pip install --quiet --python "$RR_VENV/bin/python" -r "$req_no_hvd" > "$pip_log" 2>&1; then
+    cat "$pip_log" >&2
+    rr_die "uv pip install -r lib/requirements.txt failed (log: $pip_log)"
   fi
   rr_build_horovod "$RR_VENV/bin/python"
   "$RR_VENV/bin/python" -m pip install -q --no-deps -e "$RR_ROOT" >/dev/null \
