@@ -126,7 +126,8 @@ def test_scores_are_the_models_on_the_document_and_the_ids(spark, trained_root):
     from reviewrec.features import transforms as X
     from reviewrec.model.score import load_metadata, load_model, predict_arrays, score_candidates
     from reviewrec.recommend.review_fill import (DocSpec, ReviewTextScorer, cell_documents, known_reviews,
-                                                 model_vocab, review_token_ids, score_documents)
+                                                 model_vocab, predict_cells, review_documents, review_token_ids,
+                                                 score_documents)
     from reviewrec.recommend.ids import I, U
 
     model = f"{trained_root}/model"
@@ -166,6 +167,26 @@ def test_scores_are_the_models_on_the_document_and_the_ids(spark, trained_root):
                for r in no_text.collect())
     diffs = np.array([abs(got[k][S.PREDICTED_RATING] - empty[k]) for k in empty])
     assert diffs.mean() > 0.05, diffs
+
+    # the mean pool: each picked review read on its own with the cell's ids, the expected stars averaged
+    spec = DocSpec("item", 3, "mean")
+    ids = {(r[S.CUSTOMER_ID], r[S.PRODUCT_ID]): (r[S.USER_IDX], r[S.ITEM_IDX]) for r in rows}
+    per = review_documents(cells.select(S.CUSTOMER_ID, S.PRODUCT_ID), known, spec, seq_len).collect()
+    seq = np.zeros((len(per), seq_len), np.int32)
+    for n, r in enumerate(per):
+        seq[n, :len(r[S.SEQ])] = r[S.SEQ]
+    cell_of = [(r[S.CUSTOMER_ID], r[S.PRODUCT_ID]) for r in per]
+    probs = predict_arrays(load_model(model), seq, np.array([ids[c][0] for c in cell_of]),
+                           np.array([ids[c][1] for c in cell_of]), fm["num_users"], fm["num_items"],
+                           net["user_buckets"], net["item_buckets"])
+    stars = probs @ np.arange(1, 6)
+    mean = predict_cells(spark, cells.select(S.CUSTOMER_ID, S.PRODUCT_ID), known, spec, model, seq_len).collect()
+    assert len(mean) == 40
+    for r in mean:
+        c = (r[S.CUSTOMER_ID], r[S.PRODUCT_ID])
+        mine = [stars[n] for n, x in enumerate(cell_of) if x == c]
+        assert r["n_item_reviews"] == len(mine) == 3
+        assert abs(r[S.PREDICTED_RATING] - np.mean(mine)) < 1e-4
 
     # the RatingScorer on (u, i) cells: the same predictions
     index_cells = cells.select(F.col(S.USER_IDX).cast("long").alias(U), F.col(S.ITEM_IDX).cast("long").alias(I),
