@@ -87,10 +87,13 @@ if [ "$cmd" = submit-args ]; then
   [ $# -ge 1 ] || rr_die "submit-args needs a job: ./spark-submit.sh submit-args <job> [--conf ...] [--set ...] [-- ...]"
   print_only=1; cmd="$1"; shift
 fi
-# Prints its arguments one a line (print_only), else runs them in place of this shell.
+# Prints its arguments one a line (print_only), else runs them in place of this shell (or, when
+# the submission ships s3a keys, runs them and removes the keys' private directory after).
+s3a_dir=""
 run_or_print() {
   if [ -n "$print_only" ]; then printf '%s\n' "$@"; exit 0; fi
-  exec "$@"
+  [ -n "$s3a_dir" ] || exec "$@"
+  "$@"
 }
 
 job="$cmd"
@@ -298,6 +301,30 @@ if [ -n "$yarn_local" ] || [[ "$master" == spark://127.* || "$master" == spark:/
                     --conf "spark.driver.extraClassPath=${jars_cp//,/:}") ;;
     esac
   done
+fi
+# s3a keys for YARN (docs/cluster.md, "s3a run roots on YARN"): a cluster-mode driver and the
+# executors do not inherit this shell's environment. The environment's keys go into a Hadoop
+# credential store (JCEKS, written by Hadoop's CredentialProviderFactory) in a private directory,
+# shipped with --files (YARN localizes it, privately, in every container's working directory,
+# where s3a opens it through ${user.dir}); a client-mode driver opens this file. The keys then
+# leave the environment of spark-submit, so Spark copies them into no configuration it ships or
+# logs; the directory is removed when spark-submit exits.
+if [ "$master" = yarn ] && [ "$(submit_py s3a-keys "${app_args[@]}")" = ship ]; then
+  s3a_dir=$(mktemp -d -t reviewrec-s3a.XXXXXXXX) || rr_die "creating a private directory for the s3a keys failed"
+  chmod 700 "$s3a_dir"
+  if [ -z "$print_only" ]; then
+    trap 'rm -rf "$s3a_dir"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
+  submit_py s3a-keystore "$s3a_dir/reviewrec-s3a.jceks" || rr_die "writing the s3a keys to a credential store failed"
+  files="$files,$s3a_dir/reviewrec-s3a.jceks"
+  # shellcheck disable=SC2016  # ${user.dir} is Hadoop's: each container's own working directory
+  keystores='localjceks://file${user.dir}/reviewrec-s3a.jceks'
+  [ "$deploy_mode" = cluster ] || keystores="$keystores,localjceks://file$s3a_dir/reviewrec-s3a.jceks"
+  conf_args+=(--conf "spark.hadoop.fs.s3a.security.credential.provider.path=$keystores")
+  unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+  [ -z "$print_only" ] || rr_log "the s3a keys of this command are in $s3a_dir/reviewrec-s3a.jceks (owner-only): remove $s3a_dir once its application has ended"
 fi
 archive_args=()
 if [ -n "$archive" ]; then
