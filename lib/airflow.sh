@@ -53,7 +53,7 @@ airflow_usage() {
 usage: ./spark-submit.sh airflow setup|env|status|dags-test|bundle|cli
   setup                 the Airflow venv (outside the repository) and its SQLite metadata DB
   env                   the environment of the commands below, as shell assignments
-  dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--params JSON]
+  dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--params JSON] [--skip REGEX]
                         run the daily DAG for one day (YYYY-MM-DD) for real
   bundle --target emr|dataproc --code-uri URI --conf FILE [--set key=value ...] [--out DIR] [-- spark args]
                         the DAG's settings and the files to upload for MWAA / Cloud Composer
@@ -90,8 +90,8 @@ cmd_setup() {
     # Built in place; the stamp written last marks it complete (a half install is started over).
     rm -rf "$AF_VENV"
     "$py" -m venv "$AF_VENV" || rr_die "python -m venv $AF_VENV failed"
-    "$AF_VENV/bin/python" -m pip install -q --upgrade pip > "$STATE/setup.log" 2>&1 \
-      || { tail -n 20 "$STATE/setup.log" >&2; rr_die "upgrading pip in $AF_VENV failed (log: $STATE/setup.log)"; }
+    "$AF_VENV/bin/python" -m pip install -q "uv==$(rr_pin uv)" > "$STATE/setup.log" 2>&1 \
+      || { tail -n 20 "$STATE/setup.log" >&2; rr_die "installing uv in $AF_VENV failed (log: $STATE/setup.log)"; }
     # Airflow's constraints pin every transitive dependency as Airflow's CI tested them; its
     # pyspark line is replaced by the project's pin (the Spark 3.5 the jobs run on).
     if curl -fsS --max-time 10 "$CONSTRAINTS_URL" -o "$STATE/constraints.tmp" 2>>"$STATE/setup.log"; then
@@ -102,10 +102,10 @@ cmd_setup() {
       rr_log "Airflow's constraints file is not reachable ($CONSTRAINTS_URL): installing with the pins of lib/airflow.sh only"
     fi
     rm -f "$STATE/constraints.tmp"
-    if ! "$AF_VENV/bin/python" -m pip install -q "apache-airflow==$AIRFLOW_VERSION" "${PROVIDERS[@]}" \
-         "pyspark==$PYSPARK_VERSION" ${constraints:+-c "$constraints"} >> "$STATE/setup.log" 2>&1; then
+    if ! "$AF_VENV/bin/uv" pip install --quiet --python "$AF_VENV/bin/python" "apache-airflow==$AIRFLOW_VERSION" \
+         "${PROVIDERS[@]}" "pyspark==$PYSPARK_VERSION" ${constraints:+-c "$constraints"} >> "$STATE/setup.log" 2>&1; then
       tail -n 30 "$STATE/setup.log" >&2
-      rr_die "pip install of Airflow $AIRFLOW_VERSION failed (log: $STATE/setup.log)"
+      rr_die "uv pip install of Airflow $AIRFLOW_VERSION failed (log: $STATE/setup.log)"
     fi
     t1=$(date +%s)
     mib=$(du -sm "$AF_VENV" | cut -f1)
@@ -161,12 +161,15 @@ cmd_status() {
 }
 
 # dags-test DAY [--target local|yarn] [--root DIR] [--set key=value ...] [--day-key KEY|none]
-#           [--params JSON]
+#           [--params JSON] [--skip REGEX]
 # The settings: $REVIEWREC_DAG_CONFIG (a file or JSON) when set, with these options over it;
-# --params: the run's params (e.g. '{"train": false}': train and evaluate skipped).
+# --params: the run's params (e.g. '{"train": false}': train and evaluate skipped);
+# --skip: tasks whose id matches are marked successful without running (Airflow's
+# --mark-success-pattern), e.g. 'eda|features|train_due|train|evaluate|recommend' to bring days
+# of a backfill in by ingest and preprocess alone before the last day's full run.
 cmd_dags_test() {
   [ $# -ge 1 ] || rr_die "dags-test needs a day: ./spark-submit.sh airflow dags-test YYYY-MM-DD [--target local|yarn] [--root DIR] [--set key=value ...]"
-  local day="$1" over=() t0 rc params=""
+  local day="$1" over=() t0 rc params="" skip=""
   shift
   [[ "$day" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || rr_die "dags-test: the day must be YYYY-MM-DD, got '$day'"
   while [ $# -gt 0 ]; do
@@ -174,7 +177,8 @@ cmd_dags_test() {
       --target|--root|--set|--day-key)
         [ $# -ge 2 ] || rr_die "dags-test: $1 needs a value"; over+=("$1" "$2"); shift 2 ;;
       --params) [ $# -ge 2 ] || rr_die "dags-test: --params needs a JSON object"; params="$2"; shift 2 ;;
-      *) rr_die "dags-test: unexpected argument '$1' (--target local|yarn, --root DIR, --set key=value, --day-key KEY|none, --params JSON)" ;;
+      --skip) [ $# -ge 2 ] || rr_die "dags-test: --skip needs a regular expression of task ids"; skip="$2"; shift 2 ;;
+      *) rr_die "dags-test: unexpected argument '$1' (--target local|yarn, --root DIR, --set key=value, --day-key KEY|none, --params JSON, --skip REGEX)" ;;
     esac
   done
   require_setup
@@ -199,7 +203,7 @@ PY
   rr_log "airflow dags test $DAG_ID $day (settings: $REVIEWREC_DAG_CONFIG; task logs: $AF_HOME/logs)"
   t0=$(date +%s)
   set +e
-  "$AF_VENV/bin/airflow" dags test ${params:+-c "$params"} "$DAG_ID" "$day"
+  "$AF_VENV/bin/airflow" dags test ${params:+-c "$params"} ${skip:+--mark-success-pattern "$skip"} "$DAG_ID" "$day"
   rc=$?
   set -e
   rr_log "dags test $day: exit $rc after $(( $(date +%s) - t0 )) s"

@@ -1,16 +1,13 @@
 """The daily DAG (dags/reviewrec_daily.py) in Apache Airflow, from its own venv (lib/airflow.sh):
 it imports with no errors and nothing heavy, its EMR and Dataproc operators carry exactly the
-spark-submit arguments the launcher runs, and `airflow dags test` runs a day in local mode for
-real, each job its own Spark application.
+spark-submit arguments the launcher runs, and its tasks bring days in for real in local mode
+(day 1, day 2, day 2 again: the same end as one run over both days). The DAG's whole day against
+YARN in cluster deploy mode is in tests/test_yarn.py (it needs that module's cluster).
 
-The Airflow venv is made by the module's fixture (`./spark-submit.sh airflow setup`, cached in
-~/.cache/reviewrec/airflow: ~2.5 GB, 2-4 minutes the first time), not by the project's setup:
-only these tests need it, and a scheduler host has it apart from the jobs' environment. Each
-test session gets its own AIRFLOW_HOME (metadata DB) in a temporary directory.
+The Airflow venv and the session's metadata DB: tests/airflow_venv.py.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
@@ -21,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO
-from reference_runs import SMALL, clean_env, finish
+from airflow_venv import airflow_env, dags_test
+from reference_runs import SMALL, clean_env
 from reviewrec.jobs_table import job as spec
 
 sys.path.insert(0, str(REPO / "dags"))
@@ -74,36 +71,8 @@ print("INSPECT-RESULT " + json.dumps(out))
 '''
 
 
-def _airflow_env(home: Path, settings: dict | None = None) -> dict[str, str]:
-    env = clean_env()
-    env["REVIEWREC_AIRFLOW_HOME"] = str(home)
-    env.pop("REVIEWREC_DAG_CONFIG", None)
-    if settings is not None:
-        env["REVIEWREC_DAG_CONFIG"] = json.dumps(settings)
-    return env
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory) -> dict[str, Path]:
-    """The Airflow venv (made once, cached) and a metadata DB of this test session's own."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    t0 = time.monotonic()
-    p = subprocess.run([str(REPO / "spark-submit.sh"), "airflow", "setup"], cwd=REPO, env=_airflow_env(home),
-                       capture_output=True, text=True, timeout=1800)
-    assert p.returncode == 0, f"airflow setup failed:\n{p.stderr[-4000:]}"
-    env_lines = subprocess.run([str(REPO / "spark-submit.sh"), "airflow", "env"], cwd=REPO, env=_airflow_env(home),
-                               capture_output=True, text=True, check=True).stdout
-    # `export KEY=value` lines (shell-quoted): AIRFLOW_HOME, the DAG folder, the DB, the venv.
-    exports = dict(shlex.split(line[len("export "):])[0].split("=", 1) for line in env_lines.splitlines()
-                   if line.startswith("export ") and not line.startswith("export PATH="))
-    venv = Path(exports["REVIEWREC_AIRFLOW_VENV"])
-    assert exports["AIRFLOW_HOME"] == str(home)
-    print(f"airflow setup: {time.monotonic() - t0:.0f}s ({venv})")
-    return {"home": home, "venv": venv, "python": venv / "bin" / "python", "exports": exports}
-
-
 def _inspect(airflow: dict[str, Path], settings: dict | None, dags: Path = REPO / "dags", day: str = DAY) -> dict:
-    env = {**_airflow_env(airflow["home"], settings), **airflow["exports"]}
+    env = {**airflow_env(airflow["home"], settings), **airflow["exports"]}
     out = subprocess.run([str(airflow["python"]), "-c", INSPECT, str(dags), day], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     line = next((x for x in out.stdout.splitlines() if x.startswith("INSPECT-RESULT ")), None)
@@ -189,14 +158,9 @@ def test_submit_args_prints_what_the_launcher_runs(tmp_path):
     assert argv[-5:] == ["jobs/eda.py", "--conf", "conf/local.yaml", "--set", "run.root=/r"]
 
 
-def _base_has_day() -> bool:
-    """conf/base.yaml defines input.day (the by-day input): the DAG passes the day only then."""
-    return "day" in (yaml.safe_load((REPO / "conf" / "base.yaml").read_text())["input"] or {})
-
-
 def _bundle(tmp_path: Path, target: str, extra: dict) -> tuple[Path, dict]:
     settings = tmp_path / f"{target}-settings.json"
-    settings.write_text(json.dumps({**extra, "day_key": "input.day" if _base_has_day() else None}))
+    settings.write_text(json.dumps({**extra, "day_key": "input.day"}))
     out = tmp_path / f"bundle-{target}"
     env = clean_env()
     env["REVIEWREC_PYENV_ARCHIVE"] = ARCHIVE
@@ -296,58 +260,71 @@ def test_dag_parses_light_and_in_job_table_order(airflow):
     assert argv[:2] == [f"{REPO}/spark-submit.sh", "ingest"] and argv[-2:] == ["--set", f"input.day={DAY}"]
 
 
-def test_dags_test_runs_a_day_locally_each_job_its_own_application(airflow, tmp_path):
-    """`airflow dags test` for one day, local target, small data, the run's params saying no
-    training (train and evaluate are tested elsewhere; here they cost minutes): ingest to features
-    and recommend each ran as its own Spark application (one event log each, named for the job;
-    generate writes a local run root without Spark), train and evaluate were skipped and
-    recommend still ran (its trigger rule), the outputs are there and reconciled, and each
-    task's log names its report."""
-    root, events = tmp_path / "run", tmp_path / "events"
-    events.mkdir()
-    day_key = "input.day" if _base_has_day() else None
-    settings = {"target": "local", "root": str(root), "start_date": DAY, "day_key": day_key, "synthetic_days": 1,
-                "sets": [*SMALL, "spark.conf.spark.eventLog.enabled=true",
-                         f"spark.conf.spark.eventLog.dir=file://{events}"]}
-    env = _airflow_env(airflow["home"], settings)
-    log = tmp_path / "dags-test.log"
-    t0 = time.monotonic()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([str(REPO / "spark-submit.sh"), "airflow", "dags-test", DAY,
-                                 "--params", '{"train": false}'], cwd=REPO, env=env,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        rc = finish(proc, timeout=1800)
-    text = log.read_text(errors="replace")
-    print(f"airflow dags test {DAY}: {time.monotonic() - t0:.0f}s")
-    assert rc == 0, text[-5000:]
-    ran = ["generate", "ingest", "preprocess", "eda", "features", "recommend"]
-    # One application per job: an event log each, its app name the job's.
-    apps = {}
-    for f in events.iterdir():
-        with (gzip.open if f.suffix == ".gz" else open)(f, "rt") as fh:
-            for line in fh:
-                ev = json.loads(line)
-                if ev.get("Event") == "SparkListenerApplicationStart":
-                    apps[ev["App ID"]] = ev["App Name"]
-                    break
-    assert sorted(apps.values()) == sorted(f"reviewrec-{j}" for j in ran if j != "generate"), apps
-    # The tasks' logs: the launcher's command for the day, the job finishing, its report.
-    for j in ran:
-        assert re.search(rf"spark-submit\.sh {j} --conf conf/local\.yaml --set run\.root={re.escape(str(root))}",
-                         text), j
-        assert f"reviewrec {j} finished in" in text, j
-        report = f"reviewrec {j} report: {root}/{spec(j).report}"
-        assert report in text, report
-        assert (root / spec(j).report).exists(), j
-    for j in ("train", "evaluate"):
-        assert f"spark-submit.sh {j} " not in text and f"reviewrec {j} finished" not in text, j
-    assert "training not due: the run's params say train=False" in text
-    assert not (root / "model").exists()
-    if day_key:
-        assert f"input.day={DAY}" in text and (root / "raw" / f"dt={DAY}").is_dir()
-    ingest = json.loads((root / "report" / "ingest.json").read_text())
-    assert ingest["reconciled"] is True and ingest["accepted"] > 500, ingest
-    assert (root / "recommendations" / "_delta_log").is_dir()
+DAYS = ("2024-03-04", "2024-03-05")
+# Days brought in by ingest and preprocess alone (a backfill's days before its last full day).
+INCREMENTAL_ONLY = "eda|features|train_due|train|evaluate|recommend"
+TABLES = ("reviews", "tokens", "quarantine", "duplicates", "ingest_days")
+
+
+def _rows(spark, path: Path, drop: tuple[str, ...] = ()) -> list[tuple]:
+    from reviewrec import io
+
+    df = io.read_dataset(spark, str(path), "the run")
+    cols = sorted(c for c in df.columns if c not in drop)
+    return sorted(tuple(repr(r[c]) for c in cols) for r in df.collect())
+
+
+def test_dag_tasks_bring_in_day_1_day_2_and_a_rerun_of_day_2_like_one_run_over_both(airflow, spark, tmp_path):
+    """The DAG's own tasks, local target, small data: `airflow dags test` for day 1, day 2 and
+    day 2 again (generate, ingest and preprocess run, each its own Spark application; the later
+    tasks marked successful by --skip). The rerun changes no table (the same Delta versions) and
+    reads no file; the root ends with the reviews, tokens and quarantine of one run over both
+    days (the jobs in this process on another root), each day's ledger row, and each task's log
+    naming its report."""
+    from reviewrec import generate as G
+    from reviewrec import io
+    from reviewrec.config import load_config
+    from reviewrec.ingest import job as ingest
+    from reviewrec.preprocess import job as prep
+
+    root = tmp_path / "run"
+    sets = [*SMALL, "synthetic.rows=800"]
+    settings = {"target": "local", "root": str(root), "start_date": DAYS[0], "day_key": "input.day",
+                "synthetic_days": len(DAYS), "sets": sets, "retries": 0}
+    logs, versions, t0 = {}, [], time.monotonic()
+    for i, day in enumerate((*DAYS, DAYS[1])):
+        rc, logs[i] = dags_test(airflow, day, settings, tmp_path / f"dags-test-{i}.log", "--skip", INCREMENTAL_ONLY)
+        assert rc == 0, logs[i][-5000:]
+        versions.append({t: io.table_version(spark, str(root / t)) if (root / t / "_delta_log").is_dir() else None
+                         for t in TABLES})
+    print(f"airflow dags test: days 1, 2 and day 2 again in {time.monotonic() - t0:.0f}s")
+    for i, day in enumerate((*DAYS, DAYS[1])):
+        text = logs[i]
+        for j in ("generate", "ingest", "preprocess"):
+            assert re.search(rf"spark-submit\.sh {j} --conf conf/local\.yaml --set run\.root={re.escape(str(root))}"
+                             rf" .*--set '?input\.day={day}'?;", text), (day, j)
+            assert f"reviewrec {j} finished in" in text, (day, j)
+            assert f"reviewrec {j} report: {root}/{spec(j).report}" in text, (day, j)
+        for j in INCREMENTAL_ONLY.split("|"):
+            assert f"spark-submit.sh {j} " not in text, (day, j)
+    assert not (root / "features").exists() and not (root / "report" / "eda").exists()
+    # Day 2 again: nothing read, nothing written.
+    assert versions[2] == versions[1] and versions[1]["reviews"] > versions[0]["reviews"], versions
+    rerun = json.loads((root / "report" / "ingest.json").read_text())
+    assert rerun["this_run"]["files_read"] == 0 and rerun["this_run"]["files_already_ingested"] > 0, rerun
+    ledger = io.read_dataset(spark, str(root / "ingest_days"), "ingest").toPandas()
+    assert sorted(str(d) for d in ledger["day"]) == list(DAYS), ledger
+    # One run over both days (input.day unset), the jobs called here on another root.
+    whole = tmp_path / "whole"
+    cfg = load_config([str(REPO / "conf" / "local.yaml")],
+                      [f"run.root={whole}", f"synthetic.days={len(DAYS)}", f"synthetic.start_day={DAYS[0]}", *sets])
+    G.run(None, cfg)
+    ingest.run(spark, cfg)
+    prep.run(spark, cfg)
+    for name, drop in (("reviews", ()), ("tokens", ()), ("quarantine", ("source_file",))):
+        dag_rows = _rows(spark, root / name, drop)
+        assert dag_rows, name
+        assert dag_rows == _rows(spark, whole / name, drop), name
 
 
 def test_airflow_commands_name_what_is_wrong(tmp_path):
