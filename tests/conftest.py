@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["s3server", "reference_runs", "airflow_venv"]
+pytest_plugins = ["s3server", "reference_runs", "airflow_venv", "model_runs"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()

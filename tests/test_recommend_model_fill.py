@@ -5,7 +5,6 @@ end with `recsys.fill.use_model=require`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,28 +12,16 @@ import numpy as np
 import pytest
 
 from reviewrec import io
-from test_model_fixtures import TINY_MODEL, make_features
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {**TINY_MODEL, "model.epochs": 1, "model.num_proc": 1}
-N_REVIEWS = 800
 
 pytestmark = [pytest.mark.spark, pytest.mark.horovod, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def trained_root(spark, tmp_path_factory):
-    """<root>/reviews, tokens, features, features_meta (the features job) and model (the train job)."""
-    from reviewrec.config import load_config
-    from reviewrec.model import train
-
-    root = str(tmp_path_factory.mktemp("modelfill") / "run")
-    make_features(spark, root, n=N_REVIEWS, seq_len=12)
-    sets = {**TINY, "run.root": root, "model.checkpoint_dir": str(Path(root).parent / "ckpt")}
-    cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
-    train.run(spark, cfg)
-    assert os.path.isfile(f"{root}/model/model.keras")
-    return root
+@pytest.fixture()
+def trained_root(tiny_model_root):
+    """<root>/reviews, tokens, features, features_meta and model: the session's tiny model (tests/model_runs.py)."""
+    return tiny_model_root
 
 
 def _id_maps(spark, root: str) -> tuple[dict, dict]:

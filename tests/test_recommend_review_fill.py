@@ -4,16 +4,12 @@ document is the empty text; the scores are the model's, on that text and the ids
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from reviewrec import schema as S
-from test_model_fixtures import TINY_MODEL, make_features
 
-REPO = Path(__file__).resolve().parents[1]
 D0 = dt.date(2015, 1, 1)
 
 pytestmark = [pytest.mark.spark]
@@ -101,20 +97,10 @@ def test_token_ids_follow_the_model_vocabulary(spark):
 
 
 # -- the model ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def trained_root(spark, tmp_path_factory):
-    """A tiny model trained by the train job on the model tests' literal reviews (their words carry the star)."""
-    from reviewrec.config import load_config
-    from reviewrec.model import train
-
-    root = str(tmp_path_factory.mktemp("reviewfill") / "run")
-    make_features(spark, root, n=800, seq_len=12)
-    sets = {**TINY_MODEL, "model.epochs": 3, "model.num_proc": 1, "model.text_dropout": 0.5, "run.root": root,
-            "model.checkpoint_dir": str(Path(root).parent / "ckpt")}
-    cfg = load_config([str(REPO / "conf" / "local.yaml")], [f"{k}={v}" for k, v in sets.items()])
-    train.run(spark, cfg)
-    assert os.path.isfile(f"{root}/model/model.keras")
-    return root
+@pytest.fixture()
+def trained_root(tiny_model_root):
+    """The session's tiny model (tests/model_runs.py): its words carry the star, so text moves the scores."""
+    return tiny_model_root
 
 
 @pytest.mark.horovod
