@@ -3,7 +3,7 @@
 One JVM with the Spark NLP jars (this file run as a script in a child process, as the shared test
 session has no Spark NLP) runs, on UD English-EWT dev:
   * the engine's annotation on the gold tokens, scored against the gold tags and lemmas;
-  * the engine's chain (`preprocess`, no filters) on the dev sentences written as reviews;
+  * the engine's chain (`preprocess`, no filters) on every other dev sentence written as a review;
   * Spark NLP's own in-driver LightPipeline of the shipped models on the chain's tokens: the
     reference that the engine's output must equal;
   * the executed plan of the chain, walked for the Spark NLP transformers that produced each
@@ -93,10 +93,11 @@ def child(dev_path: str, out_path: str) -> None:
                     acc[key].tokens += 1
                     acc[key].upos_ok += pos == gu
                     acc[key].lemma_ok += lem.lower() == gl.lower()
-    # 2. The chain on the dev sentences as reviews, every token kept.
+    # 2. The chain on every other dev sentence as a review, every token kept (half of dev tells the
+    #    engines apart as surely as all of it, at half of the LightPipeline's time below).
     reviews = spark.createDataFrame(
         [("US", "c", f"D{i}", "p", None, "t", "Books", 5, 0, 0, False, True, "", " ".join(s.forms),
-          dt.date(2015, 1, 1)) for i, s in enumerate(sents)], S.REVIEWS_SCHEMA)
+          dt.date(2015, 1, 1)) for i, s in enumerate(sents) if i % 2 == 0], S.REVIEWS_SCHEMA)
     chain = preprocess(reviews, TextParams(engine="sparknlp", stop_words=(), min_token_length=1,
                                            max_char_repeat=1000))
     plan = _walk_plan(chain._jdf.queryExecution().executedPlan())
@@ -163,8 +164,8 @@ def test_engine_output_is_spark_nlps_where_the_engines_differ(gold_run):
             differ.append(k)
             assert engine[k] == reference[k], k
             assert engine[k] != builtin, k
-    # the engines differ on 849 of the 2,001 dev sentences (measured): enough to tell them apart
-    assert len(differ) >= 500, len(differ)
+    # the engines differ on 849 of all 2,001 dev sentences (measured): on the half here, hundreds
+    assert len(tokens) == 1001 and len(differ) >= 300, (len(tokens), len(differ))
 
 
 def test_spark_nlp_annotators_ran_in_the_executed_plan(gold_run):
