@@ -317,7 +317,8 @@ if [ "$master" = yarn ] && [ "$(submit_py s3a-keys "${app_args[@]}")" = ship ]; 
     trap 'exit 130' INT
     trap 'exit 143' TERM
   fi
-  submit_py s3a-keystore "$s3a_dir/reviewrec-s3a.jceks" || rr_die "writing the s3a keys to a credential store failed"
+  submit_py s3a-keystore "$s3a_dir/reviewrec-s3a.jceks" \
+    || { rm -rf "$s3a_dir"; rr_die "writing the s3a keys to a credential store failed"; }
   files="$files,$s3a_dir/reviewrec-s3a.jceks"
   # shellcheck disable=SC2016  # ${user.dir} is Hadoop's: each container's own working directory
   keystores='localjceks://file${user.dir}/reviewrec-s3a.jceks'

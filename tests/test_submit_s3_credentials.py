@@ -77,11 +77,11 @@ def test_which_configs_ship_the_keys() -> None:
     assert s3a_keys_needed(load_config([yarn]), keys) == (False, "")
     assert s3a_keys_needed(load_config([yarn, s3], ["run.root=s3a://b/r"]), {"AWS_ACCESS_KEY_ID": FAKE_KEY}) == \
         (False, "")
-    # Providers that cannot read the shipped store: shipped, with a warning naming the fix.
+    # Providers that cannot read a store: none shipped (the submission as before), a warning naming the fix.
     env_only = "spark.conf.spark.hadoop.fs.s3a.aws.credentials.provider=" \
                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
     ship, warning = s3a_keys_needed(load_config([yarn, s3], ["run.root=s3a://b/r", env_only]), keys)
-    assert ship and "SimpleAWSCredentialsProvider" in warning
+    assert not ship and "SimpleAWSCredentialsProvider" in warning
 
 
 def test_cluster_mode_ships_the_keys_in_a_credential_store(tmp_path: Path) -> None:

@@ -156,9 +156,10 @@ public class WriteS3aKeystore {
 
 def s3a_keys_needed(cfg: Any, environ: Any = None) -> tuple[bool, str]:
     """(ship, warning) for a YARN submission: ship the environment's keys when both
-    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set and the config uses s3a (a run root or
-    input on s3a://, or any spark.hadoop.fs.s3a.* setting). The warning (or "") says when the
-    config's s3a credentials providers would not read the shipped keys."""
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set, the config uses s3a (a run root or
+    input on s3a://, or any spark.hadoop.fs.s3a.* setting) and its s3a credentials providers
+    read the store (unset: S3A's defaults do). Providers that would not read it: nothing is
+    shipped (the submission is as before) and the warning says so."""
     from reviewrec.objectstore import object_store_urls
 
     environ = os.environ if environ is None else environ
@@ -169,9 +170,9 @@ def s3a_keys_needed(cfg: Any, environ: Any = None) -> tuple[bool, str]:
         return False, ""
     providers = [p.strip() for p in conf.get(S3A_PROVIDERS, "").split(",") if p.strip()]
     if providers and not set(providers) & set(S3A_KEY_READERS):
-        return True, (f"warning: {S3A_PROVIDERS.removeprefix('spark.hadoop.')} = {','.join(providers)} does not "
-                      "read the keys shipped to the YARN containers; add "
-                      "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider (conf/s3.yaml)")
+        return False, (f"warning: {S3A_PROVIDERS.removeprefix('spark.hadoop.')} = {','.join(providers)} cannot "
+                       "read keys shipped to the YARN containers, so none are: add "
+                       "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider (as conf/s3.yaml does)")
     return True, ""
 
 
