@@ -43,7 +43,7 @@ def table(ranking: dict[str, Any]) -> str:
     lines = ["| method | phase | " + " | ".join(COLS) + " | users (liked) | setting |",
              "|---|---|" + "---|" * (len(COLS) + 2)]
     for phase, res in ranking["phases"].items():
-        for m, v in res["methods"].items():
+        for m, v in {**res["methods"], **res.get("reranked", {})}.items():
             cells = " | ".join(f"{v[c]:.4f}" for c in COLS)
             users = f"{v['users']:,} ({v['liked_users']:,})"
             lines.append(f"| {m} | {phase} | {cells} | {users} | {v.get('setting', '')} |")
@@ -56,7 +56,7 @@ def merge(into: dict[str, Any], more: dict[str, Any]) -> None:
         dst = into["phases"].setdefault(phase, res)
         if dst is res:
             continue
-        for key in ("methods", "seconds", "rerank"):
+        for key in ("methods", "seconds", "rerank", "reranked"):
             dst.setdefault(key, {}).update({m: v for m, v in res.get(key, {}).items() if m not in dst[key]})
     into.setdefault("rerank", {}).update(more.get("rerank", {}))
 

@@ -134,6 +134,7 @@ def test_evaluation_scores_the_rerank_beside_the_plain_ranker(spark, monkeypatch
                                       fill={"chosen": "bias", "damping_user": 0.0, "damping_item": 0.0})
     res = out["phases"]["test"]
     assert res["targets"] == 4 and res["liked_targets"] == 4
+    assert set(res["methods"]) == {"item_cf"}  # the re-rank rows are beside the rankers, not among them
     plain = res["methods"]["item_cf"]
     assert plain["HR@10"] == 1.0 and plain["NDCG@10"] == pytest.approx(1 / 1.5849625007211563)
     grid = res["rerank"]["item_cf"]
@@ -145,7 +146,7 @@ def test_evaluation_scores_the_rerank_beside_the_plain_ranker(spark, monkeypatch
     assert grid["weight=1"]["discordant"] == {"gained": 0, "lost": 0, "mcnemar_p": 1.0}
     # no valid phase: the configured weight (1.0) is the `+rerank` row
     assert out["rerank"]["item_cf"]["setting"] == "weight=1"
-    assert res["methods"]["item_cf+rerank"]["NDCG@10"] == pytest.approx(1.0)
+    assert res["reranked"]["item_cf+rerank"]["NDCG@10"] == pytest.approx(1.0)
     assert res["rerank_star"] == "bias"
 
 
@@ -165,3 +166,24 @@ def test_job_rerank_uses_the_fill_star(spark) -> None:
     p = RecommendParams(top_n=2, rerank=RerankParams(method="predicted_star", candidates=3, weight=1.0))
     got = _order(rerank_by_star(spark, recs, filled, prior, PairScorer("bias", predict), None, p))
     assert got == {0: [3, 2], 1: [3, 2]}
+
+
+def test_the_setting_is_chosen_on_valid_and_reported_on_test() -> None:
+    def row(liked: float) -> dict:
+        return {"HR@10": liked, "NDCG@10": 0.0, "Recall@20": 0.0, "liked_HR@10": liked, "users": 1}
+
+    def phase(plain: float, grid: dict[str, float]) -> dict:
+        return {"methods": {"item_cf": row(plain)},
+                "rerank": {"item_cf": {k: {**row(v), "weight": 0.5, "min_star": 0.0} for k, v in grid.items()}}}
+
+    p = RecommendParams()
+    out = {"phases": {"valid": phase(0.2, {"weight=0.1": 0.2, "weight=0.5": 0.3}),
+                      "test": phase(0.4, {"weight=0.1": 0.5, "weight=0.5": 0.1})}}
+    chosen = evaluation._choose_rerank(out, p, ["valid", "test"])
+    # the best on valid, whatever test says
+    assert chosen["item_cf"]["setting"] == "weight=0.5"
+    assert out["phases"]["test"]["reranked"]["item_cf+rerank"]["liked_HR@10"] == 0.1
+    # a tie with the plain ranker on valid keeps the plain ranker
+    out = {"phases": {"valid": phase(0.3, {"weight=0.1": 0.3}), "test": phase(0.4, {"weight=0.1": 0.5})}}
+    assert evaluation._choose_rerank(out, p, ["valid", "test"])["item_cf"]["setting"] == "plain"
+    assert out["phases"]["test"]["reranked"]["item_cf+rerank"]["liked_HR@10"] == 0.4

@@ -22,7 +22,8 @@ predicted star (recsys.rerank, rankers.rerank): its top `candidates` items of th
 re-ordered by a blend with the fill's star (the bias baseline mu + b_u + b_i fitted on the
 phase's history with the job's damping; bias + ALS when the job fills with it), for each
 setting of the grid `weights` and `min_stars`. The setting with the best liked HR@10 on the
-valid phase (the plain ranker when none beats it) is the `<ranker>+rerank` row of every phase;
+valid phase (the plain ranker when none beats it) is the `<ranker>+rerank` row of every phase
+(in `reranked`, beside `methods`);
 `discordant` counts the liked-target users it gains and loses against the plain ranker (exact
 McNemar p-value). Coverage is not given for re-ranked lists (they are built for target users only).
 """
@@ -270,7 +271,7 @@ def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFr
 def _choose_rerank(out: dict[str, Any], p: RecommendParams, phases: list[str]) -> dict[str, Any]:
     """The re-rank setting per ranker: the best liked HR@10 on the valid phase (the plain ranker
     first on ties), else the configured weight and min_star; its row is added to every phase as
-    `<ranker>+rerank`."""
+    `<ranker>+rerank` (in `reranked`)."""
     chosen: dict[str, Any] = {}
     for m in {m for res in out["phases"].values() for m in res.get("rerank", {})}:
         if "valid" in phases:
@@ -286,5 +287,5 @@ def _choose_rerank(out: dict[str, Any], p: RecommendParams, phases: list[str]) -
         chosen[m] = {"setting": best, "how": how}
         for res in out["phases"].values():
             row = res["methods"][m] if best == PLAIN else res["rerank"][m][best]
-            res["methods"][f"{m}+rerank"] = {**row, "setting": best}
+            res.setdefault("reranked", {})[f"{m}+rerank"] = {**row, "setting": best}
     return chosen

@@ -402,7 +402,7 @@ def _report(spark: SparkSession, root: str, summary: dict[str, Any], sim_hist: l
             for phase, res in rk["phases"].items():
                 rows = [(m, v["HR@10"], v["NDCG@10"], v["Recall@20"],
                          "–" if v["coverage@10"] is None else v["coverage@10"], v["liked_HR@10"], v["users"])
-                        for m, v in res["methods"].items()]
+                        for m, v in {**res["methods"], **res.get("reranked", {})}.items()]
                 chosen = "; ".join(f"{m}+rerank: {c['setting']} ({c['how']})" for m, c in rk.get("rerank", {}).items())
                 sections.append((f"Ranking, {phase} ({rk['split']} split)", H.table(
                     ["ranker", "HR@10", "NDCG@10", "Recall@20", "coverage@10", "liked HR@10", "users"], rows)
@@ -516,7 +516,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         ranking = rankers.recommend(events, p.ranker, p.ranking, max(p.top_n, rr.candidates) if use_rr else p.top_n,
                                     index.n_users, index.n_items, p.block_size, p.max_pairs)
         recs = ranking.recs
-        if use_rr:
+        if use_rr:  # the candidates are read twice (their stars, the re-rank): computed once
+            ranking.cached.append(recs.cache())
             recs = rerank_by_star(spark, recs, filled, prior, scorer, index, p)
         summary["rerank"] = {"method": rr.method if use_rr else "none", "candidates": rr.candidates,
                              "weight": rr.weight, "min_star": rr.min_star}
