@@ -16,10 +16,11 @@ them (input.format=tsv).
 The two roots run each stage one after the other (A's ingest, B's ingest, A's preprocess, ...),
 which of them goes first alternating from stage to stage. The model is small (`model.epochs=1`,
 the baseline's settings of tests/reference_runs.py SMALL; the train job trains on every run: no
-retrain policy) and recommend's own evaluation is off. Reported per stage: wall seconds, the CPU
-seconds of this process tree (driver, JVM, Python workers; not for train, whose Horovod ranks
-exit unseen), the ratio day N / full run, the totals with and without train, and train's share
-of each side's run (where retraining dominates). RESULTS.md "Daily increment vs a full rerun".
+retrain policy) and recommend's own evaluation is off. Reported per stage: wall seconds, the
+ratio day N / full run, the totals with and without train, and train's share of each side's run
+(where retraining dominates). Wall time only: the CPU seconds of this process tree miss the
+processes that exit under parents outside it (Python workers, Horovod ranks) and came out
+negative for some stages. RESULTS.md "Daily increment vs a full rerun".
 """
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import psutil  # noqa: E402
-from _emit import emit, tree_cpu_seconds  # noqa: E402
+from _emit import emit  # noqa: E402
 
 from reviewrec import generate as G  # noqa: E402
 from reviewrec.config import load_config  # noqa: E402
@@ -92,7 +92,6 @@ def main() -> int:
             sets.append(f"input.day={day}")
         return load_config([str(REPO / "conf" / "local.yaml")], sets)
 
-    me = psutil.Process(os.getpid())
     out: dict = {"rows": a.rows, "days": a.days, "timed_day": days[-1], "scratch": "temporary" if not a.scratch
                  else str(scratch), "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     t0 = time.perf_counter()
@@ -104,18 +103,15 @@ def main() -> int:
     try:
         # Warm-up: days 1..N-1 on the daily root, ingest + preprocess each.
         t0 = time.perf_counter()
-        c0 = tree_cpu_seconds(me)
         for d in days[:-1]:
             c = cfg(roots["day"], d)
             ingest.run(spark, c)
             preprocess.run(spark, c)
             print(f"warm-up day {d}: {time.perf_counter() - t0:.0f} s so far", flush=True)
-        out["warmup"] = {"days": len(days) - 1, "wall_s": round(time.perf_counter() - t0, 1),
-                         "cpu_s": round(tree_cpu_seconds(me) - c0, 1)}
+        out["warmup"] = {"days": len(days) - 1, "wall_s": round(time.perf_counter() - t0, 1)}
         print(f"warm-up: {out['warmup']}", flush=True)
 
         wall: dict[str, dict[str, float]] = {"day": {}, "full": {}}
-        cpu: dict[str, dict[str, float]] = {"day": {}, "full": {}}
         order: dict[str, list[str]] = {}
         summaries: dict[str, dict] = {"day": {}, "full": {}}
         for i, (name, fn) in enumerate(STAGES):
@@ -124,40 +120,32 @@ def main() -> int:
                 day = days[-1] if side == "day" and name in DAILY_INPUT else None
                 c = cfg(roots[side], day)
                 t = time.perf_counter()
-                cs = tree_cpu_seconds(me)
                 res = fn(spark, c)
                 wall[side][name] = round(time.perf_counter() - t, 2)
-                # The Horovod ranks' CPU is not seen: they exit under parents that do not reap them here.
-                cpu[side][name] = None if name == "train" else round(tree_cpu_seconds(me) - cs, 1)
                 if name in ("ingest", "preprocess") and isinstance(res, dict):
                     keep = ("accepted", "corrections", "duplicates", "quarantined", "total", "reviews", "mode",
                             "processed", "processed_new", "processed_text_changed")
                     summaries[side][name] = {k: (res[k]["reviews"] if k == "total" else res[k])
                                              for k in keep if k in res}
-                print(f"{name} {side}: {wall[side][name]} s wall, CPU {cpu[side][name]} s", flush=True)
+                print(f"{name} {side}: {wall[side][name]} s", flush=True)
     finally:
         spark.stop()
         if not a.keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def tot(side: str, src: dict, without: tuple[str, ...] = ()) -> float:
-        vals = [v for k, v in src[side].items() if k not in without]
-        return None if None in vals else round(sum(vals), 2)
+        return round(sum(v for k, v in src[side].items() if k not in without), 2)
 
-    def ratio(x: float | None, y: float | None) -> float | None:
-        return round(x / y, 3) if x is not None and y else None
+    def ratio(x: float, y: float) -> float | None:
+        return round(x / y, 3) if y else None
 
     table = {}
     for name, _ in STAGES:
         table[name] = {"day_s": wall["day"][name], "full_s": wall["full"][name],
-                       "ratio": ratio(wall["day"][name], wall["full"][name]),
-                       "day_cpu_s": cpu["day"][name], "full_cpu_s": cpu["full"][name],
-                       "cpu_ratio": ratio(cpu["day"][name], cpu["full"][name])}
+                       "ratio": ratio(wall["day"][name], wall["full"][name])}
     for label, without in (("total", ()), ("total_without_train", ("train",))):
         d, f = tot("day", wall, without), tot("full", wall, without)
-        dc, fc = tot("day", cpu, without), tot("full", cpu, without)
-        table[label] = {"day_s": d, "full_s": f, "ratio": ratio(d, f), "day_cpu_s": dc, "full_cpu_s": fc,
-                        "cpu_ratio": ratio(dc, fc)}
+        table[label] = {"day_s": d, "full_s": f, "ratio": ratio(d, f)}
     out["stages"] = table
     out["order"] = order
     out["train_share"] = {"day": ratio(wall["day"]["train"], table["total"]["day_s"]),
