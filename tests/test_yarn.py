@@ -12,13 +12,17 @@ completes. Its run root is on HDFS (hdfs://), so every stage reads and writes th
 job stages the features for the Horovod ranks and the model is read back through Hadoop's
 FileSystem and shipped to the executors. The causal job runs in client deploy mode on the same
 root (a driver outside YARN reading the Delta tables on HDFS and writing its report there).
-Every output equals local mode's (the local run is shared with tests/test_cluster.py).
+Every output equals local mode's (the local run is shared with tests/test_cluster.py). The daily
+Airflow DAG (dags/reviewrec_daily.py) runs a day against this YARN with `airflow dags test`, each
+task's job an application of its own in cluster deploy mode, its run root on s3a:// (the test
+session's S3 server, tests/s3server.py).
 
 The cluster gets its own state directory and ports (19000, 19870, 18032-18035, 18088), so a
 developer's YARN on the defaults is left alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -274,6 +278,75 @@ def test_max_app_attempts_1_fails_naming_the_lost_attempt(yarn, yarn_runs, tmp_p
     attempt = app.replace("application_", "appattempt_") + "_000001"
     assert rc != 0
     assert re.search(rf"failed 1 times [^\n]*due to AM Container for {attempt} exited with", text), text[-3000:]
+
+
+DAG_DAY = "2024-03-05"
+DAG_JOBS = ("generate", "ingest", "preprocess", "eda", "features", "recommend")
+
+
+def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mode(yarn, airflow, s3_server,
+                                                                                  tmp_path):
+    """`airflow dags test` (dags/reviewrec_daily.py, target yarn) for one day with the run's params
+    saying no training (train and its faults are the pipeline's above), the run root on s3a://
+    (the test's S3 server; its keys in the scheduler's environment, as on a worker with keys):
+    every other task submits its job to this YARN in cluster deploy mode as an application of its
+    own, the driver in its ApplicationMaster; the day's input is generated, ingested (reconciled)
+    and carried through to the recommendations on the bucket; each task's log names its report;
+    the keys are in no task log, container log or object."""
+    from airflow_venv import dags_test
+    from reviewrec.jobs_table import job as spec
+
+    root = f"s3a://{s3_server.bucket}/runs/dag"
+    keys = s3_server.credentials
+    # One executor of two cores per application (one container start less each; the data is small),
+    # the chain without POS + lemma (tagged in the pipeline above); no retries: a failed task fails
+    # the test at once.
+    settings = {"target": "yarn", "root": root, "start_date": DAG_DAY, "day_key": "input.day", "synthetic_days": 1,
+                "conf": ["conf/yarn.yaml", "conf/s3.yaml"], "spark_args": ["--deploy-mode", "cluster"], "retries": 0,
+                "sets": [*SMALL, "text.pos_lemma=false",
+                         f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server.endpoint}",
+                         "spark.conf.spark.executor.instances=1", "spark.conf.spark.executor.cores=2"]}
+    t0 = time.monotonic()
+    rc, text = dags_test(airflow, DAG_DAY, settings, tmp_path / "dags-test.log", "--params", '{"train": false}',
+                         base={**yarn.env, **keys}, timeout=JOB_TIMEOUT)
+    print(f"airflow dags test {DAG_DAY} on YARN: {time.monotonic() - t0:.0f}s")
+    assert rc == 0, text[-5000:]
+    apps = {}
+    for j in DAG_JOBS:
+        cmd = re.search(rf"spark-submit\.sh {j} --conf conf/yarn\.yaml --conf conf/s3\.yaml --set "
+                        rf"run\.root={re.escape(root)} [^\n]*-- --deploy-mode cluster; "
+                        rf"echo 'reviewrec {j} report: ([^']+)'", text)
+        assert cmd and cmd[1] == f"{root}/{spec(j).report}", (j, cmd)
+        # The task's own output: from its command to the report line.
+        part = text[cmd.end():text.index(f"reviewrec {j} report: {cmd[1]}", cmd.end())]
+        app = re.findall(r"Submitted application (application_\d+_\d+)", part)
+        assert len(app) == 1 and "final status: SUCCEEDED" in part, (j, part[-2000:])
+        apps[j] = app[0]
+        am_stdout = "".join(_read(d / "stdout") for d in yarn.app_dirs(app[0]) if d.name.endswith("_01_000001"))
+        assert f"reviewrec {j} finished in" in am_stdout and "on yarn" in am_stdout, (j, am_stdout[-2000:])
+    assert len(set(apps.values())) == len(DAG_JOBS), apps
+    for j in ("train", "evaluate"):
+        assert f"spark-submit.sh {j} " not in text, j
+    assert "training not due: the run's params say train=False" in text
+    assert re.search(rf"--set '?input\.day={DAG_DAY}'? -- --deploy-mode cluster", text)
+    s3 = s3_server.client()
+    prefix = root.split(f"{s3_server.bucket}/", 1)[1]
+
+    def obj(rel: str) -> str:
+        return s3.get_object(Bucket=s3_server.bucket, Key=f"{prefix}/{rel}")["Body"].read().decode()
+
+    ingest = json.loads(obj(spec("ingest").report))
+    assert ingest["reconciled"] is True and ingest["accepted"] > 500, ingest
+    assert ingest["mode"] == "day" and ingest["day"] == DAG_DAY and list(ingest["days"]) == [DAG_DAY], ingest
+    assert "<h1>" in obj(spec("recommend").report)
+    # The keys: in no task log, no container log of these applications, no object of the run.
+    logs = [text] + [_read(d / name) for a in apps.values() for d in yarn.app_dirs(a) for name in ("stdout", "stderr")]
+    objects = [k["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_server.bucket, Prefix=prefix)
+               for k in page.get("Contents", [])]
+    assert objects and any(k.endswith(".parquet") for k in objects)
+    for key in (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]):
+        assert not any(key in t for t in logs)
+        assert not any(key in obj(k[len(prefix) + 1:]) for k in objects if k.endswith((".json", ".html", ".txt")))
 
 
 def test_resource_manager_down_fails_within_seconds_naming_the_address(yarn, tmp_path):
