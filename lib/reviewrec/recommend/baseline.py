@@ -24,6 +24,8 @@ from reviewrec.recommend.ids import I, U
 B_U = "b_u"
 B_I = "b_i"
 DAMPING_GRID = (0.0, 3.0, 10.0, 25.0, 100.0)
+# (damping_user, damping_item) when no validation set chose them.
+DEFAULT_DAMPING = (10.0, 25.0)
 
 
 @dataclass

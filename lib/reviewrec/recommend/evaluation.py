@@ -90,7 +90,6 @@ def holdout(events: DataFrame, split: str, phase: str,
 
 
 PLAIN = "plain"
-DEFAULT_DAMPING = (10.0, 25.0)  # the job's bias damping when no fill was chosen on validation
 
 
 def is_explicit(events: DataFrame) -> bool:
@@ -104,8 +103,8 @@ def star_fill(hist: DataFrame, p: RecommendParams, fill: dict[str, Any] | None) 
     history's stars alone: bias + ALS when the job fills with it, the bias baseline otherwise
     (also for the CF and model fills: the re-rank needs a star for every candidate)."""
     fill = fill or {}
-    du = float(fill.get("damping_user", DEFAULT_DAMPING[0]))
-    di = float(fill.get("damping_item", DEFAULT_DAMPING[1]))
+    du = float(fill.get("damping_user", baseline.DEFAULT_DAMPING[0]))
+    di = float(fill.get("damping_item", baseline.DEFAULT_DAMPING[1]))
     ratings = hist.groupBy(U, I).agg(F.avg(cf.VALUE).alias(cf.VALUE)).cache()
     biases = baseline.fit_biases(ratings, du, di)
     cached = [ratings, biases.users, biases.items]

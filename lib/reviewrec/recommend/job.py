@@ -282,7 +282,6 @@ def product_titles(reviews: DataFrame, product_ids: list[str]) -> dict[str, str]
     rows = (reviews.where(F.col(S.PRODUCT_ID).isin(sorted(set(product_ids))) & F.col(S.PRODUCT_TITLE).isNotNull())
             .groupBy(S.PRODUCT_ID).agg(F.min(S.PRODUCT_TITLE).alias(S.PRODUCT_TITLE)).collect())
     return {r[S.PRODUCT_ID]: r[S.PRODUCT_TITLE] for r in rows}
-DEFAULT_DAMPING = (10.0, 25.0)
 
 
 class PairScorer:
@@ -325,7 +324,8 @@ def choose_fill(spark: SparkSession, split: DataFrame, p: RecommendParams, score
     if val.count() == 0:
         r_fit.unpersist()
         val.unpersist()
-        return {"chosen": "bias", "damping_user": 10.0, "damping_item": 25.0, "rmse": {},
+        return {"chosen": "bias", "damping_user": baseline.DEFAULT_DAMPING[0],
+                "damping_item": baseline.DEFAULT_DAMPING[1], "rmse": {},
                 "note": "no validation pair with a known user and item: the bias baseline with default damping"}
     biases, grid = baseline.choose_biases(r_fit, val)
     pairs = val.select(U, I)
@@ -467,7 +467,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             "no rating fill (predictions is written empty: a constant rating has nothing to predict), "
             "no rating-error evaluation, no mean-centred cosine (neighbours use binary interactions)")
         log.warning("recommend: implicit feedback (%s): %s", why, summary["feedback"]["not_done"])
-    choice = {"chosen": "bias", "damping_user": DEFAULT_DAMPING[0], "damping_item": DEFAULT_DAMPING[1]}
+    choice = {"chosen": "bias", "damping_user": baseline.DEFAULT_DAMPING[0],
+              "damping_item": baseline.DEFAULT_DAMPING[1]}
     if p.evaluate.enabled and not implicit:
         with timer.stage("time-split evaluation"):
             summary["evaluation"] = time_split_eval(spark, reviews, p, scorer, index)
@@ -553,7 +554,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         with timer.stage("ranking evaluation"):
             summary["ranking"] = evaluation.evaluate_rankers(events, p, index.n_users, index.n_items,
                                                              fill=None if implicit else choice,
-                                                             rerank=not implicit)
+                                                             # the grid only when the re-rank is on
+                                                             rerank=not implicit and p.rerank.method != "none")
     summary["counts"] = {"users": index.n_users, "items": index.n_items, "ratings": n_ratings,
                          "neighbor_rows": n_neighbor_rows, "recommendation_rows": sum(sources.values())}
     summary["ids"] = {"source": index.source, "users_known_to_indexer": index.known_users,
