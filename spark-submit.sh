@@ -292,11 +292,17 @@ done < <(submit_py engine-conf "$job" "${app_args[@]}")
 # setup put them, so they go on the executors' (and a cluster-mode driver's) own classpath too, as
 # EMR puts Delta's on every node's. Fetched into the executors' class loader alone, Spark NLP's
 # annotators fail inside a Delta write (ClassCastException: SerializedLambda to ScalaUDF.f).
+# On this machine's YARN they are also named `local:` in spark.jars (present on every node, as
+# Spark's own jars are with spark.yarn.jars): no application uploads them to its HDFS staging
+# directory (the AWS SDK bundle alone is 270 MB) for its containers to localize again.
 if [ -n "$yarn_local" ] || [[ "$master" == spark://127.* || "$master" == spark://localhost:* ]]; then
   for ((i = 0; i < ${#conf_args[@]}; i++)); do
     case "${conf_args[$i]}" in
       spark.jars=*)
         jars_cp="${conf_args[$i]#spark.jars=}"
+        if [ -n "$yarn_local" ]; then
+          conf_args[i]="spark.jars=$(sed -E 's#(^|,)(file:)?/#\1local:/#g' <<< "$jars_cp")"
+        fi
         conf_args+=(--conf "spark.executor.extraClassPath=${jars_cp//,/:}"
                     --conf "spark.driver.extraClassPath=${jars_cp//,/:}") ;;
     esac
