@@ -42,7 +42,7 @@ from reviewrec import schema as S
 from reviewrec.features import transforms as X
 from reviewrec.recommend import baseline, cf, rankers
 from reviewrec.recommend.ids import I, U
-from reviewrec.recommend.metrics import ranking_metrics
+from reviewrec.recommend.metrics import ranking_metrics, ranking_metrics_by
 from reviewrec.recommend.params import RecommendParams
 
 log = logging.getLogger(__name__)
@@ -200,32 +200,6 @@ def evaluate_rankers(events: DataFrame, p: RecommendParams, n_users: int, n_item
 SETTING = "setting"
 
 
-def _grid_metrics(lists: DataFrame, truth: DataFrame, labels: list[str]) -> dict[str, dict[str, float]]:
-    """HR@10, NDCG@10, Recall@20 and users per setting of `lists` (setting, u, rank, i) against
-    truth (u, i), as metrics.ranking_metrics computes them (every truth user counts in every
-    setting, a user without a list scores 0), all settings in one aggregation."""
-    t = truth.select(U, I).distinct()
-    names = lists.sparkSession.createDataFrame([(x,) for x in labels], f"{SETTING} string")
-    rank = F.col(cf.RANK)
-    hits = (lists.select(SETTING, U, I, cf.RANK).join(t, on=[U, I], how="inner")
-            .groupBy(SETTING, U)
-            .agg(F.max(F.when(rank <= 10, 1.0).otherwise(0.0)).alias("hit10"),
-                 F.sum(F.when(rank <= 10, 1.0 / F.log2(rank + 1.0)).otherwise(0.0)).alias("dcg10"),
-                 F.sum(F.when(rank <= 20, 1.0).otherwise(0.0)).alias("n20")))
-    idcg = F.aggregate(F.sequence(F.lit(1), F.least(F.col("_nrel"), F.lit(10)).cast("int")), F.lit(0.0),
-                       lambda acc, x: acc + 1.0 / F.log2(x.cast("double") + 1.0))
-    per_user = (t.groupBy(U).agg(F.count(F.lit(1)).alias("_nrel"))
-                .crossJoin(F.broadcast(names))
-                .join(hits, on=[SETTING, U], how="left")
-                .fillna(0.0, subset=["hit10", "dcg10", "n20"]))
-    rows = (per_user.groupBy(SETTING)
-            .agg(F.avg("hit10").alias("HR@10"), F.avg(F.col("dcg10") / idcg).alias("NDCG@10"),
-                 F.avg(F.col("n20") / F.col("_nrel")).alias("Recall@20"), F.count(F.lit(1)).alias("users"))
-            .collect())
-    return {r[SETTING]: {"HR@10": float(r["HR@10"]), "NDCG@10": float(r["NDCG@10"]),
-                         "Recall@20": float(r["Recall@20"]), "users": int(r["users"])} for r in rows}
-
-
 def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFrame, liked: DataFrame,
                 n_liked: int, grid: list[tuple[str, float, float]], n: int, m_cands: int) -> dict[str, Any]:
     """Figures of every re-rank setting on the target users' top `m_cands` candidates.
@@ -243,8 +217,8 @@ def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFr
         one = rankers.rerank(cands, stars, n, w, t, m_cands).withColumn(SETTING, F.lit(label))
         lists = one if lists is None else lists.unionByName(one)
     lists = lists.localCheckpoint(eager=True)
-    full = _grid_metrics(lists, truth, labels)
-    lk = _grid_metrics(lists, liked, labels) if n_liked else {}
+    full = ranking_metrics_by(lists, truth, SETTING, labels)
+    lk = ranking_metrics_by(lists, liked, SETTING, labels, (10,)) if n_liked else {}
     liked_hits: dict[str, set[int]] = {label: set() for label in labels}
     if n_liked:
         for r in (lists.where(F.col(cf.RANK) <= 10).select(SETTING, U, I)
@@ -252,7 +226,8 @@ def _score_grid(recs: DataFrame, predict: Any, targets: DataFrame, truth: DataFr
             liked_hits[r[SETTING]].add(int(r[U]))
     out: dict[str, Any] = {}
     for label, w, t in grid:
-        row: dict[str, Any] = {**full[label], "coverage@10": None}
+        row: dict[str, Any] = {**{k: full[label][k] for k in ("HR@10", "NDCG@10", "Recall@20", "users")},
+                               "coverage@10": None}
         row["liked_HR@10"] = lk[label]["HR@10"] if n_liked else float("nan")
         row["liked_users"] = lk[label]["users"] if n_liked else 0
         hits = liked_hits[label]

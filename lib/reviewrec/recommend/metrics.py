@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from reviewrec.recommend.cf import RANK
@@ -25,6 +25,29 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (10, 
     """HR@k, NDCG@k, Recall@k (and coverage@k when n_items is given) for every k in ks."""
     t = truth.select(F.col(col_user).alias(U), F.col(col_item).alias(I)).distinct()
     r = recs.select(F.col(col_user).alias(U), F.col(col_item).alias(I), F.col(col_rank).alias(RANK))
+    out = _row_metrics(_metric_rows(r, t, ks)[0])
+    if n_items:
+        for k in ks:
+            distinct = r.where(F.col(RANK) <= k).select(I).distinct().count()
+            out[f"coverage@{k}"] = distinct / n_items
+    return out
+
+
+def ranking_metrics_by(recs: DataFrame, truth: DataFrame, group: str, groups: Sequence[str],
+                       ks: Sequence[int] = (10, 20)) -> dict[str, dict[str, float]]:
+    """ranking_metrics (without coverage) of each of `groups`' lists in recs (group, u, rank, i),
+    every truth user counted in every group (a user without a list there scores 0), all groups in
+    one aggregation."""
+    t = truth.select(U, I).distinct()
+    r = recs.select(group, U, I, RANK)
+    return {row[group]: _row_metrics(row) for row in _metric_rows(r, t, ks, group, groups)}
+
+
+def _metric_rows(r: DataFrame, t: DataFrame, ks: Sequence[int], group: str | None = None,
+                 groups: Sequence[str] = ()) -> list[Row]:
+    """users, HR@k, NDCG@k, Recall@k of lists r (u, i, rank; and `group`) against truth t (u, i):
+    one row, or one per group (every truth user in each of `groups`)."""
+    keys = [group, U] if group else [U]
     hits = r.join(t, on=[U, I], how="inner")
     per_hit = []
     for k in ks:
@@ -34,8 +57,11 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (10, 
             F.sum(F.when(inside, 1.0 / F.log2(F.col(RANK) + 1.0)).otherwise(0.0)).alias(f"dcg{k}"),
             F.sum(F.when(inside, 1.0).otherwise(0.0)).alias(f"n{k}"),
         ]
-    per_user = (t.groupBy(U).agg(F.count(F.lit(1)).alias("_nrel"))
-                .join(hits.groupBy(U).agg(*per_hit), on=U, how="left")
+    relevant = t.groupBy(U).agg(F.count(F.lit(1)).alias("_nrel"))
+    if group:
+        names = r.sparkSession.createDataFrame([(x,) for x in groups], f"{group} string")
+        relevant = relevant.crossJoin(F.broadcast(names))
+    per_user = (relevant.join(hits.groupBy(*keys).agg(*per_hit), on=keys, how="left")
                 .fillna(0.0))
     aggs = [F.count(F.lit(1)).alias("users")]
     for k in ks:
@@ -44,13 +70,14 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (10, 
         aggs += [F.avg(f"hit{k}").alias(f"HR@{k}"),
                  F.avg(F.col(f"dcg{k}") / idcg).alias(f"NDCG@{k}"),
                  F.avg(F.col(f"n{k}") / F.col("_nrel")).alias(f"Recall@{k}")]
-    row = per_user.agg(*aggs).first()
-    out = {key: float(row[key]) if row[key] is not None else 0.0 for key in row.asDict()}
+    return (per_user.groupBy(group).agg(*aggs) if group else per_user.agg(*aggs)).collect()
+
+
+def _row_metrics(row: Row) -> dict[str, float]:
+    """users and the figures of a _metric_rows row (an average over no user: 0)."""
+    out = {key: float(v) if v is not None else 0.0 for key, v in row.asDict().items()
+           if key.startswith(("HR@", "NDCG@", "Recall@"))}
     out["users"] = int(row["users"])
-    if n_items:
-        for k in ks:
-            distinct = r.where(F.col(RANK) <= k).select(I).distinct().count()
-            out[f"coverage@{k}"] = distinct / n_items
     return out
 
 
