@@ -253,7 +253,7 @@ def index_ids(df: DataFrame, indexer_dir: str, col_id: str, col_idx: str, size: 
 
 
 def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str, batch_size: int = 1024,
-                     threads: int = 1) -> DataFrame:
+                     threads: int = 1, text: bool = False) -> DataFrame:
     """candidates (customer_id, product_id, any other columns) -> candidates + predicted_rating.
 
     predicted_rating is the model's expected rating sum_s p(s) * s for a review the user has not
@@ -263,8 +263,13 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str,
     review text; the model then predicts from the user and item embeddings alone (training with
     model.text_dropout teaches it that case). Scoring runs in the executors through `score`.
     Every other column of `candidates` passes through unchanged, and no row is dropped.
+
+    text=True: the cell's text is the caller's `seq` column instead (token ids of the model's
+    vocabulary; null or empty = the empty text), e.g. a document of the user's and the item's other
+    reviews (recommend.review_fill).
     """
-    S.require_columns(candidates.columns, [S.CUSTOMER_ID, S.PRODUCT_ID], "score_candidates input")
+    S.require_columns(candidates.columns, [S.CUSTOMER_ID, S.PRODUCT_ID, *([S.SEQ] if text else [])],
+                      "score_candidates input")
     require_model(spark, model_dir)
     fm = load_metadata(model_dir, spark)["features_meta"]
     meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
@@ -273,16 +278,18 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, model_dir: str,
         raise ValueError(f"{model_dir} cannot score these candidates: {misfit}; retrain it (./spark-submit.sh train)")
     # Columns the scoring adds must not collide with the caller's: park clashing ones under a
     # private name and put them back afterwards.
-    parked = {c: f"__cand_{c}" for c in candidates.columns if c in _MODEL_COLS or c == S.PREDICTED_RATING}
+    added = [c for c in _MODEL_COLS if not (text and c == S.SEQ)]
+    parked = {c: f"__cand_{c}" for c in candidates.columns if c in added or c == S.PREDICTED_RATING}
     df = candidates
     for c, tmp in parked.items():
         df = df.withColumnRenamed(c, tmp)
     df = index_ids(df, os.path.join(meta_dir, USER_INDEXER), S.CUSTOMER_ID, S.USER_IDX, int(fm["num_users"]))
     df = index_ids(df, os.path.join(meta_dir, ITEM_INDEXER), S.PRODUCT_ID, S.ITEM_IDX, int(fm["num_items"]))
-    # null seq = all padding (the UDF builds the zero row), cheaper than shipping seq_len zeros.
-    df = df.withColumn(S.SEQ, F.lit(None).cast("array<int>"))
+    if not text:
+        # null seq = all padding (the UDF builds the zero row), cheaper than shipping seq_len zeros.
+        df = df.withColumn(S.SEQ, F.lit(None).cast("array<int>"))
     scored = score(spark, df, model_dir, batch_size=batch_size, threads=threads)
-    out = scored.withColumn(S.PREDICTED_RATING, F.col(S.EXPECTED_RATING)).drop(*_MODEL_COLS)
+    out = scored.withColumn(S.PREDICTED_RATING, F.col(S.EXPECTED_RATING)).drop(*added)
     for c, tmp in parked.items():
         out = out.withColumnRenamed(tmp, c) if c != S.PREDICTED_RATING else out.drop(tmp)
     return out.select(*[c for c in candidates.columns if c != S.PREDICTED_RATING], S.PREDICTED_RATING)

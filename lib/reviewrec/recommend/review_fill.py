@@ -25,19 +25,16 @@ reviews out (evaluate: the train part for validation cells, train + val for test
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from reviewrec import io
 from reviewrec import schema as S
 from reviewrec.features import meta as M
 from reviewrec.features import transforms as X
-from reviewrec.model import retrain
-from reviewrec.model.score import index_ids, load_metadata, require_model, score
+from reviewrec.model.score import load_metadata, require_model, score_candidates
 from reviewrec.recommend import baseline
 from reviewrec.recommend import cf
 from reviewrec.recommend.ids import I, U, IdIndex
@@ -217,22 +214,9 @@ def model_vocab(spark: SparkSession, model_dir: str) -> tuple[dict[str, int], in
 
 def score_documents(spark: SparkSession, docs: DataFrame, model_dir: str) -> DataFrame:
     """docs (customer_id, product_id, seq: token ids or null, ...) -> docs + predicted_rating, the
-    model's expected star (model.score.score) with the ids through the indexers beside the model,
-    as score_candidates maps them; a null or empty seq is the empty text."""
-    S.require_columns(docs.columns, [S.CUSTOMER_ID, S.PRODUCT_ID, S.SEQ], "score_documents input")
-    require_model(spark, model_dir)
-    fm = load_metadata(model_dir, spark)["features_meta"]
-    misfit = retrain.ids_misfit(spark, model_dir)
-    if misfit:
-        raise ValueError(f"{model_dir} cannot score these cells: {misfit}; retrain it (./spark-submit.sh train)")
-    meta_dir = io.dataset_path(io.parent(model_dir), S.FEATURES_META)
-    added = (S.USER_IDX, S.ITEM_IDX, S.STAR_PROBS, S.EXPECTED_RATING, S.PREDICTED_STAR, S.PREDICTED_RATING)
-    df = docs.drop(*[c for c in added if c in docs.columns])
-    df = index_ids(df, os.path.join(meta_dir, M.USER_INDEXER), S.CUSTOMER_ID, S.USER_IDX, int(fm["num_users"]))
-    df = index_ids(df, os.path.join(meta_dir, M.ITEM_INDEXER), S.PRODUCT_ID, S.ITEM_IDX, int(fm["num_items"]))
-    out = score(spark, df, model_dir)
-    return (out.withColumn(S.PREDICTED_RATING, F.col(S.EXPECTED_RATING))
-            .drop(S.USER_IDX, S.ITEM_IDX, S.STAR_PROBS, S.EXPECTED_RATING, S.PREDICTED_STAR))
+    model's expected star on the document and the ids (model.score.score_candidates with text);
+    a null or empty seq is the empty text."""
+    return score_candidates(spark, docs, model_dir, text=True)
 
 
 class ReviewTextScorer:
