@@ -67,6 +67,16 @@ def ratings_matrix(reviews: DataFrame, index: IdIndex) -> DataFrame:
             .agg(F.avg(F.col(S.STAR_RATING).cast("double")).alias(cf.VALUE)))
 
 
+def warm_pairs(split: DataFrame, fit_parts: tuple[str, ...], part: str, index: IdIndex) -> tuple[DataFrame, DataFrame]:
+    """(the ratings u, i, value of the `fit_parts` of `split`, cached; the `part` ratings whose user
+    and item both occur in them, cached): what a fill is fitted on and scored on."""
+    r_fit = ratings_matrix(split.where(F.col(S.SPLIT).isin(*fit_parts)), index).cache()
+    pairs = (ratings_matrix(split.where(F.col(S.SPLIT) == part), index)
+             .join(r_fit.select(U).distinct(), on=U, how="inner")
+             .join(r_fit.select(I).distinct(), on=I, how="inner")).cache()
+    return r_fit, pairs
+
+
 def user_values(ratings: DataFrame, p: RecommendParams, implicit: bool = False) -> tuple[DataFrame, DataFrame | None]:
     """(the values the cosine and the scores use, per-user means or None): centred when
     recsys.neighbors.mean_centre, binary (1 per rated item) on implicit data, where centring
@@ -212,11 +222,8 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
     train = split.where(F.col(S.SPLIT) != S.SPLIT_TEST)
     test = split.where(F.col(S.SPLIT) == S.SPLIT_TEST)
     validation = choose_fill(spark, split, p, scorer, index)
-    r_train = ratings_matrix(train, index).cache()
+    r_train, warm = warm_pairs(split, (S.SPLIT_TRAIN, S.SPLIT_VAL), S.SPLIT_TEST, index)
     mu = float(r_train.agg(F.avg(cf.VALUE)).first()[0])
-    warm = (ratings_matrix(test, index)
-            .join(r_train.select(U).distinct(), on=U, how="inner")
-            .join(r_train.select(I).distinct(), on=I, how="inner"))
     truth = warm.withColumnRenamed(cf.VALUE, RATING).cache()
     n_test_all = test.select(S.CUSTOMER_ID, S.PRODUCT_ID).distinct().count()
     prior = item_prior(popularity_table(train, p.popularity.prior_weight), index).cache()
@@ -265,7 +272,7 @@ def time_split_eval(spark: SparkSession, reviews: DataFrame, p: RecommendParams,
                 "unknown user or item has no CF, ALS or item prediction); *_filled and filled fall back to "
                 "the global mean where their method has no value",
     }
-    for df in (r_train, truth, prior, nb, biases.users, biases.items, *methods.values()):
+    for df in (r_train, warm, truth, prior, nb, biases.users, biases.items, *methods.values()):
         df.unpersist()
     return out
 
@@ -317,10 +324,7 @@ def choose_fill(spark: SparkSession, split: DataFrame, p: RecommendParams, score
     CF fill; scored on the validation pairs whose user and item occur in train. The trained model
     is not a candidate here (its training rows may overlap the validation days): it fills only
     under recsys.fill.use_model = require. Returns {chosen, damping_user, damping_item, rmse}."""
-    r_fit = ratings_matrix(split.where(F.col(S.SPLIT) == S.SPLIT_TRAIN), index).cache()
-    val = (ratings_matrix(split.where(F.col(S.SPLIT) == S.SPLIT_VAL), index)
-           .join(r_fit.select(U).distinct(), on=U, how="inner")
-           .join(r_fit.select(I).distinct(), on=I, how="inner")).cache()
+    r_fit, val = warm_pairs(split, (S.SPLIT_TRAIN,), S.SPLIT_VAL, index)
     if val.count() == 0:
         r_fit.unpersist()
         val.unpersist()

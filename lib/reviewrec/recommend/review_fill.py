@@ -245,13 +245,11 @@ class ReviewTextScorer:
 def _warm(split: DataFrame, fit_parts: tuple[str, ...], part: str, index: IdIndex) -> tuple[DataFrame, DataFrame]:
     """(ratings u, i, value of `fit_parts`, cached; the `part` pairs whose user and item occur in it,
     with customer_id and product_id, cached): the pairs time_split_eval and choose_fill score."""
-    from reviewrec.recommend.job import ratings_matrix
+    from reviewrec.recommend.job import warm_pairs
 
-    r_fit = ratings_matrix(split.where(F.col(S.SPLIT).isin(*fit_parts)), index).cache()
-    pairs = (ratings_matrix(split.where(F.col(S.SPLIT) == part), index)
-             .join(r_fit.select(U).distinct(), on=U, how="inner")
-             .join(r_fit.select(I).distinct(), on=I, how="inner")
-             .join(index.users, on=U, how="inner").join(index.items, on=I, how="inner")).cache()
+    r_fit, warm = warm_pairs(split, fit_parts, part, index)
+    pairs = warm.join(index.users, on=U, how="inner").join(index.items, on=I, how="inner").cache()
+    warm.unpersist()
     return r_fit, pairs
 
 
