@@ -7,6 +7,9 @@ credential checks on, and always stops it).
   and through the launcher before any Spark job runs;
 - no object-store key (the environment's, or a conf's) appears in the job's output, the effective
   configuration it prints, the Spark event log or any object it wrote;
+- the ingest driver killed while it writes the reviews table on s3a://, before the commit: the
+  new version's objects are in the bucket, the table's log still names the previous version, whose
+  rows are read; the rerun commits the new input's reviews;
 - lib/s3.sh: a taken port is named with its owner, `up` is idempotent and adds buckets;
 - train, evaluate and recommend (the model filling the matrix) on an s3a:// run root holding a
   copy of the shared local reference run's reviews and features: the same model (weights hash),
@@ -16,17 +19,21 @@ credential checks on, and always stops it).
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from pyspark.sql import functions as F
 from s3server import S3Server, free_port, s3_script
-from reference_runs import RECONCILED, spark_events
+from reference_runs import RECONCILED, spark_events, wait_for
 
 from reviewrec import objectstore
 from reviewrec.config import load_config
@@ -58,6 +65,20 @@ def launch(server: S3Server, job: str, sets: list[str], events: Path, confs: tup
     t0 = time.perf_counter()
     out = subprocess.run(args, cwd=REPO, env=server.env(**env), capture_output=True, text=True, timeout=900)
     return out, time.perf_counter() - t0
+
+
+@contextmanager
+def bucket_keys(spark, server: S3Server, bucket: str) -> Iterator[None]:
+    """The bucket's s3a settings and keys in the test session's Hadoop configuration, for the block."""
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    keys = server.bucket_conf(bucket)
+    for k, v in keys.items():
+        hconf.set(k, v)
+    try:
+        yield
+    finally:
+        for k in keys:
+            hconf.unset(k)
 
 
 def read_table(spark, path: Path):
@@ -156,6 +177,73 @@ def test_no_object_store_key_in_any_output(s3_ingest: dict, s3_server: S3Server)
     assert props[f"spark.hadoop.{name}"] == "*********(redacted)"
     assert spark_events(sorted(events.iterdir()), "SparkListenerJobStart")
     assert "reviews" in {f.relative_to(s3_ingest["local"]).parts[0] for f in s3_ingest["files"]}
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_driver_killed_committing_on_s3a_keeps_the_previous_version(spark, s3_ingest: dict, s3_server: S3Server,
+                                                                     tmp_path: Path) -> None:
+    """The ingest run above, copied to another prefix, is the previous output; ingest runs again
+    there on the input without its first file (so the new reviews differ from the old) and its
+    driver is SIGKILLed as soon as the new reviews' first Parquet object is in the bucket. The
+    kill landed before the commit: new objects that the table's log does not name, the log at the
+    copied version alone, the old rows read. The rerun commits the new input's reviews."""
+    from reviewrec import io
+
+    s3, bucket = s3_server.client(), s3_server.bucket
+
+    def copy(keys: list[str], src: str, dst: str) -> None:
+        for key in keys:
+            s3.copy_object(Bucket=bucket, Key=dst + key[len(src):], CopySource={"Bucket": bucket, "Key": key})
+
+    copy(_keys(s3, bucket, "run/"), "run/", "killed/")
+    inputs = sorted(_keys(s3, bucket, "input/"))
+    assert len(inputs) >= 2, inputs
+    copy(inputs[1:], "input/", "input-fewer/")
+    root, table = f"s3a://{bucket}/killed", "killed/reviews/"
+    parquet = lambda: {k for k in _keys(s3, bucket, table) if k.endswith(".parquet") and "/_delta_log/" not in k}  # noqa: E731
+    log_entries = lambda: sorted(k.rsplit("/", 1)[1] for k in _keys(s3, bucket, table + "_delta_log/")  # noqa: E731
+                                 if k.endswith(".json"))
+    old_objects = parquet()
+    assert old_objects and log_entries() == ["00000000000000000000.json"]
+    sets = _settings(f"s3a://{bucket}/input-fewer", root)
+    args = ["./spark-submit.sh", "ingest", "--conf", "conf/local.yaml", "--conf", "conf/s3.yaml",
+            "--set", f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server.endpoint}"]
+    for x in sets:
+        args += ["--set", x]
+    log = tmp_path / "ingest-killed.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(args, cwd=REPO, env=s3_server.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        new = wait_for(lambda: parquet() - old_objects, 600, "the new reviews' first object", every=0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher, the driver's JVM and its Python
+        proc.wait()
+    text = log.read_text()
+    # Killed in the reviews' write, after the quarantine's commit (ingest commits it first).
+    assert "[ingest] write ..." in text and f"wrote {root}/quarantine" in text, text[-3000:]
+    # The kill landed before the commit: the new version's objects are in the bucket, unnamed by the
+    # log, which still holds the copied version alone; that version's files are the ones read.
+    assert new <= parquet() and log_entries() == ["00000000000000000000.json"], (new, log_entries())
+    with bucket_keys(spark, s3_server, bucket):
+        live = {f.split(f"{bucket}/", 1)[1] for f in io.table_files(spark, f"{root}/reviews")}
+        assert live == old_objects and not live & new
+        before = sorted(tuple(r) for r in io.read_dataset(spark, f"{root}/reviews", "ingest").collect())
+        assert before == sorted(tuple(r) for r in io.read_dataset(spark, s3_ingest["root"] + "/reviews", "i").collect())
+        # The rerun commits version 1: the new input's reviews, fewer than and other than the old.
+        out = subprocess.run(args, cwd=REPO, env=s3_server.env(), capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-4000:]
+        assert [h["version"] for h in io.history(spark, f"{root}/reviews")] == [1, 0]
+        after = sorted(tuple(r) for r in io.read_dataset(spark, f"{root}/reviews", "ingest").collect())
+    rep = json.loads(s3.get_object(Bucket=bucket, Key="killed/report/ingest.json")["Body"].read())
+    assert rep["reconciled"] is True and len(after) == rep["accepted"] < len(before), (rep["accepted"], len(before))
+    assert after != before
 
 
 @pytest.mark.spark
@@ -262,56 +350,51 @@ def test_train_evaluate_recommend_on_s3a_equal_the_local_reference(spark, s3_ser
         for f in sorted((local_reference / name).rglob("*")):
             if f.is_file() and not f.name.startswith("."):  # not Hadoop's local .crc files
                 s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(local_reference)}")
-    hconf = spark.sparkContext._jsc.hadoopConfiguration()
-    keys = s3_server.bucket_conf(bucket)
     partitions = spark.conf.get("spark.sql.shuffle.partitions")
-    for k, v in keys.items():
-        hconf.set(k, v)
     spark.conf.set("spark.sql.shuffle.partitions", "8")  # conf/local.yaml's, as the reference ran
     try:
-        cfg = load_config([str(REPO / "conf" / "local.yaml"), str(REPO / "conf" / "s3.yaml")],
-                          [*SMALL, f"run.root={root}", "recsys.fill.use_model=require"])
-        copied = time.perf_counter()
-        md = train.run(spark, cfg)
-        trained = time.perf_counter()
-        evaluate.run(spark, cfg)
-        recommend.run(spark, cfg)
-        done = time.perf_counter()
-        text = lambda rel: io.read_text(spark, f"{root}/{rel}")  # noqa: E731
-        ref = lambda rel: (local_reference / rel).read_text()  # noqa: E731
-        # The same network to the last bit, trained on the staged copy of the same files.
-        want = json.loads(ref("model/metadata.json"))
-        assert json.loads(text("model/metadata.json"))["weights_sha256"] == md["weights_sha256"] \
-            == want["weights_sha256"]
-        untimed = lambda hs: [{k: v for k, v in h.items() if k not in ("seconds", "samples_per_s")}  # noqa: E731
-                              for h in hs]
-        assert md["num_proc"] == 2 and untimed(md["history"]) == untimed(want["history"])
-        assert md["timings"]["stage"] > 0
-        got_m, want_m = (json.loads(t("report/model/metrics.json"))["models"] for t in (text, ref))
-        assert got_m.keys() == want_m.keys() and "lstm" in got_m
-        for model, metrics in want_m.items():
-            for k, v in metrics.items():
-                if isinstance(v, float):
-                    assert abs(got_m[model][k] - v) <= METRIC_TOL, (model, k, got_m[model][k], v)
-                elif k in ("confusion", "support"):
-                    assert got_m[model][k] == v, (model, k)
-        keys_of = lambda df: sorted(tuple(r) for r in df.select("user", "rank", "item").collect())  # noqa: E731
-        recs = io.read_dataset(spark, f"{root}/recommendations", "recommend")
-        assert keys_of(recs) == keys_of(io.read_dataset(spark, str(local_reference / "recommendations"), "r"))
-        # The matrix filled by the model read from s3a: the local model's expected ratings.
-        preds = io.read_dataset(spark, f"{root}/predictions", "recommend")
-        assert {r["source"] for r in preds.select("source").distinct().collect()} == {"model"}
-        cells = (preds.orderBy("user", "item").limit(300)
-                 .select(F.col("user").alias("customer_id"), F.col("item").alias("product_id"),
-                         F.col("predicted_rating").alias("got")))
-        diff = (score_candidates(spark, cells, str(local_reference / "model"))
-                .select(F.max(F.abs(F.col("got") - F.col("predicted_rating"))).alias("d"), F.count("*").alias("n"))
-                .first())
-        assert diff["n"] == min(300, preds.count()) > 0 and diff["d"] <= 1e-6, diff
+        with bucket_keys(spark, s3_server, bucket):
+            cfg = load_config([str(REPO / "conf" / "local.yaml"), str(REPO / "conf" / "s3.yaml")],
+                              [*SMALL, f"run.root={root}", "recsys.fill.use_model=require"])
+            copied = time.perf_counter()
+            md = train.run(spark, cfg)
+            trained = time.perf_counter()
+            evaluate.run(spark, cfg)
+            recommend.run(spark, cfg)
+            done = time.perf_counter()
+            text = lambda rel: io.read_text(spark, f"{root}/{rel}")  # noqa: E731
+            ref = lambda rel: (local_reference / rel).read_text()  # noqa: E731
+            # The same network to the last bit, trained on the staged copy of the same files.
+            want = json.loads(ref("model/metadata.json"))
+            assert json.loads(text("model/metadata.json"))["weights_sha256"] == md["weights_sha256"] \
+                == want["weights_sha256"]
+            untimed = lambda hs: [{k: v for k, v in h.items() if k not in ("seconds", "samples_per_s")}  # noqa: E731
+                                  for h in hs]
+            assert md["num_proc"] == 2 and untimed(md["history"]) == untimed(want["history"])
+            assert md["timings"]["stage"] > 0
+            got_m, want_m = (json.loads(t("report/model/metrics.json"))["models"] for t in (text, ref))
+            assert got_m.keys() == want_m.keys() and "lstm" in got_m
+            for model, metrics in want_m.items():
+                for k, v in metrics.items():
+                    if isinstance(v, float):
+                        assert abs(got_m[model][k] - v) <= METRIC_TOL, (model, k, got_m[model][k], v)
+                    elif k in ("confusion", "support"):
+                        assert got_m[model][k] == v, (model, k)
+            keys_of = lambda df: sorted(tuple(r) for r in df.select("user", "rank", "item").collect())  # noqa: E731
+            recs = io.read_dataset(spark, f"{root}/recommendations", "recommend")
+            assert keys_of(recs) == keys_of(io.read_dataset(spark, str(local_reference / "recommendations"), "r"))
+            # The matrix filled by the model read from s3a: the local model's expected ratings.
+            preds = io.read_dataset(spark, f"{root}/predictions", "recommend")
+            assert {r["source"] for r in preds.select("source").distinct().collect()} == {"model"}
+            cells = (preds.orderBy("user", "item").limit(300)
+                     .select(F.col("user").alias("customer_id"), F.col("item").alias("product_id"),
+                             F.col("predicted_rating").alias("got")))
+            diff = (score_candidates(spark, cells, str(local_reference / "model"))
+                    .select(F.max(F.abs(F.col("got") - F.col("predicted_rating"))).alias("d"), F.count("*").alias("n"))
+                    .first())
+            assert diff["n"] == min(300, preds.count()) > 0 and diff["d"] <= 1e-6, diff
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", partitions)
-        for k in keys:
-            hconf.unset(k)
     print(f"s3a train/evaluate/recommend: copy {copied - t0:.1f}s, train {trained - copied:.1f}s (staging "
           f"{md['timings']['stage']:.1f}s), evaluate + recommend {done - trained:.1f}s, checks "
           f"{time.perf_counter() - done:.1f}s")
