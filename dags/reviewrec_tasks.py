@@ -38,7 +38,7 @@ if not (_HERE / "reviewrec" / "jobs_table.py").is_file() and (_HERE.parent / "li
     if _lib not in sys.path:
         sys.path.append(_lib)
 
-from reviewrec.jobs_table import JOBS, JobSpec  # noqa: E402 - after the path above
+from reviewrec.jobs_table import JOBS, JobSpec, report_location  # noqa: E402 - after the path above
 from reviewrec.jobs_table import job as job_spec  # noqa: E402, F401 - for the DAG file
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def launcher_argv(settings: Mapping[str, Any], job: JobSpec, day: str) -> list[s
 
 
 def report_path(settings: Mapping[str, Any], job: JobSpec) -> str:
-    return f"{str(settings['root']).rstrip('/')}/{job.report}"
+    return report_location(str(settings["root"]), job)
 
 
 def launcher_command(settings: Mapping[str, Any], job: JobSpec, day: str) -> str:

@@ -7,12 +7,15 @@ process behind.
         s3_server.env()             # os.environ + the server's keys, for a launcher subprocess
         s3_server.client()          # a boto3 S3 client with those keys
         s3_server.bucket_conf(b)    # s3a settings for bucket b, for a running session's Hadoop conf
+        with s3_server.keys_in(spark):  # those settings in the session for a block
 """
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,20 @@ class S3Server:
                 p + "connection.ssl.enabled": "false",
                 p + "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
                 p + "access.key": c["AWS_ACCESS_KEY_ID"], p + "secret.key": c["AWS_SECRET_ACCESS_KEY"]}
+
+    @contextmanager
+    def keys_in(self, spark: Any, bucket: str | None = None) -> Iterator[None]:
+        """The bucket's s3a settings and keys (bucket_conf) in a running session's Hadoop
+        configuration for the block, so the product's readers (reviewrec.io) read the bucket."""
+        hconf = spark.sparkContext._jsc.hadoopConfiguration()
+        keys = self.bucket_conf(bucket or self.bucket)
+        for k, v in keys.items():
+            hconf.set(k, v)
+        try:
+            yield
+        finally:
+            for k in keys:
+                hconf.unset(k)
 
     def download(self, prefix: str, dest: Path) -> list[Path]:
         """Every object under `prefix` in the bucket, as files under `dest` (keys relative to prefix)."""

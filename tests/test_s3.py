@@ -25,8 +25,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,20 +63,6 @@ def launch(server: S3Server, job: str, sets: list[str], events: Path, confs: tup
     t0 = time.perf_counter()
     out = subprocess.run(args, cwd=REPO, env=server.env(**env), capture_output=True, text=True, timeout=900)
     return out, time.perf_counter() - t0
-
-
-@contextmanager
-def bucket_keys(spark, server: S3Server, bucket: str) -> Iterator[None]:
-    """The bucket's s3a settings and keys in the test session's Hadoop configuration, for the block."""
-    hconf = spark.sparkContext._jsc.hadoopConfiguration()
-    keys = server.bucket_conf(bucket)
-    for k, v in keys.items():
-        hconf.set(k, v)
-    try:
-        yield
-    finally:
-        for k in keys:
-            hconf.unset(k)
 
 
 def read_table(spark, path: Path):
@@ -231,7 +215,7 @@ def test_driver_killed_committing_on_s3a_keeps_the_previous_version(spark, s3_in
     # The kill landed before the commit: the new version's objects are in the bucket, unnamed by the
     # log, which still holds the copied version alone; that version's files are the ones read.
     assert new <= parquet() and log_entries() == ["00000000000000000000.json"], (new, log_entries())
-    with bucket_keys(spark, s3_server, bucket):
+    with s3_server.keys_in(spark, bucket):
         live = {f.split(f"{bucket}/", 1)[1] for f in io.table_files(spark, f"{root}/reviews")}
         assert live == old_objects and not live & new
         before = sorted(tuple(r) for r in io.read_dataset(spark, f"{root}/reviews", "ingest").collect())
@@ -244,6 +228,81 @@ def test_driver_killed_committing_on_s3a_keeps_the_previous_version(spark, s3_in
     rep = json.loads(s3.get_object(Bucket=bucket, Key="killed/report/ingest.json")["Body"].read())
     assert rep["reconciled"] is True and len(after) == rep["accepted"] < len(before), (rep["accepted"], len(before))
     assert after != before
+
+
+@pytest.mark.spark
+def test_published_directories_on_s3a_are_versioned_and_a_crash_keeps_the_current_one(
+        spark, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """io.publish_dir on s3a://: each publish uploads a version, one PUT of _PUBLISHED makes it
+    current, and the readers (read_text, path_exists, file_stamp, download, dataset_exists, the
+    report index) read that version only. A publish that dies after uploading its version and
+    before that PUT leaves the old version current and whole (the new objects are in the bucket:
+    the fault landed after the upload); one that dies while its files are made uploads nothing."""
+    from reviewrec import io
+    from reviewrec.report import index
+
+    s3, bucket = s3_server.client(), s3_server.bucket
+    report = f"s3a://{bucket}/published/report"
+    model = f"{report}/model"
+
+    def publish(n: int, fail: str | None = None) -> None:
+        with io.publish_dir(spark, model) as d:
+            (Path(d) / "metrics.json").write_text(json.dumps({"models": {"lstm": {"accuracy": n / 10}}}))
+            (Path(d) / "index.html").write_text(f"<h1>model {n}</h1>")
+            if fail == "while made":
+                raise RuntimeError("died while the files were made")
+            (Path(d) / "weights.bin").write_bytes(bytes([n]) * 1000 * n)
+
+    def state() -> tuple[str, str, bytes]:
+        local = tmp_path / f"down-{time.monotonic_ns()}"
+        io.download(spark, model, str(local))
+        return (io.read_text(spark, f"{model}/metrics.json"), io.read_text(spark, f"{model}/index.html"),
+                (local / "weights.bin").read_bytes())
+
+    def versions() -> set[str]:
+        return {k.split("/")[3] for k in _keys(s3, bucket, "published/report/model/")} - {"_PUBLISHED"}
+
+    def pointer() -> str:
+        return s3.get_object(Bucket=bucket, Key="published/report/model/_PUBLISHED")["Body"].read().decode().strip()
+
+    with s3_server.keys_in(spark):
+        publish(1)
+        v1 = pointer()
+        one = state()
+        assert one == ('{"models": {"lstm": {"accuracy": 0.1}}}', "<h1>model 1</h1>", bytes([1]) * 1000)
+        assert versions() == {v1} and io.resolve(spark, f"{model}/index.html") == f"{model}/{v1}/index.html"
+        assert io.path_exists(spark, f"{model}/weights.bin") and io.dataset_exists(spark, model)
+        assert io.file_stamp(spark, f"{model}/weights.bin")[0] == 1000
+        # A reader of the report index is sent to the current version's page.
+        assert index.read_reports(spark, report)["model"]["href"] == f"model/{v1}/index.html"
+        # Dies after the upload, before the pointer's PUT: the new version's objects are there,
+        # the pointer and every reader still on version 1.
+        put = io._FS.copy_from_local
+
+        def dies_at_the_pointer(fs, local: str, dst: str) -> None:
+            if dst.endswith("/" + io.PUBLISHED):
+                raise OSError("the driver died before the commit")
+            put(fs, local, dst)
+
+        monkeypatch.setattr(io._FS, "copy_from_local", dies_at_the_pointer)
+        with pytest.raises(OSError, match="before the commit"):
+            publish(2)
+        monkeypatch.setattr(io._FS, "copy_from_local", put)
+        orphan = versions() - {v1}
+        assert len(orphan) == 1 and pointer() == v1 and state() == one
+        with pytest.raises(RuntimeError):
+            publish(3, fail="while made")
+        assert versions() == {v1} | orphan and state() == one
+        # The next publish: current; the one it replaced stays for readers that resolved it, the
+        # unfinished one is gone; the one after drops version 1.
+        publish(4)
+        v4 = pointer()
+        assert state()[2] == bytes([4]) * 4000 and versions() == {v1, v4}
+        publish(5)
+        assert state()[2] == bytes([5]) * 5000 and versions() == {v4, pointer()}
+        # A file is never written into a published directory behind its version's back.
+        with pytest.raises(ValueError, match="inside a published directory"):
+            io.write_json_atomic(spark, f"{model}/metrics.json", {})
 
 
 @pytest.mark.spark
@@ -353,7 +412,7 @@ def test_train_evaluate_recommend_on_s3a_equal_the_local_reference(spark, s3_ser
     partitions = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "8")  # conf/local.yaml's, as the reference ran
     try:
-        with bucket_keys(spark, s3_server, bucket):
+        with s3_server.keys_in(spark, bucket):
             cfg = load_config([str(REPO / "conf" / "local.yaml"), str(REPO / "conf" / "s3.yaml")],
                               [*SMALL, f"run.root={root}", "recsys.fill.use_model=require"])
             copied = time.perf_counter()

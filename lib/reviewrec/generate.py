@@ -702,7 +702,8 @@ def run(spark: object | None, cfg: object) -> GenerationStats:
         # root through Hadoop's file system (the job has a session for that: jobs/generate.py).
         if spark is None:
             raise ValueError(f"the generator needs a SparkSession to write to {out}")
-        with io.publish_dir(spark, target) as scratch:  # type: ignore[arg-type]
+        # Plain paths (versioned=False): ingest lists input files by path, day directories and all.
+        with io.publish_dir(spark, target, versioned=False) as scratch:  # type: ignore[arg-type]
             base = tempfile.mkdtemp(prefix="reviewrec-generate-")
             try:
                 local_out = os.path.join(base, "raw")

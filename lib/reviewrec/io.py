@@ -17,11 +17,14 @@ replaced within the last RETENTION_HOURS (plus the current one), not every versi
 Outputs that are not tables (model/, features_meta/, report/ directories, JSON files) are small
 and written by local libraries. A file is replaced by a rename on local disk and HDFS (atomic
 there) and by a single PUT on an object store (atomic there). A directory (publish_dir) is
-renamed into place on local disk and HDFS; on an object store its files are uploaded one by one,
-each whole, but a reader listing it mid-upload can see old and new files together (model/ and
-features_meta/ are written once per run by one job; the reports are for people). Readers of
-those files on any file system: read_text, path_exists, download (Hadoop's FileSystem through
-the driver's JVM for remote paths).
+renamed into place on local disk and HDFS. On an object store, where renaming a directory is a
+copy and a delete of every object, it is versioned instead: its files are uploaded under
+<dir>/<version>/ (v<UTC time>-<random>), then one PUT of <dir>/_PUBLISHED, naming that version,
+makes it current; the version before stays for readers that resolved it, older ones are deleted.
+A crash before that PUT leaves the previous version current and whole. Readers of those files
+on any file system: read_text, path_exists, file_stamp, download, dataset_exists (Hadoop's
+FileSystem through the driver's JVM for remote paths), which read a path inside a published
+directory from its current version (resolve); Spark readers are given resolve(path).
 """
 from __future__ import annotations
 
@@ -40,16 +43,20 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 
+from reviewrec.jobs_table import OBJECT_STORES
+
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".__tmp_"
 OLD_MARK = ".__old_"
-OBJECT_STORES = ("s3a", "s3", "s3n", "gs", "abfs", "abfss", "wasbs")
 DELTA = "delta"
 DELTA_LOG = "_delta_log"
 # Delta's session setting whose value every commit records as commitInfo.userMetadata.
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_HOURS = 24
+# On an object store, the object naming a published directory's current version (publish_dir).
+PUBLISHED = "_PUBLISHED"
+VERSION_PREFIX = "v"
 
 
 def dataset_path(root: str, name: str) -> str:
@@ -123,6 +130,50 @@ class _FS:
         finally:
             stream.close()
 
+    def read_if_exists(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is none: one open (on S3A a single HEAD when the
+        object is missing), no directory probes."""
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            return self.read_bytes(path)
+        except Py4JJavaError as e:
+            if e.java_exception.getClass().getName() == "java.io.FileNotFoundException":
+                return None
+            raise
+
+    def children(self, path: str) -> list[str]:
+        return [str(s.getPath().getName()) for s in self.fs.listStatus(self.p(path))] if self.exists(path) else []
+
+
+def _published_version(fs: _FS, directory: str) -> str | None:
+    """The version <directory>/_PUBLISHED names (publish_dir on an object store), or None."""
+    data = fs.read_if_exists(f"{directory.rstrip('/')}/{PUBLISHED}")
+    if data is None:
+        return None
+    version = data.decode("utf-8").strip()
+    if not re.fullmatch(rf"{VERSION_PREFIX}\d{{8}}T\d{{6}}Z-[0-9a-f]{{8}}", version):
+        raise ValueError(f"{directory}/{PUBLISHED} does not name a version: {version[:80]!r}")
+    return version
+
+
+def resolve(spark: SparkSession | None, path: str) -> str:
+    """Where `path` is read: on an object store, a path inside (or at) a directory published by
+    publish_dir maps into the directory's current version; any other path is itself. Each
+    ancestor is probed once (an object GET or a HEAD that misses), nearest first."""
+    if spark is None or not is_object_store(path):
+        return path
+    scheme, rest = path.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    parts = [x for x in key.split("/") if x]
+    fs = _FS(spark, path)
+    for i in range(len(parts), 0, -1):
+        directory = f"{scheme}://{bucket}/" + "/".join(parts[:i])
+        version = _published_version(fs, directory)
+        if version is not None:
+            return "/".join([directory, version, *parts[i:]])
+    return path
+
 
 def path_exists(spark: SparkSession | None, path: str) -> bool:
     """A file or directory is at `path`, on any file system (local paths without Spark)."""
@@ -130,6 +181,7 @@ def path_exists(spark: SparkSession | None, path: str) -> bool:
         return os.path.exists(_local(path))
     if spark is None:
         raise ValueError(f"{path}: a remote file system is read through a SparkSession")
+    path = resolve(spark, path)
     return _FS(spark, path).exists(path)
 
 
@@ -139,19 +191,25 @@ def read_text(spark: SparkSession | None, path: str) -> str:
     if is_local(path):
         with open(_local(path), encoding="utf-8") as fh:
             return fh.read()
-    if not path_exists(spark, path):
+    if spark is None:
+        raise ValueError(f"{path}: a remote file system is read through a SparkSession")
+    where = resolve(spark, path)
+    fs = _FS(spark, where)
+    if not fs.exists(where):
         raise FileNotFoundError(f"{path} not found")
-    return _FS(spark, path).read_bytes(path).decode("utf-8")  # type: ignore[arg-type]
+    return fs.read_bytes(where).decode("utf-8")
 
 
 def file_stamp(spark: SparkSession, path: str) -> tuple[int, int]:
     """(length, modification time in ms) of the file at `path` (any file system): a changed file
     has another stamp."""
+    path = resolve(spark, path)
     return _FS(spark, path).stamp(path)
 
 
 def download(spark: SparkSession, src: str, local: str) -> None:
     """Copy the file or directory at `src` (any file system) to the local path `local`."""
+    src = resolve(spark, src)
     _FS(spark, src).copy_to_local(src, local)
 
 
@@ -320,6 +378,9 @@ def write_text_atomic(spark: SparkSession | None, path: str, text: str) -> None:
         return
     if spark is None:
         raise ValueError(f"writing {path} needs a SparkSession (remote file system)")
+    if resolve(spark, path) != path:
+        raise ValueError(f"{path} is inside a published directory ({resolve(spark, path)}): write the directory "
+                         "with publish_dir")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         fh.write(text)
     fs = _FS(spark, path)
@@ -335,11 +396,15 @@ def write_text_atomic(spark: SparkSession | None, path: str, text: str) -> None:
 
 
 @contextmanager
-def publish_dir(spark: SparkSession | None, path: str) -> Iterator[str]:
+def publish_dir(spark: SparkSession | None, path: str, versioned: bool = True) -> Iterator[str]:
     """Yield a local scratch directory; on success publish it as `path` atomically.
 
-    Reports (PNG, HTML, JSON) are produced by local libraries; this puts them under the run
-    root whatever file system that is, replacing the previous report only when complete.
+    Reports (PNG, HTML, JSON) and the model are produced by local libraries; this puts them
+    under the run root whatever file system that is, replacing the previous one only when
+    complete: by renames on local disk and HDFS, by a new version and one PUT naming it on an
+    object store (the module's docstring). versioned=False keeps plain paths on an object store
+    (uploaded, then renamed into place: not atomic there) for directories read by path listing
+    (the generator's input files) or written once and never replaced (content-addressed models).
     """
     if is_local(path):
         final = _local(path)
@@ -363,11 +428,35 @@ def publish_dir(spark: SparkSession | None, path: str) -> Iterator[str]:
     try:
         yield scratch
         fs = _FS(spark, path)
+        if versioned and is_object_store(path):
+            _publish_version(fs, scratch, path.rstrip("/"))
+            return
         tmp = _tmp_name(path)
         fs.copy_from_local(scratch, tmp)
         _commit(fs, tmp, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _publish_version(fs: _FS, scratch: str, final: str) -> None:
+    """`scratch` uploaded as a new version of the object-store directory `final`, made current by
+    one PUT of final/_PUBLISHED; then every entry but the pointer, the new version and the one it
+    replaced (a reader may still be reading it) is deleted."""
+    import datetime as dt
+
+    previous = _published_version(fs, final)
+    version = f"{VERSION_PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    fs.copy_from_local(scratch, f"{final}/{version}")
+    with tempfile.NamedTemporaryFile("w", suffix=PUBLISHED, delete=False) as fh:
+        fh.write(version + "\n")
+    try:
+        fs.copy_from_local(fh.name, f"{final}/{PUBLISHED}")  # the commit: one PUT
+    finally:
+        os.unlink(fh.name)
+    log.info("published %s/ as version %s", final, version)
+    for name in fs.children(final):
+        if name not in (PUBLISHED, version, previous):
+            fs.delete(f"{final}/{name}")
 
 
 def is_table(spark: SparkSession, path: str) -> bool:
@@ -403,6 +492,7 @@ def _holds_parquet(fs: _FS, path: str) -> bool:
 def dataset_exists(spark: SparkSession, path: str) -> bool:
     """A dataset (a committed Delta table) or another output (a file, a published directory)
     is at `path`."""
+    path = resolve(spark, path)
     fs = _FS(spark, path)
     _recover(fs, path)
     if not fs.exists(path):

@@ -5,11 +5,15 @@ reads it without Spark, TensorFlow or the rest of the package (dags/reviewrec_da
 `reviewrec.pipeline.STAGES` is the same list with each stage's code; it checks at import that
 the two agree.
 
-Each job is `jobs/<name>.py`; `report` is where its report lands under run.root.
+Each job is `jobs/<name>.py`; `report` is where its report lands under run.root
+(report_location says where that is on an object store).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# URL schemes of object stores: there a published directory is versioned (reviewrec.io).
+OBJECT_STORES = ("s3a", "s3", "s3n", "gs", "abfs", "abfss", "wasbs")
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,13 @@ def job(name: str) -> JobSpec:
         if j.name == name:
             return j
     raise KeyError(f"no job {name!r} in the job table; jobs: {', '.join(JOB_NAMES)}")
+
+
+def report_location(root: str, spec: JobSpec) -> str:
+    """Where the job's report is under run root `root`, for a person to open: on an object store,
+    a report inside a directory the job publishes is in the version its _PUBLISHED names."""
+    root = root.rstrip("/")
+    published = next((o for o in spec.outputs if spec.report.startswith(o + "/")), None)
+    if published and "://" in root and root.split("://", 1)[0] in OBJECT_STORES:
+        return f"{root}/{published}/<version named in {published}/_PUBLISHED>/{spec.report[len(published) + 1:]}"
+    return f"{root}/{spec.report}"

@@ -164,7 +164,8 @@ def publish_models(spark: SparkSession, src: str, dest: str) -> None:
     they are there already."""
     if all(io.dataset_exists(spark, f"{dest}/{m}/metadata") for m in (POS_MODEL, LEMMA_MODEL)):
         return
-    with io.publish_dir(spark, dest) as scratch:
+    # Named by the archive's hash, written once, never replaced, loaded by Spark from its path.
+    with io.publish_dir(spark, dest, versioned=False) as scratch:
         for m in (POS_MODEL, LEMMA_MODEL):
             shutil.copytree(os.path.join(src, m), os.path.join(scratch, m))
 

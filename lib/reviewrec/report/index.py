@@ -49,9 +49,9 @@ def _read_text(spark: SparkSession | None, path: str) -> str | None:
             return None
         with open(local, encoding="utf-8") as fh:
             return fh.read()
-    if spark is None or not io.dataset_exists(spark, path):
+    if spark is None or not io.path_exists(spark, path):
         return None
-    return str(spark.sparkContext.wholeTextFiles(path).first()[1])
+    return io.read_text(spark, path)
 
 
 def read_reports(spark: SparkSession | None, report_dir: str) -> dict[str, Any]:
@@ -67,6 +67,8 @@ def read_reports(spark: SparkSession | None, report_dir: str) -> dict[str, Any]:
                 entry["error"] = f"unreadable {js}: {e}"
         if page:
             entry["page"] = _read_text(spark, f"{report_dir}/{page}") is not None
+            # On an object store a published page is in its directory's current version.
+            entry["href"] = io.resolve(spark, f"{report_dir}/{page}")[len(report_dir) + 1:]
         out[name] = entry
     return out
 
@@ -230,7 +232,7 @@ def _glance(reports: dict[str, Any]) -> str:
 
 def _page_link(name: str, entry: dict[str, Any]) -> Any:
     page = REPORTS[name][1] or ""
-    return H.link(page, page) if entry["page"] else MISSING
+    return H.link(entry.get("href") or page, page) if entry["page"] else MISSING
 
 
 def render(reports: dict[str, Any], root: str = "") -> str:
