@@ -18,9 +18,9 @@ one JVM, local[2]. Every run uses the same spark.sql.shuffle.partitions (8) and 
 parallelism (4). Reports each stage's wall time (the pipeline's report/pipeline.json), the total
 including the JVM/application start-up, each ratio to local, the load average during each run,
 what the standalone run spent on shipping the environment (fetch + unpack in each executor), and
-for YARN where the time before the first stage goes (the ResourceManager's application and
-attempt times, the ApplicationMaster's and executors' container logs, the environment's unpack
-into the NodeManager's public cache).
+for YARN where the time before the first stage goes (the client's application reports, the
+ApplicationMaster's and executors' container logs, the environment's download and unpack into
+the NodeManager's public cache).
 
 The state directories and ports are the daemons' (REVIEWREC_CLUSTER_DIR, REVIEWREC_YARN_DIR and
 REVIEWREC_YARN_* ports, REVIEWREC_S3_DIR / REVIEWREC_S3_PORT).
@@ -144,15 +144,6 @@ def _stage_marks(text: str, t0: float, t1: float) -> dict[str, float | None]:
             "after_last_stage_s": round(t1 - done, 1) if done else None}
 
 
-def _rm(path: str) -> dict:
-    """The ResourceManager's REST answer for `path` (under /ws/v1/cluster/)."""
-    import urllib.request
-
-    port = os.environ.get("REVIEWREC_YARN_WEB_PORT", "8088")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ws/v1/cluster/{path}", timeout=30) as r:  # noqa: S310
-        return json.loads(r.read().decode())
-
-
 def _container_logs(state: Path, app_id: str) -> dict[str, Path]:
     """container id -> its stderr, from the NodeManager's log directory under the YARN state."""
     found = sorted(state.glob(f"target/test/data/*/yarn-*/*-logDir-nm-*/{app_id}/container_*/stderr"))
@@ -165,9 +156,9 @@ def _container_logs(state: Path, app_id: str) -> dict[str, Path]:
 
 
 def _env_unpack(state: Path) -> list[dict]:
-    """The packed environment in the NodeManager's public cache: the first and last inode change
-    (ctime) of its unpacked files, i.e. when the unpack into the cache started and ended (tar
-    keeps the archive's mtimes, not ctimes)."""
+    """The packed environment in the NodeManager's public cache: when its download from HDFS began,
+    the first and last inode change (ctime) of its unpacked files, i.e. when the unpack started
+    and ended (tar keeps the archive's mtimes, not ctimes), and when it was moved into place."""
     out = []
     for env_dir in sorted(state.glob("target/test/data/*/yarn-*/*-localDir-nm-*/filecache/*/reviewrec-env*")):
         lo, hi, n = float("inf"), 0.0, 0
@@ -179,14 +170,19 @@ def _env_unpack(state: Path) -> list[dict]:
                     continue
                 lo, hi, n = min(lo, c), max(hi, c), n + 1
         if n:
-            out.append({"dir": str(env_dir.relative_to(state)), "files": n, "first_ctime": lo, "last_ctime": hi})
+            # The numbered cache directory: created (mtime, its one entry made) when the download
+            # began, renamed from N_tmp into place (ctime) when the resource was localized.
+            st = os.stat(env_dir.parent)
+            out.append({"dir": str(env_dir.relative_to(state)), "files": n, "download_started": st.st_mtime,
+                        "first_ctime": lo, "last_ctime": hi, "localized": st.st_ctime})
     return out
 
 
 def _yarn_timeline(state: Path, app_id: str, t0: float, t1: float, client_log: str) -> dict:
     """Where a cluster-mode application's time before its first stage went, in seconds from the
-    launcher's start (t0), from the ResourceManager (application submitted, attempt created, AM
-    container launched, finished), the client's and the containers' logs and the public cache."""
+    launcher's start (t0): the client's log (uploads, submission, the ResourceManager's start
+    time, RUNNING), each container's launch and logs, and the environment's download and unpack
+    into the NodeManager's public cache."""
     def rel(t: float | None) -> float | None:
         return round(t - t0, 1) if t else None
 
@@ -196,24 +192,25 @@ def _yarn_timeline(state: Path, app_id: str, t0: float, t1: float, client_log: s
     marks["client_uploads_start"] = rel(_first(client, "Uploading resource"))
     marks["client_submitting"] = rel(_first(client, "Submitting application"))
     marks["client_saw_running"] = rel(_first(client, "state: RUNNING"))
-    try:
-        app = _rm(f"apps/{app_id}")["app"]
-        attempts = _rm(f"apps/{app_id}/appattempts")["appAttempts"]["appAttempt"]
-        marks["rm_app_started"] = rel(app["startedTime"] / 1000)
-        marks["rm_attempt_started"] = rel(attempts[0]["startTime"] / 1000)
-        if app.get("launchTime"):
-            marks["rm_am_container_launched"] = rel(app["launchTime"] / 1000)
-        marks["rm_app_finished"] = rel(app["finishedTime"] / 1000)
-    except Exception as e:  # noqa: BLE001 - the REST answer is a detail of the report
-        marks["rm_error"] = str(e)
+    # The ResourceManager's submission time, from the application report the client prints (the
+    # minicluster's web UI and REST API answer 404 here).
+    started = re.search(r"start time: (\d{13})", client_log)
+    marks["rm_app_started"] = rel(int(started.group(1)) / 1000 if started else None)
+    marks["client_saw_finished"] = rel(_first(client, "state: FINISHED"))
     logs = _container_logs(state, app_id)
     containers = {}
     for cid, path in logs.items():
         text = path.read_text(errors="replace")
         sl = _spark_lines(text)
-        c = {"first_log": rel(sl[0][0] if sl else None)}
-        if cid.endswith("_000001"):  # the ApplicationMaster, with the driver
-            pl = _py_lines(text, t0)
+        launch = path.with_name("launch_container.sh")
+        # The NodeManager copies the launch script into the log directory when it launches the
+        # container, after its resources are localized.
+        c = {"launched": rel(launch.stat().st_mtime if launch.exists() else None),
+             "first_log": rel(sl[0][0] if sl else None)}
+        if cid.endswith("_000001"):  # the ApplicationMaster, with the driver (its Python logs to stdout)
+            out = path.with_name("stdout")
+            pl = _py_lines(text + (out.read_text(errors="replace") if out.exists() else ""), t0)
+            pl.sort()
             c.update({"user_app_started": rel(_first(sl, "Starting the user application")),
                       "spark_context": rel(_first(sl, "Running Spark version")),
                       "am_registered": rel(_first(sl, "Registering the ApplicationMaster")),
@@ -225,7 +222,7 @@ def _yarn_timeline(state: Path, app_id: str, t0: float, t1: float, client_log: s
             c.update({"registered_with_driver": rel(_first(sl, "Successfully registered with driver")),
                       "first_task": rel(_first(sl, "Running task"))})
         containers[cid] = c
-    unpack = [{**u, "first_ctime": rel(u["first_ctime"]), "last_ctime": rel(u["last_ctime"])}
+    unpack = [{**u, **{k: rel(u[k]) for k in ("download_started", "first_ctime", "last_ctime", "localized")}}
               for u in _env_unpack(state) if t0 <= u["last_ctime"] <= t1]
     return {"app_id": app_id, "marks_s": marks, "containers_s": containers, "env_unpacked_in_this_run": unpack,
             "launcher_exit_s": rel(t1)}
