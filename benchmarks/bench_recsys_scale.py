@@ -269,13 +269,14 @@ def main() -> int:
                              and b["rankers"][name].get("status", "done") == "done"}}
                          for a, b in zip(results, results[1:], strict=False)]
     if len(names) > 1:
-        base = names[0]
+        base = "user_cf" if "user_cf" in names else names[0]
         def ratio(r: dict, name: str) -> float:
             return round(r["rankers"][name]["wall_s"] / r["rankers"][base]["wall_s"], 2)
 
         out["ratio_to_" + base] = [
-            {"users": r["users"], **{f"{name}_time_x": ratio(r, name) for name in names[1:]
-                                     if r["rankers"][name].get("status", "done") == "done"}}
+            {"users": r["users"], **{f"{name}_time_x": ratio(r, name) for name in names
+                                     if name != base and r["rankers"][name].get("status", "done") == "done"
+                                     and r["rankers"][base].get("status", "done") == "done"}}
             for r in results]
     emit(out, args.out)
     return 0
