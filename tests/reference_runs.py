@@ -160,11 +160,13 @@ def reconciled(rep: dict) -> dict:
     return rep
 
 
-def compare_runs(spark, cluster_root: str, local_root: str, read_text: Callable[[str], str]) -> None:
+def compare_runs(spark, cluster_root: str, local_root: str, read_text: Callable[[str], str],
+                 causal_root: str | None = None, causal_text: Callable[[str], str] | None = None) -> None:
     """A cluster run's outputs equal the local reference's: ingest reconciliation, every dataset
     row for row, the LSTM's weights to the last bit, the metrics, the neighbours, the filled
     matrix's recommendations and the causal report. `read_text` reads a file under cluster_root
-    (local disk, HDFS, ...)."""
+    (local disk, HDFS, ...); the causal report is read under `causal_root` with `causal_text`
+    when the causal job ran on another root."""
     def report(root: str, name: str, reader: Callable[[str], str]) -> dict:
         return json.loads(reader(f"{root}/{name}"))
 
@@ -210,5 +212,5 @@ def compare_runs(spark, cluster_root: str, local_root: str, read_text: Callable[
     studies = sorted(p.parent.name for p in Path(local_root).glob("report/causal/*/causal.json"))
     assert studies
     for s in studies:
-        close(report(cluster_root, f"report/causal/{s}/causal.json", read_text),
+        close(report(causal_root or cluster_root, f"report/causal/{s}/causal.json", causal_text or read_text),
               report(local_root, f"report/causal/{s}/causal.json", local_text), s)

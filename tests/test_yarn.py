@@ -10,8 +10,9 @@ executor container SIGKILLed while it runs a preprocess task, and the Applicatio
 in a later stage, after which YARN's second attempt resumes the pipeline (run.skip_existing) and
 completes. Its run root is on HDFS (hdfs://), so every stage reads and writes there: the train
 job stages the features for the Horovod ranks and the model is read back through Hadoop's
-FileSystem and shipped to the executors. The causal job runs in client deploy mode on the same
-root (a driver outside YARN reading the Delta tables on HDFS and writing its report there).
+FileSystem and shipped to the executors. The causal job runs in client deploy mode (a driver
+outside YARN) on a run root on s3a:// (the test session's S3 server, tests/s3server.py) holding
+the local run's reviews, reading the Delta table there and writing its report there.
 Every output equals local mode's (the local run is shared with tests/test_cluster.py). The daily
 Airflow DAG (dags/reviewrec_daily.py) runs a day against this YARN with `airflow dags test`, each
 task's job an application of its own in cluster deploy mode, its run root on s3a:// (the test
@@ -96,12 +97,15 @@ class Yarn:
                         "running": [t for t in started if t not in done]})
         return out
 
-    def submit(self, job: str, root: str, sets: list[str], log: Path, spark_args: list[str]) -> subprocess.Popen:
-        args = [str(REPO / "spark-submit.sh"), job, "--conf", "conf/yarn.yaml", "--set", f"run.root={root}"]
-        for s in sets:
+    def submit(self, job: str, root: str, sets: list[str], log: Path, spark_args: list[str],
+               confs: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
+        args = [str(REPO / "spark-submit.sh"), job, "--conf", "conf/yarn.yaml"]
+        for c in confs:
+            args += ["--conf", c]
+        for s in [f"run.root={root}", *sets]:
             args += ["--set", s]
         fh = open(log, "w")  # noqa: SIM115 - the process owns it
-        return subprocess.Popen(args + ["--", *spark_args], cwd=REPO, env=self.env, stdout=fh,
+        return subprocess.Popen(args + ["--", *spark_args], cwd=REPO, env={**self.env, **(env or {})}, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -138,9 +142,10 @@ def _app_id(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def yarn_runs(yarn, local_reference, tmp_path_factory):
+def yarn_runs(yarn, local_reference, s3_server, tmp_path_factory):
     """The pipeline on YARN in cluster deploy mode (run root on HDFS) with an executor container
-    and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode."""
+    and then the ApplicationMaster SIGKILLed; the causal job in client deploy mode on a run root on
+    s3a:// holding the local reference's reviews (equal to the pipeline's, test_yarn_results_equal_local)."""
     base = tmp_path_factory.mktemp("yarn-runs")
     root = f"{NN}/runs/cluster"
     out: dict = {"logs": base, "root": root, "faults": {}}
@@ -175,10 +180,18 @@ def yarn_runs(yarn, local_reference, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     out["pipeline_seconds"] = round(time.monotonic() - t0, 1)
-    # The causal job in client deploy mode: the driver runs here, the executors in YARN.
+    # The causal job in client deploy mode: the driver runs here, the executors in YARN, the
+    # run root on s3a:// (the keys in the launcher's environment, as on a host with keys).
     t0 = time.monotonic()
+    s3, prefix = s3_server.client(), "runs/causal"
+    for f in sorted((local_reference / "reviews").rglob("*")):
+        if f.is_file() and not f.name.startswith("."):  # not Hadoop's local .crc files
+            s3.upload_file(str(f), s3_server.bucket, f"{prefix}/{f.relative_to(local_reference)}")
+    out["causal_root"] = f"s3a://{s3_server.bucket}/{prefix}"
     clog = base / "causal.log"
-    proc = yarn.submit("causal", root, SMALL, clog, [])
+    endpoint = f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server.endpoint}"
+    proc = yarn.submit("causal", out["causal_root"], [*SMALL, endpoint], clog, [], confs=("conf/s3.yaml",),
+                       env=s3_server.credentials)
     assert finish(proc, JOB_TIMEOUT) == 0, _read(clog)[-4000:]
     out["causal_seconds"] = round(time.monotonic() - t0, 1)
     print(f"YARN: pipeline (cluster mode, 2 faults) {out['pipeline_seconds']}s, causal (client mode) "
@@ -199,14 +212,24 @@ def test_pipeline_ran_in_cluster_mode_with_the_environment_staged_on_hdfs(yarn_r
     assert "on yarn" in a2 and "reviewrec pipeline finished" in a2, a2[-3000:]
 
 
-def test_yarn_results_equal_local(yarn_runs, local_reference, spark):
+def test_yarn_results_equal_local(yarn_runs, local_reference, spark, s3_server):
     """Every output on HDFS equals the local run's, the model included: trained on the train and val
-    rows the driver staged for the ranks, read back from HDFS and shipped to the executors to score."""
+    rows the driver staged for the ranks, read back from HDFS and shipped to the executors to score;
+    the causal report on s3a:// equals the local run's."""
     from reviewrec import io
 
     root = yarn_runs["root"]
     assert root.startswith(f"{NN}/")
-    compare_runs(spark, root, str(local_reference), read_text=hdfs_text)
+    croot = yarn_runs["causal_root"]
+    with s3_server.keys_in(spark):  # the causal report on s3a, through the product's readers
+        s3_text = lambda url: io.read_text(spark, url)  # noqa: E731
+        compare_runs(spark, root, str(local_reference), read_text=hdfs_text, causal_root=croot, causal_text=s3_text)
+        # The causal job read the reviews on s3a:// (the launcher's driver, the executors in YARN).
+        for study in (p.parent.name for p in local_reference.glob("report/causal/*/causal.json")):
+            report = s3_text(f"{croot}/report/causal/{study}/causal.json")
+            assert json.loads(report)["input"] == f"{croot}/reviews"
+            for key in s3_server.credentials.values():
+                assert key not in report and key not in _read(yarn_runs["logs"] / "causal.log")
     # The train job staged the train and val rows from HDFS for the ranks and said so.
     attempt2 = yarn_runs["attempt2"]["stdout"]
     staged = re.search(r"train: staged (\d+) rows \(train (\d+), val (\d+) files\)", attempt2)
@@ -284,7 +307,7 @@ DAG_DAY = "2024-03-05"
 DAG_JOBS = ("generate", "ingest", "preprocess", "features", "recommend")
 
 
-def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mode(yarn, airflow, s3_server,
+def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mode(yarn, airflow, s3_server, spark,
                                                                                   tmp_path):
     """`airflow dags test` (dags/reviewrec_daily.py, target yarn) for one day with the run's params
     saying no training and the eda task marked successful (train, its faults and eda are the
@@ -295,7 +318,9 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
     and carried through to the recommendations on the bucket; each task's log names its report;
     the keys are in no task log, container log or object."""
     from airflow_venv import dags_test
+    from reviewrec import io
     from reviewrec.jobs_table import job as spec
+    from reviewrec.jobs_table import report_location
 
     root = f"s3a://{s3_server.bucket}/runs/dag"
     keys = s3_server.credentials
@@ -317,7 +342,7 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
         cmd = re.search(rf"spark-submit\.sh {j} --conf conf/yarn\.yaml --conf conf/s3\.yaml --set "
                         rf"run\.root={re.escape(root)} [^\n]*-- --deploy-mode cluster; "
                         rf"echo 'reviewrec {j} report: ([^']+)'", text)
-        assert cmd and cmd[1] == f"{root}/{spec(j).report}", (j, cmd)
+        assert cmd and cmd[1] == report_location(root, spec(j)), (j, cmd)
         # The task's own output: from its command to the report line.
         part = text[cmd.end():text.index(f"reviewrec {j} report: {cmd[1]}", cmd.end())]
         app = re.findall(r"Submitted application (application_\d+_\d+)", part)
@@ -339,7 +364,13 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
     ingest = json.loads(obj(spec("ingest").report))
     assert ingest["reconciled"] is True and ingest["accepted"] > 500, ingest
     assert ingest["mode"] == "day" and ingest["day"] == DAG_DAY and list(ingest["days"]) == [DAG_DAY], ingest
-    assert "<h1>" in obj(spec("recommend").report)
+    # The recommend report, published as a version of report/recs/ (the task log says so), read
+    # through the product's resolution of the version _PUBLISHED names.
+    assert f"reviewrec recommend report: {root}/report/recs/<version named in report/recs/_PUBLISHED>/index.html" \
+        in text
+    with s3_server.keys_in(spark):
+        assert "<h1>" in io.read_text(spark, f"{root}/{spec('recommend').report}")
+    assert re.fullmatch(r"v\d{8}T\d{6}Z-[0-9a-f]{8}\n", obj("report/recs/_PUBLISHED"))
     # The keys: in no task log, no container log of these applications, no object of the run.
     logs = [text] + [_read(d / name) for a in apps.values() for d in yarn.app_dirs(a) for name in ("stdout", "stderr")]
     objects = [k["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_server.bucket, Prefix=prefix)
