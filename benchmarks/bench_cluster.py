@@ -258,8 +258,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         sampler = stack.enter_context(LoadSampler(every=30))
         for verb, wanted in (("cluster", ("standalone",)), ("yarn", YARN_MANAGERS)):
-            if any(m in managers for m in wanted) and subprocess.run(
-                    [launcher, verb, "status"], cwd=REPO, env=_env(), capture_output=True).returncode != 0:
+            status = subprocess.run([launcher, verb, "status"], cwd=REPO, env=_env(), capture_output=True, text=True)
+            # `yarn status` exits non-zero while it runs but no application has run yet: its output says.
+            running = status.returncode == 0 or f"{verb}: running" in status.stdout
+            if any(m in managers for m in wanted) and not running:
                 t = time.perf_counter()
                 subprocess.run([launcher, verb, "up"], cwd=REPO, env=_env(), check=True)
                 setup[f"{verb} up"] = round(time.perf_counter() - t, 1)
