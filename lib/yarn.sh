@@ -15,8 +15,9 @@
 #
 # Ports (environment): REVIEWREC_YARN_NN_PORT (NameNode RPC, 9000), REVIEWREC_YARN_NN_HTTP_PORT
 # (NameNode web/WebHDFS, 9870), REVIEWREC_YARN_RM_PORT (ResourceManager; it and the next three:
-# scheduler, resource tracker, admin; 8032), REVIEWREC_YARN_WEB_PORT (ResourceManager web UI,
-# 8088). The NodeManager offers 4096 MB and 4 vcores (conf/yarn.yaml's driver and executors fit).
+# scheduler, resource tracker, admin; 8032), REVIEWREC_YARN_WEB_PORT (ResourceManager web port,
+# 8088: bound, but the minicluster jar's web app answers 404 to every page and REST call).
+# The NodeManager offers 4096 MB and 4 vcores (conf/yarn.yaml's driver and executors fit).
 # State, logs, HDFS data, container directories and the client configuration live in
 # ${REVIEWREC_YARN_DIR:-$REVIEWREC_CACHE/yarn-cluster}: spark-submit.sh points HADOOP_CONF_DIR
 # (hadoop-conf/) and SPARK_CONF_DIR (spark-conf/) there when it submits to yarn with neither set.
@@ -154,7 +155,7 @@ cmd_up() {
   write_spark_defaults
   printf 'RR_SETTINGS=%s\nRR_YARN_NN=hdfs://%s:%s\nRR_YARN_RM=%s:%s\nRR_YARN_WEB=http://%s:%s\n' \
     "$(settings_key)" "$HOST" "$NN_PORT" "$HOST" "$RM_PORT" "$HOST" "$WEB_PORT" > "$STATE/yarn.env"
-  rr_log "starting YARN (ResourceManager $HOST:$RM_PORT, web UI http://$HOST:$WEB_PORT) and HDFS (hdfs://$HOST:$NN_PORT); state: $STATE"
+  rr_log "starting YARN (ResourceManager $HOST:$RM_PORT) and HDFS (hdfs://$HOST:$NN_PORT); state: $STATE"
   : > "$STATE/logs/yarn.log"
   # Containers run $JAVA_HOME/bin/java; the JVM flags open what Hadoop 3.3 reflects on in Java 17.
   cd "$STATE"
@@ -175,7 +176,7 @@ cmd_up() {
     [ "$waited" -lt $((READY_TIMEOUT * 2)) ] || { cmd_down; rr_die "YARN/HDFS did not come up within ${READY_TIMEOUT}s (log: $STATE/logs/yarn.log)"; }
     sleep 0.5; waited=$((waited + 1))
   done
-  rr_log "yarn up in $((waited / 2)) s: ResourceManager $HOST:$RM_PORT, HDFS hdfs://$HOST:$NN_PORT, web UI http://$HOST:$WEB_PORT"
+  rr_log "yarn up in $((waited / 2)) s: ResourceManager $HOST:$RM_PORT, HDFS hdfs://$HOST:$NN_PORT (applications: ./spark-submit.sh yarn status)"
 }
 
 cmd_status() {
@@ -190,8 +191,12 @@ cmd_status() {
   else
     echo "yarn: starting (pid $p)"; rc=1
   fi
-  local apps
-  apps=$(ls -d "$STATE"/target/test/data/*/yarn-*/*-logDir-nm-*/application_* 2>/dev/null | wc -l)
+  # Counted by a glob, not `ls | wc -l`: before the first application nothing matches, and ls's
+  # failure would end the script (pipefail, set -e) on a healthy YARN.
+  local apps=0 d
+  for d in "$STATE"/target/test/data/*/yarn-*/*-logDir-nm-*/application_*; do
+    [ -e "$d" ] && apps=$((apps + 1))
+  done
   echo "  applications run since up: $apps"
   echo "  container processes: $(orphans | wc -l)"
   return "$rc"

@@ -124,6 +124,8 @@ def yarn(tmp_path_factory):
     t0 = time.monotonic()
     try:
         y.script("up")
+        # A healthy YARN's status exits 0 before its first application too.
+        assert "applications run since up: 0" in y.script("status").stdout
         env_url = y.script("env-archive").stdout.strip()
         print(f"yarn up and environment staged ({env_url}) in {time.monotonic() - t0:.0f}s")
         yield y
