@@ -24,7 +24,8 @@ makes it current; the version before stays for readers that resolved it, older o
 A crash before that PUT leaves the previous version current and whole. Readers of those files
 on any file system: read_text, path_exists, file_stamp, download, dataset_exists (Hadoop's
 FileSystem through the driver's JVM for remote paths), which read a path inside a published
-directory from its current version (resolve); Spark readers are given resolve(path).
+directory from its current version (resolve). Directories that Spark reads by path (the
+generator's input files, the staged Spark NLP models) keep plain paths (versioned=False).
 """
 from __future__ import annotations
 
