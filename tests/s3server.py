@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,22 @@ class S3Server:
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **self.credentials, **extra}
 
-    def client(self) -> Any:
-        import boto3
+    @cached_property
+    def _client(self) -> Any:
+        from reviewrec.objectstore import s3_client
 
-        c = self.credentials
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=c["AWS_ACCESS_KEY_ID"], aws_secret_access_key=c["AWS_SECRET_ACCESS_KEY"])
+        return s3_client(self.endpoint, self.credentials)
+
+    def client(self) -> Any:
+        """A boto3 S3 client with this server's keys (one per server: the kill tests poll with it)."""
+        return self._client
+
+    def keys(self, prefix: str, bucket: str | None = None) -> list[str]:
+        """The keys of every object under `prefix` in the bucket."""
+        s3 = self.client()
+        return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket or self.bucket,
+                                                                                  Prefix=prefix)
+                for o in page.get("Contents", [])]
 
     def bucket_conf(self, bucket: str) -> dict[str, str]:
         """Per-bucket s3a settings (fs.s3a.bucket.<b>.*) with this server's keys: set on a running
@@ -99,13 +110,11 @@ class S3Server:
         """Every object under `prefix` in the bucket, as files under `dest` (keys relative to prefix)."""
         s3 = self.client()
         out = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):].lstrip("/")
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(self.bucket, obj["Key"], str(target))
-                out.append(target)
+        for key in self.keys(prefix):
+            target = dest / key[len(prefix):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(self.bucket, key, str(target))
+            out.append(target)
         return out
 
 

@@ -163,11 +163,6 @@ def test_no_object_store_key_in_any_output(s3_ingest: dict, s3_server: S3Server)
     assert "reviews" in {f.relative_to(s3_ingest["local"]).parts[0] for f in s3_ingest["files"]}
 
 
-def _keys(s3, bucket: str, prefix: str) -> list[str]:
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
-
-
 @pytest.mark.spark
 @pytest.mark.slow
 def test_driver_killed_committing_on_s3a_keeps_the_previous_version(spark, s3_ingest: dict, s3_server: S3Server,
@@ -186,13 +181,13 @@ def test_driver_killed_committing_on_s3a_keeps_the_previous_version(spark, s3_in
         for key in keys:
             s3.copy_object(Bucket=bucket, Key=dst + key[len(src):], CopySource={"Bucket": bucket, "Key": key})
 
-    copy(_keys(s3, bucket, "run/"), "run/", "killed/")
-    inputs = sorted(_keys(s3, bucket, "input/"))
+    copy(s3_server.keys("run/"), "run/", "killed/")
+    inputs = sorted(s3_server.keys("input/"))
     assert len(inputs) >= 2, inputs
     copy(inputs[1:], "input/", "input-fewer/")
     root, table = f"s3a://{bucket}/killed", "killed/reviews/"
-    parquet = lambda: {k for k in _keys(s3, bucket, table) if k.endswith(".parquet") and "/_delta_log/" not in k}  # noqa: E731
-    log_entries = lambda: sorted(k.rsplit("/", 1)[1] for k in _keys(s3, bucket, table + "_delta_log/")  # noqa: E731
+    parquet = lambda: {k for k in s3_server.keys(table) if k.endswith(".parquet") and "/_delta_log/" not in k}  # noqa: E731
+    log_entries = lambda: sorted(k.rsplit("/", 1)[1] for k in s3_server.keys(table + "_delta_log/")  # noqa: E731
                                  if k.endswith(".json"))
     old_objects = parquet()
     assert old_objects and log_entries() == ["00000000000000000000.json"]
@@ -261,7 +256,7 @@ def test_published_directories_on_s3a_are_versioned_and_a_crash_keeps_the_curren
                 (local / "weights.bin").read_bytes())
 
     def versions() -> set[str]:
-        return {k.split("/")[3] for k in _keys(s3, bucket, "published/report/model/")} - {"_PUBLISHED"}
+        return {k.split("/")[3] for k in s3_server.keys("published/report/model/")} - {"_PUBLISHED"}
 
     def pointer() -> str:
         return s3.get_object(Bucket=bucket, Key="published/report/model/_PUBLISHED")["Body"].read().decode().strip()

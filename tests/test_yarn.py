@@ -375,8 +375,7 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
     assert re.fullmatch(r"v\d{8}T\d{6}Z-[0-9a-f]{8}\n", obj("report/recs/_PUBLISHED"))
     # The keys: in no task log, no container log of these applications, no object of the run.
     logs = [text] + [_read(d / name) for a in apps.values() for d in yarn.app_dirs(a) for name in ("stdout", "stderr")]
-    objects = [k["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_server.bucket, Prefix=prefix)
-               for k in page.get("Contents", [])]
+    objects = s3_server.keys(prefix)
     assert objects and any(k.endswith(".parquet") for k in objects)
     for key in (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]):
         assert not any(key in t for t in logs)

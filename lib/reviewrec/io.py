@@ -44,7 +44,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 
-from reviewrec.jobs_table import OBJECT_STORES
+from reviewrec.jobs_table import is_object_store
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ def dataset_path(root: str, name: str) -> str:
 
 def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
-
-
-def is_object_store(path: str) -> bool:
-    return path.split("://", 1)[0] in OBJECT_STORES if "://" in path else False
 
 
 def _local(path: str) -> str:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 OBJECT_STORES = ("s3a", "s3", "s3n", "gs", "abfs", "abfss", "wasbs")
 
 
+def is_object_store(path: str) -> bool:
+    return path.split("://", 1)[0] in OBJECT_STORES if "://" in path else False
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -65,6 +69,6 @@ def report_location(root: str, spec: JobSpec) -> str:
     a report inside a directory the job publishes is in the version its _PUBLISHED names."""
     root = root.rstrip("/")
     published = next((o for o in spec.outputs if spec.report.startswith(o + "/")), None)
-    if published and "://" in root and root.split("://", 1)[0] in OBJECT_STORES:
+    if published and is_object_store(root):
         return f"{root}/{published}/<version named in {published}/_PUBLISHED>/{spec.report[len(published) + 1:]}"
     return f"{root}/{spec.report}"

@@ -270,9 +270,13 @@ def read_credentials(path: str) -> dict[str, str]:
         return dict(line.strip().split("=", 1) for line in fh if "=" in line)
 
 
+def s3_client(endpoint: str, credentials: dict[str, str]) -> Any:
+    """A boto3 S3 client for `endpoint` with the keys `read_credentials` returns."""
+    return _client("s3", endpoint, credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"])
+
+
 def list_buckets(endpoint: str, credentials_file: str) -> list[str]:
-    creds = read_credentials(credentials_file)
-    s3 = _client("s3", endpoint, creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
+    s3 = s3_client(endpoint, read_credentials(credentials_file))
     return sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
 
 
