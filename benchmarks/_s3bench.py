@@ -51,11 +51,9 @@ class S3Server:
         return [f"spark.conf.spark.hadoop.fs.s3a.endpoint={self.endpoint}"]
 
     def client(self) -> Any:
-        import boto3
+        from reviewrec.objectstore import s3_client
 
-        c = self.credentials
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=c["AWS_ACCESS_KEY_ID"], aws_secret_access_key=c["AWS_SECRET_ACCESS_KEY"])
+        return s3_client(self.endpoint, self.credentials)
 
     def read_text(self, url: str) -> str:
         """An object's text by its s3a://bucket/key URL."""

@@ -3,8 +3,8 @@ dataset writer (reviewrec.io.write_dataset, else write_parquet_atomic: the commi
 
 The `reviews` dataset of ROWS generated reviews is ingested once on local disk and cached; then
 each target gets REPEATS replacing writes of it (the first creates, later ones replace the
-previous version, as a rerun does), the targets alternating. The S3 server is started for the run (lib/s3.sh, its own
-state directory and port) and stopped at the end.
+previous version, as a rerun does), the targets alternating. The S3 server is started for the run
+(lib/s3.sh through benchmarks/_s3bench.py, its own state directory and port) and stopped at the end.
 
     .venv/bin/python benchmarks/bench_s3.py [--rows 100000] [--repeats 3] [--out result.json]
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,16 +45,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from _emit import emit
-
-    from reviewrec.objectstore import read_credentials
+    from _s3bench import s3_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-s3-"))
-    state, port = work / "s3", free_port()
-    env = {**os.environ, "REVIEWREC_S3_DIR": str(state), "REVIEWREC_S3_PORT": str(port)}
-    subprocess.run(["bash", str(REPO / "lib" / "s3.sh"), "up", "--bucket", BUCKET], env=env, check=True)
-    try:
+    with s3_server(BUCKET, state=str(work / "s3"), port=free_port()) as s3:
         # s3a reads the keys from the environment the JVM inherits, as in conf/s3.yaml.
-        os.environ.update(read_credentials(str(state / "credentials")))
+        os.environ.update(s3.credentials)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         from reviewrec import generate, io
         from reviewrec.config import load_config
@@ -64,17 +59,14 @@ def main() -> int:
 
         root = work / "run"
         confs = [str(REPO / "conf" / "local.yaml"), str(REPO / "conf" / "s3.yaml")]
-        sets = [f"run.root={root}", f"synthetic.rows={args.rows}", "spark.app_name=bench-s3",
-                f"spark.conf.spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:{port}"]
+        sets = [f"run.root={root}", f"synthetic.rows={args.rows}", "spark.app_name=bench-s3", *s3.conf_sets()]
         generate.run(None, load_config(confs, sets))
         cfg = load_config(confs, [*sets, "input.format=tsv", f"input.path={root}/raw"])
         spark = build_session(cfg, "bench")
         ingest(spark, cfg)
-        reviews = io.read_dataset(spark, io.dataset_path(str(root), "reviews"), "ingest") \
-            if hasattr(io, "read_dataset") else spark.read.parquet(io.dataset_path(str(root), "reviews"))
-        reviews = reviews.cache()
+        reviews = io.read_dataset(spark, io.dataset_path(str(root), "reviews"), "ingest").cache()
         n = reviews.count()
-        write = getattr(io, "write_dataset", None) or io.write_parquet_atomic
+        write = io.write_dataset
         targets = {"local disk": str(work / "out" / "reviews"), "s3a (moto)": f"s3a://{BUCKET}/out/reviews"}
         seconds: dict[str, list[float]] = {name: [] for name in targets}
         # The targets alternate, so a change in the machine's load falls on both.
@@ -89,8 +81,6 @@ def main() -> int:
         spark.stop()
         emit({"rows_generated": args.rows, "reviews_rows": n, "repeats": args.repeats, "writes": results,
               "writer": f"reviewrec.io.{write.__name__}"}, args.out)
-    finally:
-        subprocess.run(["bash", str(REPO / "lib" / "s3.sh"), "down"], env=env, check=False)
     return 0
 
 
