@@ -1,7 +1,7 @@
 """Neighbours and the recommend job's rankers at scale on generated data: wall time, peak memory, growth.
 
     .venv/bin/python benchmarks/bench_recsys_scale.py --users 100000,300000,1000000 \
-        [--rankers user_cf,item_cf,blend] [--ratings-per-user 10] [--items 200000] [--k 20] \
+        [--rankers neighbors,item_cf,user_cf,blend] [--ratings-per-user 10] [--items 200000] [--k 20] \
         [--max-item-degree 200] [--top-n 10] [--ranker-timeout SECONDS] [--out r.json]
 
 Data, generated in Spark (nothing on the driver): rating j belongs to user j mod U (so U users
@@ -10,17 +10,18 @@ uniform, i.e. P(item i) ~ 1/(i + 1): Zipf item popularity with exponent 1. Dupli
 item) pairs are dropped. With exponent 1 the most popular item has ~8% of all ratings, so the
 exact all-pairs cost (sum of squared item degrees) is ~1e12 products at 1M users: the run
 uses the approximate mode (--max-item-degree raters sampled per item); --max-item-degree 0
-runs exact. `--top-n N` (0: skip) also times user-CF recommendations from those neighbours as
-the recommend job makes them (recommend.cf.user_cf_scores with seen items excluded, then top_n)
-and writes them.
+runs exact. `--top-n N` (0: skip) also times user-CF lists from those neighbours made with
+Spark joins (recommend.cf.user_cf_scores with seen items excluded, then top_n: how the job's
+fill scores its CF predictions) and writes them.
 
-`--rankers` (default: user_cf) chooses what is measured per user count: `user_cf` is the above
-(neighbours, then user-CF lists from them); `item_cf`, `blend` and `popularity` are the recommend
-job's rankers as the job calls them (recommend.rankers.recommend with the config's
-recsys.ranking settings, block size and max_pairs: top-n lists padded with popular items, seen
-items excluded), on the same ratings as events (u, i, pos = the rating's order within its user,
-n = the user's ratings). The job's rankers compute their cosines exactly (no degree cap), so
-`blend`'s user-user part costs the sum of squared item degrees, reported per user count as
+`--rankers` (default: neighbors) chooses what is measured per user count: `neighbors` is the
+above (the fill's neighbours, then user-CF lists from them by joins); `item_cf`, `user_cf`,
+`blend` and `popularity` are the recommend job's rankers as the job calls them
+(recommend.rankers.recommend with the config's recsys.ranking settings, block size and
+max_pairs: top-n lists padded with popular items, seen items excluded), on the same ratings as
+events (u, i, pos = the rating's order within its user, n = the user's ratings). The user-user
+cosine of the job's user_cf and blend is exact unless `--set recsys.ranking.max_item_degree=N`:
+exact, it costs the sum of squared item degrees, reported per user count as
 `exact_user_pair_products` (item-CF's item-item cost, `exact_item_pair_products`, is the sum of
 squared user degrees). `--ranker-timeout` cancels a ranker's Spark jobs after that many seconds
 and records it as not finished. Each ranker's output is written as Parquet and counted.
@@ -54,6 +55,9 @@ from reviewrec.recommend.ids import I, U  # noqa: E402
 from reviewrec.recommend.params import RANKERS, RecommendParams  # noqa: E402
 from reviewrec.runtime import setup_logging  # noqa: E402
 from reviewrec.session import build_session  # noqa: E402
+
+
+NEIGHBORS = "neighbors"
 
 
 class PeakRSS:
@@ -137,7 +141,7 @@ class Deadline:
         self.sc.setLocalProperty("spark.jobGroup.id", None)
 
 
-def measure_user_cf(spark, e, n: int, args, tmp: str) -> dict:  # noqa: ANN001
+def measure_neighbors(spark, e, n: int, args, tmp: str) -> dict:  # noqa: ANN001
     """Neighbours (degree cap + blockwise top-k, written as Parquet), then user-CF top-n from them."""
     params = similarity.SimilarityParams(k=args.k, block_size=args.block_size, max_pairs=args.max_pairs,
                                          max_column_degree=args.max_item_degree or None)
@@ -152,9 +156,9 @@ def measure_user_cf(spark, e, n: int, args, tmp: str) -> dict:  # noqa: ANN001
         with PeakRSS() as mem2:
             t0 = time.perf_counter()
             scores = cf.user_cf_scores(spark.read.parquet(f"{tmp}/nb_{n}"), ratings, seen=ratings)
-            cf.top_n(scores, args.top_n, cf.SRC_USER_CF).write.parquet(f"{tmp}/rec_user_cf_{n}")
+            cf.top_n(scores, args.top_n, cf.SRC_USER_CF).write.parquet(f"{tmp}/rec_neighbors_{n}")
             rec_wall = time.perf_counter() - t0
-        recs = spark.read.parquet(f"{tmp}/rec_user_cf_{n}")
+        recs = spark.read.parquet(f"{tmp}/rec_neighbors_{n}")
         out.update({"top_n": args.top_n, "recommend_wall_s": round(rec_wall, 1),
                     "recommend_peak_rss_gib": round(mem2.peak / 2**30, 2), "recommendation_rows": recs.count(),
                     "users_with_recommendations": recs.select(cf.U).distinct().count()})
@@ -187,7 +191,8 @@ def measure_job_ranker(spark, e, ranker: str, n: int, args, p: RecommendParams, 
     events.unpersist()
     out = {"status": status, "wall_s": round(wall, 1), "peak_rss_gib": round(mem.peak / 2**30, 2),
            "top_n": args.top_n or p.top_n, "block_size": p.block_size, "max_pairs": p.max_pairs,
-           "ranking": {k: getattr(p.ranking, k) for k in ("user_k", "user_shrink", "item_k", "item_shrink",
+           "ranking": {k: getattr(p.ranking, k) for k in ("user_k", "user_shrink", "max_item_degree", "item_k",
+                                                          "item_shrink",
                                                           "recency_tau", "transition_weight",
                                                           "blend_user_weight")}}
     if status == "done":
@@ -201,8 +206,9 @@ def measure_job_ranker(spark, e, ranker: str, n: int, args, p: RecommendParams, 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", default="100000,300000,1000000")
-    ap.add_argument("--rankers", default="user_cf",
-                    help="comma-separated: user_cf (neighbours + user-CF lists), the job's item_cf, blend, popularity")
+    ap.add_argument("--rankers", default="neighbors",
+                    help="comma-separated: neighbors (the fill's neighbours + user-CF lists), the job's item_cf, "
+                         "user_cf, blend, popularity")
     ap.add_argument("--ratings-per-user", type=int, default=10)
     ap.add_argument("--items", type=int, default=200000)
     ap.add_argument("--k", type=int, default=20)
@@ -217,9 +223,9 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     names = [x for x in args.rankers.split(",") if x]
-    bad = [x for x in names if x not in RANKERS]
+    bad = [x for x in names if x not in (NEIGHBORS, *RANKERS)]
     if bad:
-        ap.error(f"--rankers: {bad}; choose from {RANKERS}")
+        ap.error(f"--rankers: {bad}; choose from {(NEIGHBORS, *RANKERS)}")
     setup_logging()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     cfg = load_config([str(REPO / "conf" / "local.yaml")],
@@ -246,8 +252,8 @@ def main() -> int:
                  "block_size": args.block_size, "rankers": {}}
             for name in names:
                 log_load = os.getloadavg()
-                if name == "user_cf":
-                    m = measure_user_cf(spark, e, n, args, tmp)
+                if name == NEIGHBORS:
+                    m = measure_neighbors(spark, e, n, args, tmp)
                 else:
                     m = measure_job_ranker(spark, e, name, n, args, p, tmp)
                 m["load_at_start"] = [round(x, 2) for x in log_load]
@@ -269,7 +275,7 @@ def main() -> int:
                              and b["rankers"][name].get("status", "done") == "done"}}
                          for a, b in zip(results, results[1:], strict=False)]
     if len(names) > 1:
-        base = "user_cf" if "user_cf" in names else names[0]
+        base = NEIGHBORS if NEIGHBORS in names else names[0]
         def ratio(r: dict, name: str) -> float:
             return round(r["rankers"][name]["wall_s"] / r["rankers"][base]["wall_s"], 2)
 

@@ -67,14 +67,11 @@ def test_user_cf_scores_top_n_excludes_seen_and_pads_with_popular(spark) -> None
     assert not any((u, i) in seen for (u, _), (i, _) in got.items())
 
 
-def test_item_cf_with_recency_weights(spark) -> None:
-    events = spark.createDataFrame([(0, 5, 0, 2), (0, 6, 1, 2)], "u long, i long, pos int, n int")
+def test_recency_weights(spark) -> None:
+    events = spark.createDataFrame([(0, 5, 0, 2), (0, 6, 1, 2), (1, 5, 0, 1)], "u long, i long, pos int, n int")
     w = {(r.u, r.i): r.value for r in cf.recency_weights(events, tau=1.0).collect()}
-    assert w[(0, 6)] == pytest.approx(1.0) and w[(0, 5)] == pytest.approx(math.exp(-1))
-    inb = spark.createDataFrame([(5, 7, 0.9), (6, 8, 0.5), (6, 5, 0.4)], "row long, neighbor long, sim double")
-    weights = cf.recency_weights(events, tau=1.0)
-    s = {r.i: r.score for r in cf.item_cf_scores(inb, weights, seen=events.select("u", "i")).collect()}
-    assert s == {7: pytest.approx(0.9 * math.exp(-1)), 8: pytest.approx(0.5)}  # 5 is seen
+    assert w == pytest.approx({(0, 6): 1.0, (0, 5): math.exp(-1), (1, 5): 1.0})
+    assert {r.value for r in cf.recency_weights(events, tau=0.0).collect()} == {1.0}
 
 
 def test_predict_ratings_mean_centred(spark) -> None:
@@ -137,6 +134,9 @@ def test_transition_neighbors_and_add_neighbors(spark) -> None:
     got = {(r.row, r.neighbor): r.sim for r in cf.transition_neighbors(ev, shrink=1.0).collect()}
     # c(10,11)=2 (out 2); c(11,12)=1, c(11,10)=1 (out 2); c(12,11)=1 (out 1)
     assert got == pytest.approx({(10, 11): 2 / 3, (11, 12): 1 / 3, (11, 10): 1 / 3, (12, 11): 1 / 2})
+    # the top-1 successor of each item: 11's two tie at 1/3, the lower index stays
+    top1 = {(r.row, r.neighbor): r.sim for r in cf.transition_neighbors(ev, shrink=1.0, k=1).collect()}
+    assert top1 == pytest.approx({(10, 11): 2 / 3, (11, 10): 1 / 3, (12, 11): 1 / 2})
     cos = spark.createDataFrame([(10, 11, 0.5), (10, 12, 0.25)], "row long, neighbor long, sim double")
     tr = spark.createDataFrame([(10, 11, 1.0), (11, 10, 0.5)], "row long, neighbor long, sim double")
     both = {(r.row, r.neighbor): r.sim for r in cf.add_neighbors(cos, tr, 0.5).collect()}

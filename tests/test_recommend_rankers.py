@@ -93,28 +93,79 @@ def _scored_order(scores: np.ndarray, u: int) -> list[int]:
     return sorted([i for i in range(len(row)) if np.isfinite(row[i]) and row[i] > 0], key=lambda i: (-row[i], i))
 
 
-def test_item_cf_matches_numpy_and_differs_from_user_cf(spark) -> None:
+def _blend_reference(item: np.ndarray, user: np.ndarray, w: float) -> np.ndarray:
+    """w * user / its row maximum + (1 - w) * item / its row maximum over the unseen items."""
+    def scaled(x: np.ndarray) -> np.ndarray:
+        z = np.where(np.isfinite(x), x, 0.0)
+        top = z.max(axis=1, keepdims=True)
+        return np.divide(z, top, out=np.zeros_like(z), where=top > 0)
+    out = w * scaled(user) + (1 - w) * scaled(item)
+    out[~np.isfinite(item)] = -np.inf
+    return out
+
+
+def test_rankers_match_numpy_and_differ(spark) -> None:
     seqs, n_items = _sequences(), 9
     events = _events(spark, seqs)
-    item = rankers.recommend(events, "item_cf", RP, 5, len(seqs), n_items, block_size=4, max_pairs=1000)
-    got = _lists(item.recs)
-    item.release()
-    user = rankers.recommend(events, "user_cf", RP, 5, len(seqs), n_items, block_size=4, max_pairs=1000)
-    got_user = _lists(user.recs)
-    user.release()
-    want, want_user = _item_cf_reference(seqs, n_items, RP), _user_cf_reference(seqs, n_items, RP)
+    got = {}
+    for name in ("item_cf", "user_cf", "blend"):
+        # 4 users per block and 3 products per chunk: several blocks, several chunks per block
+        ranking = rankers.recommend(events, name, RP, 5, len(seqs), n_items, block_size=4, max_pairs=3)
+        got[name] = _lists(ranking.recs)
+        ranking.release()
+    want = {"item_cf": _item_cf_reference(seqs, n_items, RP), "user_cf": _user_cf_reference(seqs, n_items, RP)}
+    want["blend"] = _blend_reference(want["item_cf"], want["user_cf"], RP.blend_user_weight)
     differ = 0
     for u in range(len(seqs)):
-        order = _scored_order(want, u)[:5]
-        scored = [(i, s) for i, s, src in got[u] if src == "item_cf"]
-        assert [i for i, _ in scored] == order, f"user {u}"
-        for i, s in scored:
-            assert s == pytest.approx(want[u, i])
-        assert all(i not in seqs[u] for i, _, _ in got[u])
-        user_items = [i for i, _, src in got_user[u] if src == "user_cf"]
-        assert user_items == _scored_order(want_user, u)[:5]
-        differ += [i for i, _, _ in got[u]] != [i for i, _, _ in got_user[u]]
+        for name, ref in want.items():
+            scored = [(i, s) for i, s, src in got[name][u] if src == name]
+            assert [i for i, _ in scored] == _scored_order(ref, u)[:5], f"{name}, user {u}"
+            for i, s in scored:
+                assert s == pytest.approx(ref[u, i]), f"{name}, user {u}, item {i}"
+            assert all(i not in seqs[u] for i, _, _ in got[name][u])
+        differ += [i for i, _, _ in got["item_cf"][u]] != [i for i, _, _ in got["user_cf"][u]]
     assert differ >= len(seqs) // 3  # the two rankers disagree on this data
+
+
+def test_score_block_chunks_and_rankers_against_dense() -> None:
+    """The block kernel alone: the same top n whatever the chunking, against dense products."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(11)
+    n_u, n_i, n = 30, 25, 4
+    seen = (rng.random((n_u, n_i)) < 0.15).astype(float)
+    hist = sp.csr_matrix(seen * rng.uniform(0.1, 1.0, seen.shape))
+    item_w = sp.csr_matrix((rng.random((n_i, n_i)) < 0.2) * rng.uniform(0.0, 1.0, (n_i, n_i)))
+    nbrs = sp.csr_matrix((rng.random((n_u, n_u)) < 0.2) * rng.uniform(0.05, 1.0, (n_u, n_u)))
+    user_r = sp.csr_matrix(seen)
+    dense = {"item_cf": hist.toarray() @ item_w.toarray(), "user_cf": nbrs.toarray() @ seen}
+    for x in dense.values():
+        x[seen > 0] = -np.inf
+    dense["blend"] = _blend_reference(dense["item_cf"], dense["user_cf"], 0.3)
+    for x in dense.values():  # an item nobody scored is no candidate
+        x[x == 0] = -np.inf
+    for name, ref in dense.items():
+        runs = [rankers.score_block(hist, nbrs, item_w, user_r, name, n, 0.3, mp) for mp in (1, 7, 10**6)]
+        for rows, items, scores in runs:
+            got = {}
+            for r, i, s in zip(rows, items, scores, strict=True):
+                got.setdefault(int(r), []).append((int(i), float(s)))
+            for u in range(n_u):
+                want = sorted([i for i in range(n_i) if np.isfinite(ref[u, i])], key=lambda i: (-ref[u, i], i))[:n]
+                assert [i for i, _ in got.get(u, [])] == want, f"{name}, user {u}"
+                assert [s for _, s in got.get(u, [])] == pytest.approx([ref[u, i] for i in want])
+    # a wrong exclusion would surface here: each user's list holds none of its items
+    rows, items, _ = rankers.score_block(hist, nbrs, item_w, user_r, "blend", n, 0.3, 5)
+    assert not seen[rows, items].any()
+
+
+def test_neighbour_matrix_names_a_row_outside_the_index(spark) -> None:
+    ok = spark.createDataFrame([(0, 1, 0.5), (5, 2, 0.25)], "row long, neighbor long, sim double")
+    m = rankers.collect_csr(ok, 6, 3, block_size=4)
+    assert m.shape == (6, 3) and m.toarray()[5, 2] == 0.25 and m.toarray()[0, 1] == 0.5 and m.nnz == 2
+    bad = spark.createDataFrame([(0, 1, 0.5), (6, 2, 0.25)], "row long, neighbor long, sim double")
+    with pytest.raises(ValueError, match=r"row 6 outside \[0, 6\)"):
+        rankers.collect_csr(bad, 6, 3, block_size=4)
 
 
 def test_leave_last_out_and_popularity_hit_rate(spark) -> None:

@@ -1,4 +1,8 @@
-"""Collaborative filtering on Spark: user-CF and item-CF scores, rating predictions, blending, top-N.
+"""Collaborative filtering on Spark: user-CF scores and rating predictions, neighbour tables
+(cosine, next-item transitions), recency weights, top-N with popular padding.
+
+The top-N rankers (item-CF, user-CF, their blend) score blocks of users with sparse products
+in recommend.rankers; the tables here are their inputs.
 
 Internal tables use contiguous long indices (u for users, i for items; recommend.ids) so the
 blockwise similarity (recommend.similarity) can lay rows and columns out as CSR blocks:
@@ -81,31 +85,14 @@ def user_cf_scores(neighbors: DataFrame, interactions: DataFrame, seen: DataFram
     return scores.select(U, I, SCORE, WSUM, SUPPORT)
 
 
-def item_cf_scores(item_nb: DataFrame, weights: DataFrame, seen: DataFrame | None = None) -> DataFrame:
-    """score(u, j) = sum over the user's items i of weight(u, i) * sim(i, j).
-
-    `weights` (u, i, value) carries the user's history, e.g. recency weights. Output: u, i,
-    score, wsum, support.
-    """
-    nb = item_nb.select(F.col(similarity.ROW).alias("_h"), F.col(similarity.NEIGHBOR).alias(I), F.col(similarity.SIM))
-    hist = weights.select(F.col(U), F.col(I).alias("_h"), F.col(VALUE))
-    scores = (hist
-              .join(nb, on="_h", how="inner")
-              .groupBy(U, I)
-              .agg(F.sum(F.col(VALUE) * F.col(similarity.SIM)).alias(SCORE),
-                   F.sum(F.abs(F.col(similarity.SIM))).alias(WSUM),
-                   F.count(F.lit(1)).alias(SUPPORT)))
-    if seen is not None:
-        scores = exclude_seen(scores, seen)
-    return scores.select(U, I, SCORE, WSUM, SUPPORT)
-
-
-def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = "pos") -> DataFrame:
+def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = "pos", k: int | None = None
+                         ) -> DataFrame:
     """Sequential "next item" similarity: row=i, neighbor=j, sim = c(i, j) / (c(i) + shrink).
 
     c(i, j) counts how often a user's item j directly follows item i (positions p, p + 1 of
     the same user's time-ordered events, j != i) and c(i) = sum_j c(i, j). Input: u, i, pos.
-    The rows are directional (i -> j) and not truncated (at most one row per observed step).
+    The rows are directional (i -> j); `k` keeps the k most frequent successors of each item
+    (ties: the lower index), None keeps them all (a popular item's list grows with the data).
     """
     a = events.select(F.col(U), F.col(I).alias(similarity.ROW), F.col(col_pos).alias("_p"))
     b = events.select(F.col(U), F.col(I).alias(similarity.NEIGHBOR), (F.col(col_pos) - F.lit(1)).alias("_p"))
@@ -113,9 +100,10 @@ def transition_neighbors(events: DataFrame, shrink: float = 0.0, col_pos: str = 
               .where(F.col(similarity.ROW) != F.col(similarity.NEIGHBOR))
               .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.count(F.lit(1)).cast("double").alias("_c")))
     out_deg = counts.groupBy(similarity.ROW).agg(F.sum("_c").alias("_n"))
-    return (counts.join(out_deg, on=similarity.ROW, how="inner")
-            .select(similarity.ROW, similarity.NEIGHBOR,
-                    (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(similarity.SIM)))
+    out = (counts.join(out_deg, on=similarity.ROW, how="inner")
+           .select(similarity.ROW, similarity.NEIGHBOR,
+                   (F.col("_c") / (F.col("_n") + F.lit(float(shrink)))).alias(similarity.SIM)))
+    return out if k is None else similarity.topk_from_similarities(out, k)
 
 
 def add_neighbors(a: DataFrame, b: DataFrame, b_weight: float) -> DataFrame:
@@ -124,18 +112,6 @@ def add_neighbors(a: DataFrame, b: DataFrame, b_weight: float) -> DataFrame:
             .unionByName(b.select(similarity.ROW, similarity.NEIGHBOR,
                                   (F.col(similarity.SIM) * F.lit(float(b_weight))).alias(similarity.SIM)))
             .groupBy(similarity.ROW, similarity.NEIGHBOR).agg(F.sum(similarity.SIM).alias(similarity.SIM)))
-
-
-def blend(user_scores: DataFrame, item_scores: DataFrame, user_weight: float) -> DataFrame:
-    """user_weight * user score + (1 - user_weight) * item score, each divided by the user's
-    maximum so the two scales are comparable. Output: u, i, score."""
-    def scaled(df: DataFrame, name: str) -> DataFrame:
-        w = Window.partitionBy(U)
-        return df.select(U, I, (F.col(SCORE) / F.max(F.abs(F.col(SCORE))).over(w)).alias(name))
-
-    both = scaled(user_scores, "_us").join(scaled(item_scores, "_is"), on=[U, I], how="full_outer")
-    return both.select(U, I, (F.lit(user_weight) * F.coalesce(F.col("_us"), F.lit(0.0))
-                              + F.lit(1.0 - user_weight) * F.coalesce(F.col("_is"), F.lit(0.0))).alias(SCORE))
 
 
 def recency_weights(events: DataFrame, tau: float, col_pos: str = "pos", col_len: str = "n") -> DataFrame:

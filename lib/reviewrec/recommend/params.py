@@ -64,6 +64,8 @@ class RankingParams:
 
     user_k: int = 100
     user_shrink: float = 10.0
+    # user-CF's cosine: at most this many raters per item (seeded sample; 0 = all, exact).
+    max_item_degree: int = 0
     item_k: int = 200
     item_shrink: float = 50.0
     # item-CF history weight exp(-(steps from the user's latest item) / recency_tau); 0 = off.

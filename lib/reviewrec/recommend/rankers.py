@@ -27,16 +27,25 @@ an item the ranker did not propose.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from reviewrec import schema as S
-from reviewrec.recommend import cf
+from reviewrec.recommend import cf, similarity
 from reviewrec.recommend.ids import I, U, IdIndex
 from reviewrec.recommend.params import RANKERS, RankingParams
-from reviewrec.recommend.similarity import SimilarityParams
+from reviewrec.recommend.similarity import BLOCK, COL, NEIGHBOR, ROW, SIM, VALUE, SimilarityParams
+
+log = logging.getLogger(__name__)
 
 POS = "pos"
 N = "n"
@@ -63,38 +72,149 @@ def interaction_popularity(events: DataFrame) -> DataFrame:
 
 @dataclass
 class Ranking:
-    """The top-N lists of one ranker and the cached frames behind them (release() when done)."""
+    """The top-N lists of one ranker and what they are computed from: cached frames and the
+    broadcast neighbour matrices (release() when the lists are written)."""
 
     recs: DataFrame
     cached: list[DataFrame] = field(default_factory=list)
+    broadcasts: list[Broadcast] = field(default_factory=list)
 
     def release(self) -> None:
         for df in self.cached:
             df.unpersist()
+        for bc in self.broadcasts:
+            bc.destroy()
+        self.broadcasts.clear()
 
 
-def _similarity(k: int, shrink: float, block_size: int, max_pairs: int) -> SimilarityParams:
-    return SimilarityParams(k=k, block_size=block_size, max_pairs=max_pairs, shrink=float(shrink))
+def _similarity(k: int, shrink: float, block_size: int, max_pairs: int,
+                max_column_degree: int = 0) -> SimilarityParams:
+    return SimilarityParams(k=k, block_size=block_size, max_pairs=max_pairs, shrink=float(shrink),
+                            max_column_degree=max_column_degree or None)
 
 
-def item_cf_scores(events: DataFrame, binary: DataFrame, rp: RankingParams, n_users: int, n_items: int,
-                   block_size: int, max_pairs: int) -> tuple[DataFrame, DataFrame]:
-    """(scores u, i, score, wsum, support with seen items excluded; the item neighbours, cached)."""
+def item_similarity(events: DataFrame, binary: DataFrame, rp: RankingParams, n_users: int, n_items: int,
+                    block_size: int, max_pairs: int) -> DataFrame:
+    """Item-CF's item x item weights: row=i, neighbor=j, sim = the top item_k shrunk cosines
+    (blockwise) + transition_weight * the top item_k next-item transitions of i."""
     inb = cf.item_neighbors(binary, _similarity(rp.item_k, rp.item_shrink, block_size, max_pairs), n_items, n_users)
     if rp.transition_weight:
-        inb = cf.add_neighbors(inb, cf.transition_neighbors(events, rp.transition_shrink, col_pos=POS),
+        inb = cf.add_neighbors(inb, cf.transition_neighbors(events, rp.transition_shrink, col_pos=POS, k=rp.item_k),
                                rp.transition_weight)
-    inb = inb.cache()
-    weights = cf.recency_weights(events, rp.recency_tau, col_pos=POS, col_len=N)
-    return cf.item_cf_scores(inb, weights, seen=binary), inb
+    return inb
 
 
-def user_cf_scores(binary: DataFrame, rp: RankingParams, n_users: int, n_items: int, block_size: int,
-                   max_pairs: int) -> tuple[DataFrame, DataFrame]:
-    """(scores u, i, score, wsum, support with seen items excluded; the user neighbours, cached)."""
-    nb = cf.user_neighbors(binary, _similarity(rp.user_k, rp.user_shrink, block_size, max_pairs), n_users, n_items)
-    nb = nb.cache()
-    return cf.user_cf_scores(nb, binary, seen=binary), nb
+def user_similarity(binary: DataFrame, rp: RankingParams, n_users: int, n_items: int, block_size: int,
+                    max_pairs: int) -> DataFrame:
+    """User-CF's top user_k neighbours by shrunk cosine (blockwise; at most rp.max_item_degree
+    raters per item when set): row=u, neighbor=v, sim."""
+    return cf.user_neighbors(binary, _similarity(rp.user_k, rp.user_shrink, block_size, max_pairs,
+                                                 rp.max_item_degree), n_users, n_items)
+
+
+def collect_csr(entries: DataFrame, n_rows: int, n_cols: int, block_size: int) -> Any:
+    """entries (row, neighbor, sim) as one scipy CSR matrix n_rows x n_cols on the driver, packed
+    in row blocks by the executors (Arrow) so the driver receives a few byte strings, not rows."""
+    import scipy.sparse as sp
+
+    e = entries.select(F.col(ROW), F.col(NEIGHBOR).alias(COL), F.col(SIM).alias(VALUE))
+    parts = {int(r[BLOCK]): (r["indptr"], r["indices"], r["data"])
+             for r in similarity.pack_rows(e, block_size, n_cols).collect()}
+    counts = np.zeros(n_rows, np.int64)
+    indices, data = [], []
+    for b in sorted(parts):
+        ip, ix, dx = parts.pop(b)
+        per_row = np.diff(np.frombuffer(ip, np.int64))
+        r0 = b * block_size
+        here = max(0, min(block_size, n_rows - r0))
+        beyond = np.flatnonzero(per_row[here:])
+        if beyond.size:
+            raise ValueError(f"neighbour matrix: row {r0 + here + int(beyond[0])} outside [0, {n_rows})")
+        counts[r0:r0 + here] = per_row[:here]
+        indices.append(np.frombuffer(ix, np.int32))
+        data.append(np.frombuffer(dx, np.float64))
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))  # noqa: E731
+    return sp.csr_matrix((cat(data, np.float64), cat(indices, np.int32), indptr), shape=(n_rows, n_cols))
+
+
+def _drop(p: Any, seen: Any) -> Any:
+    """p (scores, all > 0) without the entries where the binary `seen` has one."""
+    hit = p.multiply(seen)
+    if hit.nnz:
+        p = (p - hit).tocsr()
+        p.eliminate_zeros()
+    return p
+
+
+def score_block(hist: Any, nbrs: Any | None, item_w: Any | None, user_r: Any | None, ranker: str, n: int,
+                user_weight: float, max_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-n (local row, item, score) of one block of users, seen items excluded.
+
+    hist: the users' item weights (rows x items; its pattern is what they have seen);
+    item_w: item x item weights (item_cf, blend); nbrs: the users' neighbour similarities
+    (rows x users) and user_r: the binary user x item matrix (user_cf, blend). item_cf = hist @
+    item_w, user_cf = nbrs @ user_r, blend = user_weight * user_cf / its row maximum + (1 -
+    user_weight) * item_cf / its row maximum. Rows are scored in chunks whose product count
+    (bounded from row degrees) stays within max_pairs; ties: the lower item first.
+    """
+    import scipy.sparse as sp
+
+    seen = sp.csr_matrix((np.ones(hist.indices.size, np.int64), hist.indices, hist.indptr), shape=hist.shape)
+    use_item = ranker in ("item_cf", "blend")
+    use_user = ranker in ("user_cf", "blend") and nbrs is not None
+    bound = np.zeros(hist.shape[0], np.int64)
+    if use_item:
+        bound += seen @ np.diff(item_w.indptr)
+    if use_user:
+        nb_bin = sp.csr_matrix((np.ones(nbrs.indices.size, np.int64), nbrs.indices, nbrs.indptr), shape=nbrs.shape)
+        bound += nb_bin @ np.diff(user_r.indptr)
+    out = []
+    for r0, r1 in similarity.row_chunks(bound, max_pairs):
+        if bound[r0:r1].sum() == 0:
+            continue
+        parts = []
+        if use_item:
+            parts.append((1.0 - user_weight if ranker == "blend" else 1.0,
+                          _drop((hist[r0:r1] @ item_w).tocsr(), seen[r0:r1])))
+        if use_user:
+            parts.append((user_weight if ranker == "blend" else 1.0,
+                          _drop((nbrs[r0:r1] @ user_r).tocsr(), seen[r0:r1])))
+        if ranker == "blend":
+            scaled = []
+            for w, p in parts:
+                top = np.asarray(abs(p).max(axis=1).todense()).ravel()
+                scaled.append(sp.diags(np.where(top > 0, w / np.where(top > 0, top, 1.0), 0.0)) @ p)
+            total = scaled[0] if len(scaled) == 1 else scaled[0] + scaled[1]
+        else:
+            total = parts[0][1]
+        total = total.tocsr()
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(total.indptr))
+        out.append(similarity.topk_per_row(rows, total.indices.astype(np.int64), total.data, n))
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return tuple(np.concatenate(x) for x in zip(*out, strict=True))  # type: ignore[return-value]
+
+
+CSR_PARTS = ("indptr", "indices", "data")
+SCORES_SCHEMA = T.StructType([T.StructField(U, T.LongType(), False), T.StructField(I, T.LongType(), False),
+                              T.StructField(cf.SCORE, T.DoubleType(), False)])
+
+
+def _score_fn(ranker: str, n: int, block_size: int, n_users: int, n_items: int, item_bc: Broadcast | None,
+              user_bc: Broadcast | None, user_weight: float, max_pairs: int):  # noqa: ANN202 - a mapInPandas body
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        item_w = item_bc.value if item_bc is not None else None
+        user_r = user_bc.value if user_bc is not None else None
+        for pdf in batches:
+            for rec in pdf.itertuples(index=False):
+                hist = similarity.unpack((rec.indptr, rec.indices, rec.data), block_size, n_items)
+                nbrs = (similarity.unpack((rec.n_indptr, rec.n_indices, rec.n_data), block_size, n_users)
+                        if isinstance(rec.n_indptr, (bytes, bytearray)) else None)
+                rows, items, scores = score_block(hist, nbrs, item_w, user_r, ranker, n, user_weight, max_pairs)
+                yield pd.DataFrame({U: rows + int(rec.block) * block_size, I: items, cf.SCORE: scores})
+    return run
 
 
 def recommend(events: DataFrame, ranker: str, rp: RankingParams, n: int, n_users: int, n_items: int,
@@ -102,6 +222,10 @@ def recommend(events: DataFrame, ranker: str, rp: RankingParams, n: int, n_users
     """Top-n lists of `ranker` for every user in `events`: u, rank, i, score, source.
 
     Scored items come first by score (ties: item index), then popular items (most users first).
+    The neighbour matrices are computed blockwise (recommend.similarity), collected on the
+    driver and broadcast: item_cf's item x item weights (at most 2 * item_k per item) and
+    user_cf's binary user x item matrix; each block of `block_size` users is then scored with
+    sparse products in its task (score_block), which keeps its top n.
     """
     if ranker not in RANKERS:
         raise ValueError(f"ranker {ranker!r}; choose one of {RANKERS}")
@@ -109,18 +233,42 @@ def recommend(events: DataFrame, ranker: str, rp: RankingParams, n: int, n_users
     popular = interaction_popularity(events).cache()
     out = Ranking(recs=None, cached=[binary, popular])  # type: ignore[arg-type]
     seen = binary.select(U, I)
-    scores: DataFrame | None = None
-    if ranker in ("item_cf", "blend"):
-        scores, inb = item_cf_scores(events, binary, rp, n_users, n_items, block_size, max_pairs)
-        out.cached.append(inb)
-    if ranker in ("user_cf", "blend"):
-        user_scores, nb = user_cf_scores(binary, rp, n_users, n_items, block_size, max_pairs)
-        out.cached.append(nb)
-        scores = user_scores if scores is None else cf.blend(user_scores, scores, rp.blend_user_weight)
-    if scores is None:  # popularity: nothing scored, every list is padding
-        scores = binary.sparkSession.createDataFrame([], f"{U} long, {I} long, {cf.SCORE} double")
-    out.recs = cf.top_n(scores.select(U, I, cf.SCORE), n, SOURCES[ranker], seen=seen, popular=popular)
+    sc = binary.sparkSession.sparkContext
+    if ranker == "popularity":  # nothing scored, every list is padding
+        scores = binary.sparkSession.createDataFrame([], SCORES_SCHEMA)
+    else:
+        item_bc = user_bc = None
+        if ranker in ("item_cf", "blend"):
+            m = collect_csr(item_similarity(events, binary, rp, n_users, n_items, block_size, max_pairs),
+                            n_items, n_items, block_size)
+            log.info("%s: item x item weights %d x %d, %d entries (%.0f MiB) broadcast", ranker, n_items, n_items,
+                     m.nnz, _mib(m))
+            item_bc = sc.broadcast(m)
+            out.broadcasts.append(item_bc)
+        hist = similarity.pack_rows(cf.recency_weights(events, rp.recency_tau, col_pos=POS, col_len=N)
+                                    .select(F.col(U).alias(ROW), F.col(I).alias(COL), VALUE), block_size, n_items)
+        if ranker in ("user_cf", "blend"):
+            m = collect_csr(binary.select(F.col(U).alias(ROW), F.col(I).alias(NEIGHBOR), F.col(cf.VALUE).alias(SIM)),
+                            n_users, n_items, block_size)
+            log.info("%s: user x item matrix %d x %d, %d entries (%.0f MiB) broadcast", ranker, n_users, n_items,
+                     m.nnz, _mib(m))
+            user_bc = sc.broadcast(m)
+            out.broadcasts.append(user_bc)
+            nb = similarity.pack_rows(user_similarity(binary, rp, n_users, n_items, block_size, max_pairs)
+                                      .select(ROW, F.col(NEIGHBOR).alias(COL), F.col(SIM).alias(VALUE)),
+                                      block_size, n_users)
+            nb = nb.select(BLOCK, *[F.col(c).alias(f"n_{c}") for c in CSR_PARTS])
+        else:
+            nb = hist.select(BLOCK, *[F.lit(None).cast("binary").alias(f"n_{c}") for c in CSR_PARTS])
+        blocks = hist.join(nb, on=BLOCK, how="left")
+        scores = blocks.mapInPandas(_score_fn(ranker, n, block_size, n_users, n_items, item_bc, user_bc,
+                                              rp.blend_user_weight, max_pairs), SCORES_SCHEMA)
+    out.recs = cf.top_n(scores, n, SOURCES[ranker], seen=seen, popular=popular)
     return out
+
+
+def _mib(m: Any) -> float:
+    return (m.data.nbytes + m.indices.nbytes + m.indptr.nbytes) / 2**20
 
 
 STAR = "star"

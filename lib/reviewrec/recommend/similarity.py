@@ -176,7 +176,7 @@ def topk_per_row(rows: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, k: int, o
     return rows, nbrs, sims
 
 
-def _chunks(bound: np.ndarray, max_pairs: int) -> Iterator[tuple[int, int]]:
+def row_chunks(bound: np.ndarray, max_pairs: int) -> Iterator[tuple[int, int]]:
     """Split rows into consecutive ranges whose summed product bound stays <= max_pairs."""
     n = bound.size
     start = 0
@@ -198,7 +198,7 @@ def block_pair_topk(a: Any, a_norm: np.ndarray, b: Any, b_norm: np.ndarray, a_of
     a_bin = sp.csr_matrix((np.ones_like(a.data, dtype=np.int64), a.indices, a.indptr), shape=a.shape)
     bound = a_bin @ deg
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for r0, r1 in _chunks(bound, max_pairs):
+    for r0, r1 in row_chunks(bound, max_pairs):
         if bound[r0:r1].sum() == 0:
             continue
         p = (a[r0:r1] @ bt).tocsr()
@@ -224,7 +224,8 @@ def _row_norms(m: Any) -> np.ndarray:
     return np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
 
 
-def _unpack(payload: tuple[bytes, bytes, bytes], block_size: int, n_cols: int) -> Any:
+def unpack(payload: tuple[bytes, bytes, bytes], block_size: int, n_cols: int) -> Any:
+    """One packed row block (pack_rows) as a scipy CSR matrix of block_size x n_cols."""
     import scipy.sparse as sp
 
     indptr = np.frombuffer(payload[0], dtype=np.int64)
@@ -284,12 +285,12 @@ def _pair_topk_fn(block_size: int, n_cols: int, params: SimilarityParams):  # no
                 cur, a, a_norm = ablk, None, None
                 pending.clear()
             if bblk < 0:
-                a = _unpack(payload, block_size, n_cols)
+                a = unpack(payload, block_size, n_cols)
                 a_norm = _row_norms(a)
                 continue
             if a is None:  # row block a has no entries at all: nothing to compare
                 continue
-            b = _unpack(payload, block_size, n_cols)
+            b = unpack(payload, block_size, n_cols)
             new = block_pair_topk(a, a_norm, b, _row_norms(b), ablk * block_size, bblk * block_size,
                                   params.k, params.shrink, params.threshold, params.max_pairs)
             pending.append(new)
@@ -307,6 +308,15 @@ def _explode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
                 NEIGHBOR: np.frombuffer(nbrs, dtype=np.int64),
                 SIM: np.frombuffer(sims, dtype=np.float64),
             })
+
+
+def pack_rows(entries: DataFrame, block_size: int, n_cols: int) -> DataFrame:
+    """Entries (row, col, value; duplicates summed) as one CSR record per block of `block_size`
+    rows: block, indptr (int64), indices (int32), data (float64), as bytes (unpack reads one)."""
+    return (entries
+            .withColumn(BLOCK, (F.col(ROW) / F.lit(block_size)).cast("int"))
+            .groupBy(BLOCK)
+            .applyInPandas(_pack_fn(block_size, n_cols), PACKED_SCHEMA))
 
 
 def cap_column_degree(entries: DataFrame, max_degree: int, seed: int = 7,
@@ -347,10 +357,7 @@ def topk_similarity(entries: DataFrame, params: SimilarityParams, n_rows: int | 
     parts = params.partitions or max(1, min(n_blocks, 4 * spark.sparkContext.defaultParallelism))
     log.info("blockwise top-%d similarity: %d rows x %d cols, %d row blocks of %d, %d pair tasks",
              params.k, n_rows, n_cols, n_blocks, bs, parts)
-    packed = (e
-              .withColumn(BLOCK, (F.col(ROW) / F.lit(bs)).cast("int"))
-              .groupBy(BLOCK)
-              .applyInPandas(_pack_fn(bs, n_cols), PACKED_SCHEMA))
+    packed = pack_rows(e, bs, n_cols)
     blocks = packed.rdd.map(lambda r: (int(r[BLOCK]), (bytes(r["indptr"]), bytes(r["indices"]), bytes(r["data"]))))
     pairs = blocks.flatMap(
         lambda kv: [((kv[0], -1), kv[1])] + [((a, kv[0]), kv[1]) for a in range(n_blocks)])
