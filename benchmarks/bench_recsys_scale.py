@@ -61,28 +61,46 @@ NEIGHBORS = "neighbors"
 
 
 class PeakRSS:
+    """The largest summed RSS of this process and its descendants, and at that moment each
+    process's RSS in GiB by kind (`at_peak`: driver JVM, this Python process, Python workers)."""
+
     def __init__(self) -> None:
         self.peak = 0
+        self.at_peak: dict[str, list[float]] = {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _total(self) -> int:
+    @staticmethod
+    def _kind(p: psutil.Process, me: psutil.Process) -> str:
+        if p.pid == me.pid:
+            return "python_driver"
+        try:
+            return "jvm" if "java" in p.name() else "python_workers"
+        except psutil.Error:
+            return "other"
+
+    def _sample(self) -> tuple[int, dict[str, list[float]]]:
         me = psutil.Process()
-        total = 0
+        total, kinds = 0, {}
         for p in [me, *me.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                rss = p.memory_info().rss
             except psutil.Error:
-                pass
-        return total
+                continue
+            total += rss
+            kinds.setdefault(self._kind(p, me), []).append(round(rss / 2**30, 2))
+        return total, kinds
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
+            total, kinds = self._sample()
+            if total > self.peak:
+                self.peak, self.at_peak = total, {k: sorted(v, reverse=True) for k, v in kinds.items()}
             time.sleep(0.5)
 
     def __enter__(self) -> PeakRSS:
         self.peak = 0
+        self.at_peak = {}
         self._stop.clear()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -190,6 +208,7 @@ def measure_job_ranker(spark, e, ranker: str, n: int, args, p: RecommendParams, 
                 ranking.release()
     events.unpersist()
     out = {"status": status, "wall_s": round(wall, 1), "peak_rss_gib": round(mem.peak / 2**30, 2),
+           "rss_at_peak_gib": mem.at_peak,
            "top_n": args.top_n or p.top_n, "block_size": p.block_size, "max_pairs": p.max_pairs,
            "ranking": {k: getattr(p.ranking, k) for k in ("user_k", "user_shrink", "max_item_degree", "item_k",
                                                           "item_shrink",
