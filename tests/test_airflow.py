@@ -277,8 +277,9 @@ def _rows(spark, path: Path, drop: tuple[str, ...] = ()) -> list[tuple]:
 def test_dag_tasks_bring_in_day_1_day_2_and_a_rerun_of_day_2_like_one_run_over_both(airflow, spark, tmp_path):
     """The DAG's own tasks, local target, small data: `airflow dags test` for day 1, day 2 and
     day 2 again (generate, ingest and preprocess run, each its own Spark application; the later
-    tasks, and the rerun's generate, marked successful by --skip). The rerun changes no table
-    (the same Delta versions) and reads no file; the root ends with the reviews, tokens and
+    tasks, and the rerun's generate and preprocess, marked successful by --skip). The rerun's
+    ingest changes no table (the same Delta versions) and reads no file (a preprocess rerun that
+    tokenises nothing is tests/test_incremental.py's); the root ends with the reviews, tokens and
     quarantine of one run over both days (the jobs in this process on another root), each day's
     ledger row, and each task's log naming its report."""
     from reviewrec import generate as G
@@ -293,8 +294,9 @@ def test_dag_tasks_bring_in_day_1_day_2_and_a_rerun_of_day_2_like_one_run_over_b
     settings = {"target": "local", "root": str(root), "start_date": DAYS[0], "day_key": "input.day",
                 "synthetic_days": len(DAYS), "sets": sets, "retries": 0}
     logs, versions, t0 = {}, [], time.monotonic()
-    # The rerun of day 2 skips generate too: its files are there, and the rerun is ingest's.
-    skips = [INCREMENTAL_ONLY, INCREMENTAL_ONLY, f"generate|{INCREMENTAL_ONLY}"]
+    # The rerun of day 2 is ingest's: its files are there (no generate) and nothing new reaches
+    # preprocess.
+    skips = [INCREMENTAL_ONLY, INCREMENTAL_ONLY, f"generate|preprocess|{INCREMENTAL_ONLY}"]
     for i, day in enumerate((*DAYS, DAYS[1])):
         rc, logs[i] = dags_test(airflow, day, settings, tmp_path / f"dags-test-{i}.log", "--skip", skips[i])
         assert rc == 0, logs[i][-5000:]
@@ -303,7 +305,7 @@ def test_dag_tasks_bring_in_day_1_day_2_and_a_rerun_of_day_2_like_one_run_over_b
     print(f"airflow dags test: days 1, 2 and day 2 again in {time.monotonic() - t0:.0f}s")
     for i, day in enumerate((*DAYS, DAYS[1])):
         text = logs[i]
-        for j in ("generate", "ingest", "preprocess")[1 if i == 2 else 0:]:
+        for j in ("generate", "ingest", "preprocess") if i < 2 else ("ingest",):
             assert re.search(rf"spark-submit\.sh {j} --conf conf/local\.yaml --set run\.root={re.escape(str(root))}"
                              rf" .*--set '?input\.day={day}'?;", text), (day, j)
             assert f"reviewrec {j} finished in" in text, (day, j)
