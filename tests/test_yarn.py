@@ -306,21 +306,24 @@ def test_max_app_attempts_1_fails_naming_the_lost_attempt(yarn, yarn_runs, tmp_p
 
 
 DAG_DAY = "2024-03-05"
-DAG_JOBS = ("generate", "ingest", "preprocess", "features", "recommend")
+DAG_JOBS = ("ingest", "preprocess", "features", "recommend")
 
 
 def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mode(yarn, airflow, s3_server, spark,
                                                                                   tmp_path):
     """`airflow dags test` (dags/reviewrec_daily.py, target yarn) for one day with the run's params
-    saying no training and the eda task marked successful (train, its faults and eda are the
-    pipeline's above), the run root on s3a://
-    (the test's S3 server; its keys in the scheduler's environment, as on a worker with keys):
-    every other task submits its job to this YARN in cluster deploy mode as an application of its
-    own, the driver in its ApplicationMaster; the day's input is generated, ingested (reconciled)
-    and carried through to the recommendations on the bucket; each task's log names its report;
-    the keys are in no task log, container log or object."""
+    saying no training and the generate and eda tasks marked successful (train, its faults, eda
+    and generate on YARN are the pipeline's above), the run root on s3a:// (the test's S3 server;
+    its keys in the scheduler's environment, as on a worker with keys): every other task submits
+    its job to this YARN in cluster deploy mode as an application of its own, the driver in its
+    ApplicationMaster; the day's input, written to the bucket here by the generator as the DAG's
+    generate task would, as an upstream system delivers a day, is ingested (reconciled) and
+    carried through to the recommendations on the bucket; each task's log names its report; the
+    keys are in no task log, container log or object."""
     from airflow_venv import dags_test
+    from reviewrec import generate as G
     from reviewrec import io
+    from reviewrec.config import load_config
     from reviewrec.jobs_table import job as spec
     from reviewrec.jobs_table import report_location
 
@@ -334,9 +337,15 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
                 "sets": [*SMALL, "text.pos_lemma=false",
                          f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server.endpoint}",
                          "spark.conf.spark.executor.instances=1", "spark.conf.spark.executor.cores=2"]}
+    # The day's files, as the generate task's job makes them (the same settings and day).
+    cfg = load_config([str(REPO / "conf" / "local.yaml")],
+                      [f"run.root={root}", "synthetic.days=1", f"synthetic.start_day={DAG_DAY}", *settings["sets"],
+                       f"input.day={DAG_DAY}"])
+    with s3_server.keys_in(spark):
+        assert G.run(spark, cfg).good_rows > 500
     t0 = time.monotonic()
     rc, text = dags_test(airflow, DAG_DAY, settings, tmp_path / "dags-test.log", "--params", '{"train": false}',
-                         "--skip", "eda", base={**yarn.env, **keys}, timeout=JOB_TIMEOUT)
+                         "--skip", "generate|eda", base={**yarn.env, **keys}, timeout=JOB_TIMEOUT)
     print(f"airflow dags test {DAG_DAY} on YARN: {time.monotonic() - t0:.0f}s")
     assert rc == 0, text[-5000:]
     apps = {}
@@ -353,7 +362,7 @@ def test_the_daily_dag_runs_a_day_on_yarn_each_job_an_application_in_cluster_mod
         am_stdout = "".join(_read(d / "stdout") for d in yarn.app_dirs(app[0]) if d.name.endswith("_01_000001"))
         assert f"reviewrec {j} finished in" in am_stdout and "on yarn" in am_stdout, (j, am_stdout[-2000:])
     assert len(set(apps.values())) == len(DAG_JOBS), apps
-    for j in ("eda", "train", "evaluate"):
+    for j in ("generate", "eda", "train", "evaluate"):
         assert f"spark-submit.sh {j} " not in text, j
     assert "training not due: the run's params say train=False" in text
     assert re.search(rf"--set '?input\.day={DAG_DAY}'? -- --deploy-mode cluster", text)
