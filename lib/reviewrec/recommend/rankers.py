@@ -12,9 +12,10 @@ star, so it works the same on explicit and on implicit data:
                 + transition_weight * c(i -> j) / (c(i) + transition_shrink)): the top item_k
                 neighbours of each item by shrunk cosine (blockwise, recommend.similarity), a
                 recency weight w = exp(-(steps from the user's latest item) / recency_tau), and
-                the next-item transitions of all users' sequences
-    user_cf     score(u, i) = sum over the top user_k neighbours v of u (shrunk cosine) who have i
-                of cos(u, v)
+                the next-item transitions of all users' sequences (each item's top item_k
+                successors)
+    user_cf     score(u, i) = sum over the top user_k neighbours v of u (shrunk cosine; at most
+                max_item_degree sampled raters per item when set) who have i of cos(u, v)
     blend       blend_user_weight * user_cf + (1 - blend_user_weight) * item_cf, each divided by
                 the user's maximum
     popularity  the items with the most users
