@@ -119,25 +119,17 @@ def collect_csr(entries: DataFrame, n_rows: int, n_cols: int, block_size: int) -
     import scipy.sparse as sp
 
     e = entries.select(F.col(ROW), F.col(NEIGHBOR).alias(COL), F.col(SIM).alias(VALUE))
-    parts = {int(r[BLOCK]): (r["indptr"], r["indices"], r["data"])
-             for r in similarity.pack_rows(e, block_size, n_cols).collect()}
-    counts = np.zeros(n_rows, np.int64)
-    indices, data = [], []
-    for b in sorted(parts):
-        ip, ix, dx = parts.pop(b)
-        per_row = np.diff(np.frombuffer(ip, np.int64))
-        r0 = b * block_size
-        here = max(0, min(block_size, n_rows - r0))
-        beyond = np.flatnonzero(per_row[here:])
+    blocks = {int(r[BLOCK]): similarity.unpack((r["indptr"], r["indices"], r["data"]), block_size, n_cols)
+              for r in similarity.pack_rows(e, block_size, n_cols).collect()}
+    rows_in = lambda b: max(0, min(block_size, n_rows - b * block_size))  # noqa: E731 - rows of block b
+    for b in sorted(blocks):
+        beyond = np.flatnonzero(np.diff(blocks[b].indptr)[rows_in(b):])
         if beyond.size:
-            raise ValueError(f"neighbour matrix: row {r0 + here + int(beyond[0])} outside [0, {n_rows})")
-        counts[r0:r0 + here] = per_row[:here]
-        indices.append(np.frombuffer(ix, np.int32))
-        data.append(np.frombuffer(dx, np.float64))
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))  # noqa: E731
-    return sp.csr_matrix((cat(data, np.float64), cat(indices, np.int32), indptr), shape=(n_rows, n_cols))
+            raise ValueError(f"neighbour matrix: row {b * block_size + rows_in(b) + int(beyond[0])} "
+                             f"outside [0, {n_rows})")
+    empty = sp.csr_matrix((block_size, n_cols))
+    parts = [blocks.pop(b, empty)[:rows_in(b)] for b in range(max(1, -(-n_rows // block_size)))]
+    return sp.vstack(parts, format="csr")
 
 
 def _drop(p: Any, seen: Any) -> Any:
@@ -162,15 +154,14 @@ def score_block(hist: Any, nbrs: Any | None, item_w: Any | None, user_r: Any | N
     """
     import scipy.sparse as sp
 
-    seen = sp.csr_matrix((np.ones(hist.indices.size, np.int64), hist.indices, hist.indptr), shape=hist.shape)
+    seen = similarity.pattern(hist)
     use_item = ranker in ("item_cf", "blend")
     use_user = ranker in ("user_cf", "blend") and nbrs is not None
     bound = np.zeros(hist.shape[0], np.int64)
     if use_item:
         bound += seen @ np.diff(item_w.indptr)
     if use_user:
-        nb_bin = sp.csr_matrix((np.ones(nbrs.indices.size, np.int64), nbrs.indices, nbrs.indptr), shape=nbrs.shape)
-        bound += nb_bin @ np.diff(user_r.indptr)
+        bound += similarity.pattern(nbrs) @ np.diff(user_r.indptr)
     out = []
     for r0, r1 in similarity.row_chunks(bound, max_pairs):
         if bound[r0:r1].sum() == 0:
@@ -238,30 +229,28 @@ def recommend(events: DataFrame, ranker: str, rp: RankingParams, n: int, n_users
     if ranker == "popularity":  # nothing scored, every list is padding
         scores = binary.sparkSession.createDataFrame([], SCORES_SCHEMA)
     else:
+        def share(entries: DataFrame, n_rows: int, n_cols: int, what: str) -> Broadcast:
+            m = collect_csr(entries, n_rows, n_cols, block_size)
+            log.info("%s: %s %d x %d, %d entries (%.0f MiB) broadcast", ranker, what, n_rows, n_cols, m.nnz, _mib(m))
+            out.broadcasts.append(sc.broadcast(m))
+            return out.broadcasts[-1]
+
         item_bc = user_bc = None
         if ranker in ("item_cf", "blend"):
-            m = collect_csr(item_similarity(events, binary, rp, n_users, n_items, block_size, max_pairs),
-                            n_items, n_items, block_size)
-            log.info("%s: item x item weights %d x %d, %d entries (%.0f MiB) broadcast", ranker, n_items, n_items,
-                     m.nnz, _mib(m))
-            item_bc = sc.broadcast(m)
-            out.broadcasts.append(item_bc)
-        hist = similarity.pack_rows(cf.recency_weights(events, rp.recency_tau, col_pos=POS, col_len=N)
-                                    .select(F.col(U).alias(ROW), F.col(I).alias(COL), VALUE), block_size, n_items)
+            item_bc = share(item_similarity(events, binary, rp, n_users, n_items, block_size, max_pairs),
+                            n_items, n_items, "item x item weights")
+        blocks = similarity.pack_rows(cf.recency_weights(events, rp.recency_tau, col_pos=POS, col_len=N)
+                                      .select(F.col(U).alias(ROW), F.col(I).alias(COL), VALUE), block_size, n_items)
         if ranker in ("user_cf", "blend"):
-            m = collect_csr(binary.select(F.col(U).alias(ROW), F.col(I).alias(NEIGHBOR), F.col(cf.VALUE).alias(SIM)),
-                            n_users, n_items, block_size)
-            log.info("%s: user x item matrix %d x %d, %d entries (%.0f MiB) broadcast", ranker, n_users, n_items,
-                     m.nnz, _mib(m))
-            user_bc = sc.broadcast(m)
-            out.broadcasts.append(user_bc)
+            user_bc = share(binary.select(F.col(U).alias(ROW), F.col(I).alias(NEIGHBOR), F.col(cf.VALUE).alias(SIM)),
+                            n_users, n_items, "user x item matrix")
             nb = similarity.pack_rows(user_similarity(binary, rp, n_users, n_items, block_size, max_pairs)
                                       .select(ROW, F.col(NEIGHBOR).alias(COL), F.col(SIM).alias(VALUE)),
                                       block_size, n_users)
-            nb = nb.select(BLOCK, *[F.col(c).alias(f"n_{c}") for c in CSR_PARTS])
-        else:
-            nb = hist.select(BLOCK, *[F.lit(None).cast("binary").alias(f"n_{c}") for c in CSR_PARTS])
-        blocks = hist.join(nb, on=BLOCK, how="left")
+            blocks = blocks.join(nb.select(BLOCK, *[F.col(c).alias(f"n_{c}") for c in CSR_PARTS]), on=BLOCK,
+                                 how="left")
+        else:  # no neighbour blocks: nothing to join
+            blocks = blocks.select("*", *[F.lit(None).cast("binary").alias(f"n_{c}") for c in CSR_PARTS])
         scores = blocks.mapInPandas(_score_fn(ranker, n, block_size, n_users, n_items, item_bc, user_bc,
                                               rp.blend_user_weight, max_pairs), SCORES_SCHEMA)
     out.recs = cf.top_n(scores, n, SOURCES[ranker], seen=seen, popular=popular)

@@ -187,16 +187,21 @@ def row_chunks(bound: np.ndarray, max_pairs: int) -> Iterator[tuple[int, int]]:
         start = stop
 
 
+def pattern(m: Any) -> Any:
+    """The CSR matrix's stored entries as int64 ones (explicit zeros included): pattern(A) @ d
+    sums d over each row's columns, e.g. an upper bound of a row's products."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.ones(m.indices.size, np.int64), m.indices, m.indptr), shape=m.shape)
+
+
 def block_pair_topk(a: Any, a_norm: np.ndarray, b: Any, b_norm: np.ndarray, a_offset: int, b_offset: int,
                     k: int, shrink: float, threshold: float | None, max_pairs: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k of A B^T per row of A (CSR blocks), as global (row, nbr, sim); self pairs dropped."""
-    import scipy.sparse as sp
-
     bt = b.T.tocsr()
     deg = np.diff(bt.indptr).astype(np.int64)  # rows of B sharing each column
-    a_bin = sp.csr_matrix((np.ones_like(a.data, dtype=np.int64), a.indices, a.indptr), shape=a.shape)
-    bound = a_bin @ deg
+    bound = pattern(a) @ deg
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for r0, r1 in row_chunks(bound, max_pairs):
         if bound[r0:r1].sum() == 0:
